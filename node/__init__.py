@@ -1,0 +1,1 @@
+"""The idnode service: core, transports, stores, roles, config, CLI, metrics and clients."""

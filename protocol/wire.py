@@ -1,0 +1,476 @@
+"""The msgpack wire protocol (``protocol/SPEC.md``): message codec, TCP framing, UDP datagrams.
+
+Sans-I/O like h11: ``Connection.receive_data(bytes)`` feeds bytes, ``next_event()`` returns a message
+or ``NEED_DATA``, ``send(message)`` returns the bytes to write. Every length is checked against
+``WireLimits`` before anything is allocated for it, and any decoding failure surfaces as a
+``ProtocolError`` subclass (dnspython wraps its parser the same way), carrying the request id and op
+whenever the decoder got far enough to read them.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgpack
+
+from protocol.codes import MessageFlag, OpCode, ResponseCode
+from protocol.errors import LimitExceeded, MalformedMessage, ProtocolError, UnsupportedOperation
+from protocol.messages import (
+    REQUEST_TYPES,
+    AddValuesRequest,
+    CreateRequest,
+    CreateResponse,
+    Credential,
+    DeleteRequest,
+    DoneResponse,
+    ErrorResponse,
+    GetSiteInfoRequest,
+    HomePrefixRequest,
+    Interface,
+    ListHandlesRequest,
+    ListHandlesResponse,
+    ListHomedPrefixesRequest,
+    ListPrefixesResponse,
+    Message,
+    ModifyValuesRequest,
+    RemoveValuesRequest,
+    Request,
+    ResolveRequest,
+    ResolveResponse,
+    Response,
+    Server,
+    SiteInfo,
+    SiteInfoResponse,
+    TruncatedResponse,
+    UnhomePrefixRequest,
+)
+from protocol.records import HandleValue, Reference
+
+PROTOCOL_VERSION: Final = 1  #: the version this module speaks
+FRAME_HEADER = struct.Struct(">I")  #: a TCP frame's 4-byte big-endian length
+UDP_MAX_ANSWER_BYTES: Final = 1400  #: answers above this go out truncated
+
+
+@dataclass(frozen=True, slots=True)
+class WireLimits:
+    """Bounds checked before allocation; anything above them is refused with PROTOCOL_ERROR."""
+
+    max_frame_bytes: int = 65536  #: one msgpack message (TCP frame payload or UDP datagram)
+    max_str_bytes: int = 65536  #: one string or binary field
+    max_array_len: int = 4096  #: one array (values of a record, handles of a page)
+    max_map_len: int = 16  #: one map (message bodies have at most 6 keys)
+
+
+DEFAULT_LIMITS = WireLimits()
+
+
+class _NeedData:
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+NEED_DATA: Final = _NeedData()  #: ``next_event`` has no complete message yet
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding
+
+_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+
+
+def _value(v: HandleValue) -> list[Any]:
+    refs = [[r.handle, r.index] for r in v.references] if v.references else []
+    return [v.index, v.type, v.data, v.ttl_type, v.ttl, v.timestamp, v.permissions, refs]
+
+
+def _credential_body(m: Request, body: dict[str, Any]) -> dict[str, Any]:
+    if m.credential is not None:
+        c = m.credential
+        body["a"] = [c.index, c.handle, c.secret]
+    return body
+
+
+def _resolve_body(m: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"h": m.handle}
+    if m.indexes:
+        body["i"] = list(m.indexes)
+    if m.types:
+        body["t"] = list(m.types)
+    return body
+
+
+def _site(site: SiteInfo) -> list[Any]:
+    servers = [
+        [s.server_id, s.address, [[i.kind, i.protocol, i.port] for i in s.interfaces]]
+        for s in site.servers
+    ]
+    return [site.serial, site.hash_option, site.primary, site.multi_primary, servers]
+
+
+_ENCODERS: dict[type[Message], Callable[[Any], dict[str, Any]]] = {
+    ResolveRequest: _resolve_body,
+    GetSiteInfoRequest: lambda m: {},
+    CreateRequest: lambda m: {"h": m.handle, "v": [_value(v) for v in m.values]},
+    DeleteRequest: lambda m: {"h": m.handle},
+    AddValuesRequest: lambda m: {"h": m.handle, "v": [_value(v) for v in m.values]},
+    RemoveValuesRequest: lambda m: {"h": m.handle, "i": list(m.indexes)},
+    ModifyValuesRequest: lambda m: {"h": m.handle, "v": [_value(v) for v in m.values]},
+    ListHandlesRequest: lambda m: {"p": m.prefix, "pg": m.page, "ps": m.page_size},
+    ListHomedPrefixesRequest: lambda m: {},
+    HomePrefixRequest: lambda m: {"p": m.prefix},
+    UnhomePrefixRequest: lambda m: {"p": m.prefix},
+    ResolveResponse: lambda m: {"h": m.handle, "v": [_value(v) for v in m.values]},
+    CreateResponse: lambda m: {"h": m.handle, "c": m.created},
+    DoneResponse: lambda m: {},
+    ListHandlesResponse: lambda m: {
+        "p": m.prefix,
+        "n": m.total,
+        "pg": m.page,
+        "ps": m.page_size,
+        "hs": list(m.handles),
+    },
+    ListPrefixesResponse: lambda m: {"px": list(m.prefixes)},
+    SiteInfoResponse: lambda m: {"s": _site(m.site)},
+    ErrorResponse: lambda m: {"m": m.message, "h": m.handle},
+    TruncatedResponse: lambda m: {},
+}
+
+
+def encode_message(message: Message, message_flags: int = 0) -> bytes:
+    """One message as msgpack bytes (without the TCP length prefix)."""
+    body = _ENCODERS[type(message)](message)
+    if isinstance(message, Request):
+        code = 0
+        if message.credential is not None:
+            _credential_body(message, body)
+    else:
+        code = int(message.code)  # type: ignore[attr-defined]
+    envelope = [
+        PROTOCOL_VERSION,
+        message.request_id,
+        int(message.op),
+        code,
+        message.flags,
+        message_flags,
+        body,
+    ]
+    payload: bytes = _packb(envelope)
+    return payload
+
+
+def frame(payload: bytes) -> bytes:
+    """Prefix a payload with its 4-byte big-endian length."""
+    return FRAME_HEADER.pack(len(payload)) + payload
+
+
+def encode_datagram(message: Message, max_bytes: int = UDP_MAX_ANSWER_BYTES) -> bytes:
+    """A UDP payload; an answer over ``max_bytes`` becomes a TRUNCATED stub (retry over TCP)."""
+    payload = encode_message(message)
+    if len(payload) <= max_bytes or not isinstance(message, Response):
+        return payload
+    stub = TruncatedResponse(
+        request_id=message.request_id, flags=message.flags, code=message.code, answers=message.op
+    )
+    return encode_message(stub, MessageFlag.TRUNCATED)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+
+
+def _bad(what: str) -> MalformedMessage:
+    return MalformedMessage(f"field {what} has the wrong type")
+
+
+def _str(body: dict[str, Any], key: str, default: str | None = None) -> str:
+    v = body.get(key, default)
+    if type(v) is not str:
+        raise _bad(key)
+    return v
+
+
+def _int(body: dict[str, Any], key: str, default: int | None = None) -> int:
+    v = body.get(key, default)
+    if type(v) is not int:
+        raise _bad(key)
+    return v
+
+
+def _bool(body: dict[str, Any], key: str) -> bool:
+    v = body.get(key, True)
+    if type(v) is not bool:
+        raise _bad(key)
+    return v
+
+
+def _tuple(body: dict[str, Any], key: str, item: type, required: bool = False) -> tuple[Any, ...]:
+    v = body.get(key, None if required else ())
+    if type(v) is not tuple or any(type(x) is not item for x in v):
+        raise _bad(key)
+    return v
+
+
+def _decode_value(v: Any) -> HandleValue:
+    if type(v) is not tuple or len(v) != 8:
+        raise MalformedMessage("a value must be an array of 8 fields")
+    index, type_, data, ttl_type, ttl, timestamp, permissions, refs = v
+    if (
+        type(index) is not int
+        or type(type_) is not str
+        or type(data) is not bytes
+        or type(ttl_type) is not int
+        or type(ttl) is not int
+        or type(timestamp) is not int
+        or type(permissions) is not int
+        or type(refs) is not tuple
+    ):
+        raise MalformedMessage(f"value {index!r} has a field of the wrong type")
+    references: tuple[Reference, ...] = ()
+    if refs:
+        references = tuple(_decode_reference(r) for r in refs)
+    return HandleValue(index, type_, data, ttl, ttl_type, timestamp, permissions, references)
+
+
+def _decode_reference(r: Any) -> Reference:
+    if type(r) is not tuple or len(r) != 2 or type(r[0]) is not str or type(r[1]) is not int:
+        raise MalformedMessage("a reference must be an array [handle, index]")
+    return Reference(r[0], r[1])
+
+
+def _values(body: dict[str, Any]) -> tuple[HandleValue, ...]:
+    v = body.get("v")
+    if type(v) is not tuple:
+        raise _bad("v")
+    return tuple([_decode_value(x) for x in v])
+
+
+def _decode_site(s: Any) -> SiteInfo:
+    try:
+        serial, hash_option, primary, multi, servers = s
+        parsed = []
+        for server_id, address, interfaces in servers:
+            ifaces = tuple(Interface(int(k), int(p), int(port)) for k, p, port in interfaces)
+            if type(server_id) is not int or type(address) is not str:
+                raise TypeError
+            parsed.append(Server(server_id, address, ifaces))
+        if type(serial) is not int or type(hash_option) is not int:
+            raise TypeError
+        return SiteInfo(serial, hash_option, tuple(parsed), bool(primary), bool(multi))
+    except (TypeError, ValueError) as exc:
+        raise MalformedMessage("site info has the wrong shape") from exc
+
+
+def _credential(body: dict[str, Any]) -> Credential | None:
+    a = body.get("a")
+    if a is None:
+        return None
+    if (
+        type(a) is not tuple
+        or len(a) != 3
+        or type(a[0]) is not int
+        or type(a[1]) is not str
+        or type(a[2]) is not str
+    ):
+        raise MalformedMessage("credential must be an array [index, handle, secret]")
+    return Credential(a[1], a[0], a[2])
+
+
+_RequestDecoder = Callable[[dict[str, Any], int, int, Credential | None], Request]
+
+_REQUEST_DECODERS: dict[int, _RequestDecoder] = {
+    OpCode.RESOLUTION: lambda b, rid, f, c: ResolveRequest(
+        request_id=rid,
+        flags=f,
+        credential=c,
+        handle=_str(b, "h"),
+        indexes=_tuple(b, "i", int),
+        types=_tuple(b, "t", str),
+    ),
+    OpCode.GET_SITEINFO: lambda b, rid, f, c: GetSiteInfoRequest(
+        request_id=rid, flags=f, credential=c
+    ),
+    OpCode.CREATE_HANDLE: lambda b, rid, f, c: CreateRequest(
+        request_id=rid, flags=f, credential=c, handle=_str(b, "h"), values=_values(b)
+    ),
+    OpCode.DELETE_HANDLE: lambda b, rid, f, c: DeleteRequest(
+        request_id=rid, flags=f, credential=c, handle=_str(b, "h")
+    ),
+    OpCode.ADD_VALUE: lambda b, rid, f, c: AddValuesRequest(
+        request_id=rid, flags=f, credential=c, handle=_str(b, "h"), values=_values(b)
+    ),
+    OpCode.REMOVE_VALUE: lambda b, rid, f, c: RemoveValuesRequest(
+        request_id=rid,
+        flags=f,
+        credential=c,
+        handle=_str(b, "h"),
+        indexes=_tuple(b, "i", int, True),
+    ),
+    OpCode.MODIFY_VALUE: lambda b, rid, f, c: ModifyValuesRequest(
+        request_id=rid, flags=f, credential=c, handle=_str(b, "h"), values=_values(b)
+    ),
+    OpCode.LIST_HANDLES: lambda b, rid, f, c: ListHandlesRequest(
+        request_id=rid,
+        flags=f,
+        credential=c,
+        prefix=_str(b, "p"),
+        page=_int(b, "pg", 0),
+        page_size=_int(b, "ps", 100),
+    ),
+    OpCode.LIST_HOMED_NAS: lambda b, rid, f, c: ListHomedPrefixesRequest(
+        request_id=rid, flags=f, credential=c
+    ),
+    OpCode.HOME_NA: lambda b, rid, f, c: HomePrefixRequest(
+        request_id=rid, flags=f, credential=c, prefix=_str(b, "p")
+    ),
+    OpCode.UNHOME_NA: lambda b, rid, f, c: UnhomePrefixRequest(
+        request_id=rid, flags=f, credential=c, prefix=_str(b, "p")
+    ),
+}
+assert set(_REQUEST_DECODERS) == set(REQUEST_TYPES)
+
+_ResponseDecoder = Callable[[dict[str, Any], int, int, int], Response]
+
+_SUCCESS_DECODERS: dict[int, _ResponseDecoder] = {
+    OpCode.RESOLUTION: lambda b, rid, f, rc: ResolveResponse(
+        request_id=rid, flags=f, code=rc, handle=_str(b, "h"), values=_values(b)
+    ),
+    OpCode.CREATE_HANDLE: lambda b, rid, f, rc: CreateResponse(
+        request_id=rid, flags=f, code=rc, handle=_str(b, "h"), created=_bool(b, "c")
+    ),
+    OpCode.LIST_HANDLES: lambda b, rid, f, rc: ListHandlesResponse(
+        request_id=rid,
+        flags=f,
+        code=rc,
+        prefix=_str(b, "p"),
+        total=_int(b, "n"),
+        page=_int(b, "pg"),
+        page_size=_int(b, "ps"),
+        handles=_tuple(b, "hs", str, True),
+    ),
+    OpCode.LIST_HOMED_NAS: lambda b, rid, f, rc: ListPrefixesResponse(
+        request_id=rid, flags=f, code=rc, prefixes=_tuple(b, "px", str, True)
+    ),
+    OpCode.GET_SITEINFO: lambda b, rid, f, rc: SiteInfoResponse(
+        request_id=rid, flags=f, code=rc, site=_decode_site(b.get("s"))
+    ),
+}
+_DONE_OPS = frozenset(REQUEST_TYPES) - frozenset(_SUCCESS_DECODERS)
+
+
+def _unpack(payload: bytes, limits: WireLimits) -> Any:
+    try:
+        return msgpack.unpackb(
+            payload,
+            use_list=False,
+            raw=False,
+            strict_map_key=True,
+            max_str_len=limits.max_str_bytes,
+            max_bin_len=limits.max_str_bytes,
+            max_array_len=limits.max_array_len,
+            max_map_len=limits.max_map_len,
+            max_ext_len=0,
+        )
+    except msgpack.exceptions.StackError as exc:
+        raise LimitExceeded("message nesting is too deep") from exc
+    except msgpack.exceptions.ExtraData as exc:
+        raise MalformedMessage("bytes after the end of the message") from exc
+    except ValueError as exc:  # also covers UnicodeDecodeError, FormatError, size limits
+        raise MalformedMessage(f"not a valid msgpack message: {exc}") from exc
+    except Exception as exc:  # msgpack raises TypeError and others on hostile input
+        raise MalformedMessage(f"not a valid msgpack message: {type(exc).__name__}") from exc
+
+
+def decode_message(payload: bytes, limits: WireLimits = DEFAULT_LIMITS) -> Message:
+    """Decode one msgpack message (a TCP frame's payload or a UDP datagram)."""
+    if len(payload) > limits.max_frame_bytes:
+        raise LimitExceeded(
+            f"message of {len(payload)} bytes is over the limit of {limits.max_frame_bytes}"
+        )
+    envelope = _unpack(payload, limits)
+    if type(envelope) is not tuple or len(envelope) != 7:
+        raise MalformedMessage("a message must be an array of 7 fields")
+    version, rid, op, rc, flags, mflags, body = envelope
+    if type(rid) is not int or not 0 <= rid <= 0xFFFFFFFF:
+        raise MalformedMessage("request id must be an unsigned 32-bit integer")
+    try:
+        if version != PROTOCOL_VERSION or type(version) is not int:
+            raise MalformedMessage(f"unsupported protocol version {version!r}")
+        if type(op) is not int or type(rc) is not int or rc < 0:
+            raise MalformedMessage("op code and response code must be integers")
+        if type(flags) is not int or not 0 <= flags <= 0xFFFFFFFF:
+            raise MalformedMessage("op flags must be an unsigned 32-bit integer")
+        if type(mflags) is not int or type(body) is not dict:
+            raise MalformedMessage("message flags must be an integer and the body a map")
+        if rc == 0:
+            decoder = _REQUEST_DECODERS.get(op)
+            if decoder is None:
+                raise UnsupportedOperation(f"unknown op code {op}")
+            return decoder(body, rid, flags, _credential(body))
+        answers = OpCode(op)
+        if mflags & MessageFlag.TRUNCATED:
+            return TruncatedResponse(request_id=rid, flags=flags, code=rc, answers=answers)
+        if rc != ResponseCode.SUCCESS:
+            return ErrorResponse(
+                request_id=rid,
+                flags=flags,
+                code=ResponseCode(rc),
+                answers=answers,
+                message=_str(body, "m", ""),
+                handle=_str(body, "h", ""),
+            )
+        response_decoder = _SUCCESS_DECODERS.get(op)
+        if response_decoder is not None:
+            return response_decoder(body, rid, flags, rc)
+        if op in _DONE_OPS:
+            return DoneResponse(request_id=rid, flags=flags, code=rc, answers=answers)
+        raise UnsupportedOperation(f"unknown op code {op}")
+    except ProtocolError as exc:
+        exc.request_id = rid
+        exc.op = op if type(op) is int else 0
+        raise
+
+
+class Connection:
+    """One TCP stream of length-prefixed msgpack messages, either side, with no I/O of its own."""
+
+    def __init__(self, limits: WireLimits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        self._buffer = bytearray()
+        self.closed = False  #: the peer sent EOF
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the socket; ``b""`` means the peer closed its side."""
+        if not data:
+            self.closed = True
+        self._buffer += data
+
+    def next_event(self) -> Message | _NeedData:
+        """The next complete message, or ``NEED_DATA``; raises ``ProtocolError`` for a bad one.
+
+        A bad message inside a well-formed frame leaves the stream usable (``fatal`` False); a frame
+        length over the limit cannot be skipped safely, so that error is ``fatal``.
+        """
+        buffer = self._buffer
+        if len(buffer) < 4:
+            return NEED_DATA
+        (length,) = FRAME_HEADER.unpack_from(buffer)
+        if length > self.limits.max_frame_bytes:
+            error = LimitExceeded(
+                f"frame of {length} bytes is over the limit of {self.limits.max_frame_bytes}"
+            )
+            error.fatal = True
+            raise error
+        if len(buffer) < 4 + length:
+            return NEED_DATA
+        payload = bytes(buffer[4 : 4 + length])
+        del buffer[: 4 + length]
+        if not payload:
+            raise MalformedMessage("empty frame")
+        return decode_message(payload, self.limits)
+
+    def send(self, message: Message) -> bytes:
+        """The framed bytes to write for ``message``."""
+        return frame(encode_message(message))
