@@ -1,0 +1,62 @@
+"""``idnode`` command line: ``serve`` runs a node, ``demo`` seeds and runs one, the rest are clients.
+
+``idnode serve --data-dir D --http-port 8000 --port 2641 --home 88.118.8 --admin-secret S`` runs a
+node (every flag also from TOML ``--config`` or ``IDNODE_*``); ``resolve``, ``create``, ``delete``,
+``list`` and ``home`` talk to a running node over HTTP, TCP or UDP through ``node.client``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from node import config as config_mod
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
+    )
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:
+        asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="idnode", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve_p = sub.add_parser("serve", help="run a node")
+    config_mod.add_arguments(serve_p)
+    demo_p = sub.add_parser("demo", help="seed demo data (once) and run a node on it")
+    config_mod.add_arguments(demo_p)
+    demo_p.add_argument("--identifiers", type=int, default=10000, help="demo identifiers to seed")
+    from node import clientcli
+
+    clientcli.add_commands(sub)
+    args = parser.parse_args(argv)
+    if args.command in ("serve", "demo"):
+        config = config_mod.load(args)
+        _setup_logging(config.log_level)
+        from node.server import serve
+
+        if args.command == "demo":
+            from node.demo import prepare
+
+            config = prepare(config, args.identifiers)
+        _run(serve(config))
+        return 0
+    return clientcli.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The node's one configuration object, loaded from TOML, ``IDNODE_*`` environment and CLI flags.
+
+Later sources win: defaults < ``--config`` TOML file < environment < command-line flags. Every field
+is documented by the ``doc`` in its metadata (shown by ``idnode serve --help``) and carries its unit
+in its name. Port 0 means "pick a free port"; the chosen ports are logged at start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def _f(default: Any, doc: str, **kw: Any) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"doc": doc, **kw})
+    return field(default=default, metadata={"doc": doc, **kw})
+
+
+@dataclass
+class Config:
+    """Settings of one node."""
+
+    data_dir: str = _f("./data", "directory of the embedded store")
+    host: str = _f("127.0.0.1", "address every transport listens on")
+    http_port: int = _f(8000, "HTTP port (Handle REST API, health, metrics); 0 picks one")
+    port: int = _f(2641, "Handle protocol port for msgpack over TCP and UDP; 0 picks one")
+    home: list[str] = _f([], "prefix to home at start (repeatable)")
+    admin_secret: str = _f("", "secret of the node admin and of homed prefixes' ADMIN handles")
+    role: str = _f("secondary", "secondary (top-level and recursive come later)")
+    case_sensitive_suffix: bool = _f(False, "compare suffixes case-sensitively")
+    profile: str = _f("protocol", "identifier limits: protocol (2048) or snms (255/64)")
+    cache_max_bytes: int = _f(64 * 1024 * 1024, "bound of the resolution cache")
+    negative_cache_ttl_s: float = _f(60.0, "how long a not-found answer is cached")
+    max_frame_bytes: int = _f(65536, "largest msgpack message accepted over TCP or UDP")
+    max_http_body_bytes: int = _f(1024 * 1024, "largest HTTP request body (413 above)")
+    tcp_idle_timeout_s: float = _f(60.0, "close a TCP connection idle this long")
+    udp_queue_len: int = _f(1024, "UDP requests waiting at most; more are dropped")
+    write_batch_max: int = _f(512, "most writes committed in one transaction (group commit)")
+    shutdown_grace_s: float = _f(5.0, "how long in-flight requests may finish on shutdown")
+    site_serial: int = _f(1, "serial number of this node's site information")
+    log_level: str = _f("INFO", "DEBUG, INFO, WARNING or ERROR")
+
+    @classmethod
+    def fields(cls) -> tuple[dataclasses.Field[Any], ...]:
+        return dataclasses.fields(cls)
+
+    def merged(self, values: Mapping[str, Any]) -> Config:
+        """A copy with ``values`` (by field name) converted to each field's type and applied."""
+        known = {f.name: f for f in self.fields()}
+        changes: dict[str, Any] = {}
+        for name, raw in values.items():
+            if name not in known:
+                raise ValueError(f"unknown setting {name!r}")
+            changes[name] = _convert(known[name], raw)
+        return dataclasses.replace(self, **changes)
+
+
+def _convert(f: dataclasses.Field[Any], raw: Any) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    if kind.startswith("list"):
+        if isinstance(raw, str):
+            return [p.strip() for p in raw.split(",") if p.strip()]
+        return [str(x) for x in raw]
+    if kind == "bool":
+        if isinstance(raw, str):
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        return bool(raw)
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    return str(raw)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per field; unset flags stay None so lower sources are kept."""
+    parser.add_argument("--config", help="TOML file with settings (same names as the flags)")
+    for f in Config.fields():
+        flag = "--" + f.name.replace("_", "-")
+        doc = f.metadata["doc"]
+        kind = f.type if isinstance(f.type, str) else ""
+        if kind.startswith("list"):
+            parser.add_argument(flag, action="append", default=None, help=doc)
+        elif kind == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=doc)
+        else:
+            parser.add_argument(flag, default=None, help=f"{doc} (default {f.default!r})")
+
+
+def load(
+    args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Defaults, then the TOML file, then ``IDNODE_*`` variables, then flags."""
+    environ = os.environ if environ is None else environ
+    config = Config()
+    path = getattr(args, "config", None) or environ.get("IDNODE_CONFIG")
+    if path:
+        with Path(path).open("rb") as fh:
+            config = config.merged(tomllib.load(fh))
+    env = {
+        f.name: environ[f"IDNODE_{f.name.upper()}"]
+        for f in Config.fields()
+        if f"IDNODE_{f.name.upper()}" in environ
+    }
+    config = config.merged(env)
+    if args is not None:
+        flags = {
+            f.name: getattr(args, f.name)
+            for f in Config.fields()
+            if getattr(args, f.name, None) is not None
+        }
+        config = config.merged(flags)
+    return config
+
+
+def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Parse flags only (for tests and embedding)."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return load(parser.parse_args(list(argv)), environ)

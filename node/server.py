@@ -1,0 +1,113 @@
+"""A running node: store, service core and the three transports, with orderly start and stop.
+
+Like uvicorn's ``server.py``: start binds every port (port 0 picks one; TCP and UDP share the
+Handle port number), stop stops accepting, lets in-flight requests finish within
+``shutdown_grace_s``, then closes the store so that every acknowledged write is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from node.config import Config
+from node.service import Service
+from node.store.sqlite import SQLiteStore
+from node.transports.http import make_app
+from node.transports.msgpack import TCPProtocol, UDPProtocol
+from protocol.wire import WireLimits
+
+log = logging.getLogger("idnode.server")
+
+
+class Node:
+    """One node process; ``ports`` holds the bound ports once started."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.store = SQLiteStore(config.data_dir, max_batch=config.write_batch_max)
+        self.service = Service(config, self.store)
+        self.limits = WireLimits(max_frame_bytes=config.max_frame_bytes)
+        self.connections: set[Any] = set()
+        self._runner: web.AppRunner | None = None
+        self._tcp: asyncio.Server | None = None
+        self._udp: UDPProtocol | None = None
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return self.service.ports
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.service.start()
+        loop = asyncio.get_running_loop()
+        host = self.config.host
+        self._runner = web.AppRunner(
+            make_app(self.service), access_log=None, shutdown_timeout=self.config.shutdown_grace_s
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, self.config.http_port)
+        await site.start()
+        http_port = self._runner.addresses[0][1]
+        for attempt in range(20):
+            self._tcp = await loop.create_server(
+                lambda: TCPProtocol(self.service, self.limits, self.connections),
+                host,
+                self.config.port,
+            )
+            port = self._tcp.sockets[0].getsockname()[1]
+            try:
+                _, udp = await loop.create_datagram_endpoint(
+                    lambda: UDPProtocol(self.service, self.limits), local_addr=(host, port)
+                )
+                break
+            except OSError:  # the UDP twin of a picked TCP port is taken: pick again
+                self._tcp.close()
+                if self.config.port or attempt == 19:
+                    raise
+        assert isinstance(udp, UDPProtocol)
+        self._udp = udp
+        self.service.ports.update(http=http_port, tcp=port, udp=port)
+        log.info("listening on %s: http=%d tcp=%d udp=%d", host, http_port, port, port)
+
+    async def stop(self) -> None:
+        """Stop accepting, drain in-flight requests within the grace period, close the store."""
+        grace = self.config.shutdown_grace_s
+        if self._tcp is not None:
+            self._tcp.close()
+        drains = [c.drain() for c in list(self.connections)]
+        if self._udp is not None:
+            drains.append(self._udp.drain())
+        if drains:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*drains, return_exceptions=True), grace)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.store.close()
+        log.info("stopped")
+
+
+async def serve(config: Config, on_started: Callable[[Node], None] | None = None) -> None:
+    """Run a node until SIGTERM or SIGINT."""
+    node = Node(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await node.start()
+    print(
+        f"idnode listening on {config.host}: http={node.ports['http']} "
+        f"tcp={node.ports['tcp']} udp={node.ports['udp']}",
+        flush=True,
+    )
+    if on_started is not None:
+        on_started(node)
+    await stop.wait()
+    await node.stop()

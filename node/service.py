@@ -1,0 +1,478 @@
+"""The one service core: every transport turns bytes into a typed request and calls ``handle``.
+
+Validation, authentication, authorization, the homed-prefix check, the cache and the store are
+used here and nowhere else, so HTTP, TCP and UDP answer alike. Rules raise ``ProtocolError`` with
+the response code to send; ``handle`` turns any of them into an ``ErrorResponse`` in one place.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+from node import auth
+from node.cache import Entry, ResolutionCache
+from node.config import Config
+from node.store import DELETE, Record, Store, StoreError
+from protocol.codes import ALL_ADMIN_PERMISSIONS, OpCode, ResponseCode
+from protocol.errors import InvalidValue, ProtocolError
+from protocol.identifiers import NA_PREFIX, PROFILES, Handle, check_prefix, parse_handle
+from protocol.messages import (
+    AddValuesRequest,
+    CreateRequest,
+    CreateResponse,
+    Credential,
+    DeleteRequest,
+    DoneResponse,
+    ErrorResponse,
+    GetSiteInfoRequest,
+    HomePrefixRequest,
+    Interface,
+    ListHandlesRequest,
+    ListHandlesResponse,
+    ListHomedPrefixesRequest,
+    ListPrefixesResponse,
+    ModifyValuesRequest,
+    RemoveValuesRequest,
+    Request,
+    ResolveRequest,
+    ResolveResponse,
+    Response,
+    Server,
+    SiteInfo,
+    SiteInfoResponse,
+    UnhomePrefixRequest,
+)
+from protocol.records import (
+    HS_ADMIN,
+    HS_SECKEY,
+    AdminValue,
+    HandleValue,
+    validate_record,
+)
+
+log = logging.getLogger("idnode.service")
+
+ADMIN_SUFFIX = "ADMIN"  #: ``<prefix>/ADMIN`` holds a prefix's credentials
+ADMIN_KEY_INDEX = 300  #: index of HS_SECKEY in the admin handle (``300:<prefix>/ADMIN``)
+ADMIN_VALUE_INDEX = 100  #: index of HS_ADMIN
+MAX_PAGE_SIZE = 10000
+_SECKEY_PERMISSIONS = 0xC  #: admin read and write, never public
+
+
+def _fail(code: ResponseCode, message: str) -> ProtocolError:
+    return ProtocolError(message, code=code)
+
+
+class Principal:
+    """Who a request is made as: the admin of ``prefix``, or the node admin (``prefix`` None)."""
+
+    __slots__ = ("identity", "prefix")
+
+    def __init__(self, identity: str, prefix: str | None) -> None:
+        self.identity = identity
+        self.prefix = prefix
+
+    def may_write(self, prefix: str) -> bool:
+        if self.prefix is None:
+            return True
+        own = self.prefix.upper()
+        target = prefix.upper()
+        return target == own or target.startswith(own + ".")
+
+
+class Service:
+    """Request -> response for one node; see the module docstring."""
+
+    def __init__(
+        self, config: Config, store: Store, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.profile = PROFILES[config.profile]
+        self.cache = ResolutionCache(config.cache_max_bytes, config.negative_cache_ttl_s)
+        self.homed: dict[str, str] = {}  #: upper-cased prefix -> as written
+        self.ready = False
+        self.ports: dict[str, int] = {}  #: transport -> bound port, set by the server
+        self._verified: dict[str, set[tuple[int, str]]] = {}
+        self._handlers: dict[type[Request], Callable[[Any], Awaitable[Response]]] = {
+            ResolveRequest: self._resolve_only,
+            CreateRequest: self._create,
+            DeleteRequest: self._delete,
+            AddValuesRequest: self._add_values,
+            RemoveValuesRequest: self._remove_values,
+            ModifyValuesRequest: self._modify_values,
+            ListHandlesRequest: self._list_handles,
+            ListHomedPrefixesRequest: self._list_homed,
+            HomePrefixRequest: self._home,
+            UnhomePrefixRequest: self._unhome,
+            GetSiteInfoRequest: self._site_info,
+        }
+
+    async def start(self) -> None:
+        """Load homed prefixes and home the configured ones."""
+        for prefix in await self.store.homed_prefixes():
+            self.homed[prefix.upper()] = prefix
+        for prefix in self.config.home:
+            if prefix.upper() not in self.homed:
+                if not self.config.admin_secret:
+                    raise ValueError(f"homing {prefix} needs an admin secret (--admin-secret)")
+                await self.home_prefix(prefix, self.config.admin_secret)
+        self.ready = True
+
+    # -- the one entry point -----------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        """Answer any request; errors become ``ErrorResponse`` here and only here."""
+        try:
+            return await self._handlers[type(request)](request)
+        except ProtocolError as exc:
+            return self.error(request, exc.code, exc.message)
+        except StoreError as exc:
+            log.error("store failure on op %s: %s", int(request.op), exc)
+            return self.error(request, ResponseCode.ERROR, "the store failed; nothing was changed")
+
+    @staticmethod
+    def error(request: Request, code: int, message: str) -> ErrorResponse:
+        return ErrorResponse(
+            request_id=request.request_id,
+            flags=request.flags,
+            code=ResponseCode(code),
+            answers=request.op,
+            message=message,
+            handle=getattr(request, "handle", ""),
+        )
+
+    # -- resolution (the hot path) ---------------------------------------------------------------
+
+    async def resolve(self, request: ResolveRequest) -> tuple[Response, Entry | None, str]:
+        """Resolve, also returning the cache entry when the answer is the plain cacheable one.
+
+        Transports use the entry to reuse an already encoded answer (``cache.encoded``).
+        """
+        try:
+            handle = self._homed_handle(request.handle)
+            key = handle.key(case_sensitive_suffix=self.config.case_sensitive_suffix)
+            now = self.clock()
+            entry = None if request.authoritative else self.cache.get(key, now)
+            if entry is None:
+                generation = self.cache.generation
+                entry = self.cache.put(key, await self.store.get(key), now, generation)
+            record = entry.record
+            if record is None:
+                raise _fail(ResponseCode.HANDLE_NOT_FOUND, "Handle Not Found")
+            values = record.values
+            public_only = request.public_only or request.credential is None
+            if not public_only:
+                principal = await self._authenticate(request.credential)
+                public_only = not principal.may_write(handle.prefix)
+            if public_only:
+                values = tuple([v for v in values if v.permissions & 0x2])
+            plain = not (request.indexes or request.types)
+            if not plain:
+                values = _filter(values, request.indexes, request.types)
+                if not values:
+                    raise _fail(ResponseCode.VALUES_NOT_FOUND, "No values match the filter")
+            response = ResolveResponse(
+                request_id=request.request_id,
+                flags=request.flags,
+                handle=record.handle,
+                values=values,
+            )
+            return response, (entry if plain and public_only else None), key
+        except ProtocolError as exc:
+            return self.error(request, exc.code, exc.message), None, ""
+        except StoreError as exc:
+            log.error("store failure on resolution: %s", exc)
+            return self.error(request, ResponseCode.ERROR, "the store failed"), None, ""
+
+    async def _resolve_only(self, request: ResolveRequest) -> Response:
+        return (await self.resolve(request))[0]
+
+    def _homed_handle(self, text: str, *, mint: bool = False) -> Handle:
+        if mint and text.endswith("/"):
+            text += "_"  # a placeholder suffix, replaced by the minted one
+        handle = parse_handle(text, self.profile)
+        prefix = handle.suffix if handle.is_prefix_handle else handle.prefix
+        if prefix.upper() not in self.homed:
+            raise _fail(ResponseCode.SERVER_NOT_RESPONSIBLE, "That prefix doesn't live here")
+        return handle
+
+    # -- authentication -------------------------------------------------------------------------
+
+    async def _authenticate(self, credential: Credential | None) -> Principal:
+        if credential is None:
+            raise _fail(ResponseCode.AUTHENTICATION_NEEDED, "Authentication needed")
+        identity = f"{credential.index}:{credential.handle}"
+        failed = _fail(ResponseCode.AUTHENTICATION_FAILED, f"Authentication failed for {identity}")
+        try:
+            handle = parse_handle(credential.handle)
+        except ProtocolError:
+            raise _fail(ResponseCode.INVALID_CREDENTIAL, "the identity is not a handle") from None
+        if handle.is_prefix_handle:  # 0.NA/<prefix>: the node admin
+            secret = self.config.admin_secret
+            if secret and hmac.compare_digest(credential.secret.encode(), secret.encode()):
+                return Principal(identity, None)
+            raise failed
+        key = handle.key(case_sensitive_suffix=self.config.case_sensitive_suffix)
+        fingerprint = (credential.index, auth.fingerprint(credential.secret))
+        if fingerprint in self._verified.get(key, ()):
+            return Principal(identity, handle.prefix)
+        record = await self.store.get(key)
+        stored = next(
+            (
+                v.data
+                for v in (record.values if record else ())
+                if v.index == credential.index and v.type == HS_SECKEY
+            ),
+            None,
+        )
+        if stored is None or not auth.verify_secret(credential.secret, stored):
+            raise failed
+        self._verified.setdefault(key, set()).add(fingerprint)
+        return Principal(identity, handle.prefix)
+
+    async def _writer(self, request: Request, prefix: str) -> Principal:
+        principal = await self._authenticate(request.credential)
+        if not principal.may_write(prefix):
+            raise _fail(
+                ResponseCode.NOT_AUTHORIZED,
+                f"{principal.identity} may not change handles under {prefix}",
+            )
+        return principal
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def _key(self, handle: Handle) -> str:
+        return handle.key(case_sensitive_suffix=self.config.case_sensitive_suffix)
+
+    def _stamp(self, values: tuple[HandleValue, ...]) -> tuple[HandleValue, ...]:
+        now = int(self.clock())
+        out = []
+        for v in values:
+            data = v.data
+            if v.type == HS_SECKEY and not data.startswith(auth.SCHEME.encode() + b"$"):
+                data = auth.hash_secret(data.decode("utf-8", "replace"))
+            out.append(replace(v, timestamp=now, data=data))
+        return tuple(sorted(out, key=lambda v: v.index))
+
+    def _written(self, key: str) -> None:
+        self.cache.invalidate(key)
+        self._verified.pop(key, None)
+
+    async def _create(self, request: CreateRequest) -> Response:
+        handle = self._homed_handle(request.handle, mint=request.mint_suffix)
+        await self._writer(request, handle.prefix)
+        if request.mint_suffix:
+            stem = "" if handle.suffix == "_" and request.handle.endswith("/") else handle.suffix
+            handle = Handle(handle.prefix, stem + uuid.uuid4().hex)
+        if not request.values:
+            raise InvalidValue("a handle needs at least one value")
+        values = self._stamp(request.values)
+        validate_record(values, self.profile)
+        text = str(handle)
+        existed = False
+
+        def mutation(current: Record | None) -> Record:
+            nonlocal existed
+            if current is not None:
+                if not request.overwrite or current.handle != text:
+                    raise _fail(
+                        ResponseCode.HANDLE_ALREADY_EXISTS,
+                        f"Handle {current.handle} already exists",
+                    )
+                existed = True
+            return Record(text, values)
+
+        key = self._key(handle)
+        await self.store.mutate(key, mutation)
+        self._written(key)
+        return CreateResponse(
+            request_id=request.request_id, flags=request.flags, handle=text, created=not existed
+        )
+
+    async def _change(
+        self, request: Request, handle_text: str, change: Callable[[Record], Record | None]
+    ) -> Response:
+        handle = self._homed_handle(handle_text)
+        await self._writer(request, handle.prefix)
+
+        def mutation(current: Record | None) -> Any:
+            if current is None:
+                raise _fail(ResponseCode.HANDLE_NOT_FOUND, "Handle Not Found")
+            return change(current)
+
+        key = self._key(handle)
+        await self.store.mutate(key, mutation)
+        self._written(key)
+        return DoneResponse(request_id=request.request_id, flags=request.flags, answers=request.op)
+
+    async def _delete(self, request: DeleteRequest) -> Response:
+        return await self._change(request, request.handle, lambda current: DELETE)  # type: ignore[arg-type, return-value]
+
+    async def _add_values(self, request: AddValuesRequest) -> Response:
+        new = self._stamp(request.values)
+
+        def change(current: Record) -> Record:
+            existing = {v.index: v for v in current.values}
+            for v in new:
+                if v.index in existing and not request.overwrite:
+                    raise _fail(ResponseCode.VALUE_ALREADY_EXISTS, f"Index conflict for {v.index}")
+                existing[v.index] = v
+            return self._checked(current, existing)
+
+        return await self._change(request, request.handle, change)
+
+    async def _modify_values(self, request: ModifyValuesRequest) -> Response:
+        new = self._stamp(request.values)
+
+        def change(current: Record) -> Record:
+            existing = {v.index: v for v in current.values}
+            for v in new:
+                if v.index not in existing:
+                    raise _fail(ResponseCode.VALUES_NOT_FOUND, f"No value at index {v.index}")
+                existing[v.index] = v
+            return self._checked(current, existing)
+
+        return await self._change(request, request.handle, change)
+
+    async def _remove_values(self, request: RemoveValuesRequest) -> Response:
+        def change(current: Record) -> Record:
+            existing = {v.index: v for v in current.values}
+            for index in request.indexes:
+                if existing.pop(index, None) is None:
+                    raise _fail(ResponseCode.VALUES_NOT_FOUND, f"No value at index {index}")
+            if not existing:
+                raise InvalidValue("removing every value would leave an empty handle; delete it")
+            return self._checked(current, existing)
+
+        return await self._change(request, request.handle, change)
+
+    def _checked(self, current: Record, values: dict[int, HandleValue]) -> Record:
+        merged = tuple(values[i] for i in sorted(values))
+        validate_record(merged, self.profile)
+        return Record(current.handle, merged)
+
+    # -- prefixes and listing ---------------------------------------------------------------------
+
+    async def _list_handles(self, request: ListHandlesRequest) -> Response:
+        prefix = check_prefix(request.prefix, self.profile)
+        if prefix.upper() not in self.homed:
+            raise _fail(ResponseCode.SERVER_NOT_RESPONSIBLE, "That prefix doesn't live here")
+        await self._writer(request, prefix)
+        if request.page < 0 or not 0 < request.page_size <= MAX_PAGE_SIZE:
+            raise _fail(
+                ResponseCode.PROTOCOL_ERROR, f"page must be >= 0 and pageSize 1-{MAX_PAGE_SIZE}"
+            )
+        total, handles = await self.store.list_handles(
+            prefix, request.page * request.page_size, request.page_size
+        )
+        return ListHandlesResponse(
+            request_id=request.request_id,
+            flags=request.flags,
+            prefix=prefix,
+            total=total,
+            page=request.page,
+            page_size=request.page_size,
+            handles=tuple(handles),
+        )
+
+    async def _list_homed(self, request: ListHomedPrefixesRequest) -> Response:
+        return ListPrefixesResponse(
+            request_id=request.request_id,
+            flags=request.flags,
+            prefixes=tuple(sorted(self.homed.values())),
+        )
+
+    async def _node_admin(self, request: Request) -> None:
+        principal = await self._authenticate(request.credential)
+        if principal.prefix is not None:
+            raise _fail(
+                ResponseCode.NOT_AUTHORIZED, "homing needs the node admin (300:0.NA/<prefix>)"
+            )
+
+    async def _home(self, request: HomePrefixRequest) -> Response:
+        prefix = check_prefix(request.prefix, self.profile)
+        await self._node_admin(request)
+        assert request.credential is not None
+        await self.home_prefix(prefix, request.credential.secret)
+        return DoneResponse(request_id=request.request_id, flags=request.flags, answers=request.op)
+
+    async def _unhome(self, request: UnhomePrefixRequest) -> Response:
+        prefix = check_prefix(request.prefix, self.profile)
+        await self._node_admin(request)
+        if not await self.store.set_homed(prefix, False):
+            raise _fail(ResponseCode.SERVER_NOT_RESPONSIBLE, f"{prefix} is not homed here")
+        self.homed.pop(prefix.upper(), None)
+        self.cache.clear()
+        return DoneResponse(request_id=request.request_id, flags=request.flags, answers=request.op)
+
+    async def home_prefix(self, prefix: str, secret: str) -> None:
+        """Home ``prefix`` and create ``<prefix>/ADMIN`` (HS_ADMIN at 100, hashed HS_SECKEY at 300)."""
+        check_prefix(prefix, self.profile)
+        if prefix.upper() == NA_PREFIX:
+            raise _fail(ResponseCode.INVALID_HANDLE, "0.NA cannot be homed")
+        admin_handle = f"{prefix}/{ADMIN_SUFFIX}"
+        admin = AdminValue(admin_handle, ADMIN_KEY_INDEX, ALL_ADMIN_PERMISSIONS)
+        now = int(self.clock())
+        record = Record(
+            admin_handle,
+            (
+                HandleValue(ADMIN_VALUE_INDEX, HS_ADMIN, admin.to_bytes(), timestamp=now),
+                HandleValue(
+                    ADMIN_KEY_INDEX,
+                    HS_SECKEY,
+                    auth.hash_secret(secret),
+                    timestamp=now,
+                    permissions=_SECKEY_PERMISSIONS,
+                ),
+            ),
+        )
+        key = self._key(Handle(prefix, ADMIN_SUFFIX))
+        await self.store.mutate(key, lambda current: record if current is None else None)
+        await self.store.set_homed(prefix, True)
+        self._written(key)
+        self.homed[prefix.upper()] = prefix
+        log.info("homed prefix %s", prefix)
+
+    async def _site_info(self, request: GetSiteInfoRequest) -> Response:
+        return SiteInfoResponse(
+            request_id=request.request_id, flags=request.flags, site=self.site_info()
+        )
+
+    def site_info(self) -> SiteInfo:
+        """This node as a one-server site (query and admin on every transport)."""
+        ports = self.ports
+        interfaces = tuple(
+            Interface(3, proto, ports[name])
+            for name, proto in (("udp", 0), ("tcp", 1), ("http", 2))
+            if name in ports
+        )
+        server = Server(1, self.config.host, interfaces)
+        return SiteInfo(serial=self.config.site_serial, hash_option=0, servers=(server,))
+
+
+def _filter(
+    values: tuple[HandleValue, ...], indexes: tuple[int, ...], types: tuple[str, ...]
+) -> tuple[HandleValue, ...]:
+    """Values whose index is listed or whose type matches (``X.`` matches ``X.*``)."""
+    wanted = set(indexes)
+    exact = {t.upper() for t in types if not t.endswith(".")}
+    stems = tuple(t.upper() for t in types if t.endswith("."))
+    return tuple(
+        v
+        for v in values
+        if v.index in wanted
+        or v.type.upper() in exact
+        or (stems and v.type.upper().startswith(stems))
+    )
+
+
+def op_name(op: int) -> str:
+    return OpCode(op).name.lower()

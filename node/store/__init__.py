@@ -1,0 +1,82 @@
+"""The store interface every backend implements, and the record it keeps.
+
+Writes go through ``mutate``: the caller passes a pure function from the current record (or None)
+to the new record (or ``DELETE``), and the backend runs it atomically inside its write transaction.
+That keeps every rule (exists? index taken? case clash?) in the service core while the backend
+alone decides how writes are batched and made durable (group commit in SQLite).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Final
+
+from protocol.records import HandleValue
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A stored handle: its name as first written and its values in ascending index order."""
+
+    handle: str  #: as written by its creator (case kept)
+    values: tuple[HandleValue, ...]  #: ascending index
+
+
+class _Delete:
+    def __repr__(self) -> str:
+        return "DELETE"
+
+
+DELETE: Final = _Delete()  #: returned by a mutation to delete the record
+
+#: a mutation: current record (None when absent) -> new record, DELETE, or None for "no change"
+Mutation = Callable[[Record | None], Record | _Delete | None]
+
+
+class StoreError(Exception):
+    """The backend failed (disk full, corrupt file); the request gets ERROR (2)."""
+
+
+class Store(abc.ABC):
+    """Durable storage of handle records and homed prefixes, keyed by comparison key."""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Create or open the storage; after this every call works."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Finish queued writes and release the storage."""
+
+    @abc.abstractmethod
+    async def get(self, key: str) -> Record | None:
+        """The record stored under ``key``, or None."""
+
+    @abc.abstractmethod
+    async def mutate(self, key: str, mutation: Mutation) -> Record | _Delete | None:
+        """Apply ``mutation`` atomically and durably; returns what it returned.
+
+        An exception raised by ``mutation`` leaves the record untouched and propagates.
+        """
+
+    @abc.abstractmethod
+    async def list_handles(self, prefix: str, offset: int, limit: int) -> tuple[int, list[str]]:
+        """Total number of handles under ``prefix`` and one page of them, sorted by key."""
+
+    @abc.abstractmethod
+    async def homed_prefixes(self) -> list[str]:
+        """Prefixes homed on this node, as first written."""
+
+    @abc.abstractmethod
+    async def set_homed(self, prefix: str, homed: bool) -> bool:
+        """Home or unhome ``prefix``; False when it already was (or was not) homed."""
+
+    @abc.abstractmethod
+    async def bulk_load(self, records: Iterable[tuple[str, Record]]) -> int:
+        """Insert many new records quickly (seeding); existing keys are replaced."""
+
+    @abc.abstractmethod
+    async def count(self) -> int:
+        """How many handles are stored."""

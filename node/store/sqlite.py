@@ -1,0 +1,327 @@
+"""The embedded store: SQLite in WAL mode with ``synchronous=FULL`` and group commit.
+
+Tables follow the HANDLE.NET SQL storage: ``handles`` holds one row per value keyed by handle and
+index (plus ``hkey``, the case-folded comparison key the node looks records up by), ``nas`` the
+homed prefixes. One writer thread owns the write connection: it takes every queued mutation, runs
+each in its own savepoint, and commits the whole batch with one fsync, so many concurrent writers
+share each disk flush and an acknowledged write is on disk. Reads run on a small thread pool with
+connections of their own, so SQLite never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from node.store import DELETE, Mutation, Record, Store, StoreError, _Delete
+from protocol.records import HandleValue, Reference
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS handles (
+    hkey TEXT NOT NULL,
+    handle TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    data BLOB NOT NULL,
+    ttl_type INTEGER NOT NULL,
+    ttl INTEGER NOT NULL,
+    timestamp INTEGER NOT NULL,
+    refs BLOB,
+    admin_read INTEGER NOT NULL,
+    admin_write INTEGER NOT NULL,
+    pub_read INTEGER NOT NULL,
+    pub_write INTEGER NOT NULL,
+    PRIMARY KEY (hkey, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS nas (
+    na_key TEXT PRIMARY KEY,
+    na TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+_SELECT = (
+    "SELECT handle, idx, type, data, ttl_type, ttl, timestamp, refs,"
+    " admin_read, admin_write, pub_read, pub_write FROM handles WHERE hkey = ? ORDER BY idx"
+)
+_INSERT = "INSERT OR REPLACE INTO handles VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_STOP = object()
+
+
+def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    else:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(SCHEMA)
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+def _rows(key: str, record: Record) -> list[tuple[Any, ...]]:
+    rows = []
+    for v in record.values:
+        refs = msgpack.packb([[r.handle, r.index] for r in v.references]) if v.references else None
+        p = v.permissions
+        rows.append(
+            (
+                key,
+                record.handle,
+                v.index,
+                v.type,
+                v.data,
+                v.ttl_type,
+                v.ttl,
+                v.timestamp,
+                refs,
+                (p >> 3) & 1,
+                (p >> 2) & 1,
+                (p >> 1) & 1,
+                p & 1,
+            )
+        )
+    return rows
+
+
+def _record(rows: list[tuple[Any, ...]]) -> Record | None:
+    if not rows:
+        return None
+    values = []
+    for _, idx, type_, data, ttl_type, ttl, ts, refs, ar, aw, pr, pw in rows:
+        references: tuple[Reference, ...] = ()
+        if refs:
+            references = tuple(Reference(h, i) for h, i in msgpack.unpackb(refs))
+        perms = (ar << 3) | (aw << 2) | (pr << 1) | pw
+        values.append(HandleValue(idx, type_, data, ttl, ttl_type, ts, perms, references))
+    return Record(rows[0][0], tuple(values))
+
+
+def _read(conn: sqlite3.Connection, key: str) -> Record | None:
+    return _record(conn.execute(_SELECT, (key,)).fetchall())
+
+
+class _Op:
+    __slots__ = ("key", "mutation", "future", "result", "error")
+
+    def __init__(self, key: str, mutation: Mutation, future: asyncio.Future[Any]) -> None:
+        self.key = key
+        self.mutation = mutation
+        self.future = future
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+def _deliver(ops: list[_Op]) -> None:
+    for op in ops:
+        if op.future.done():  # the caller went away; the write still happened
+            continue
+        if op.error is not None:
+            op.future.set_exception(op.error)
+        else:
+            op.future.set_result(op.result)
+
+
+class SQLiteStore(Store):
+    """SQLite file ``<data_dir>/idnode.sqlite3``; see the module docstring."""
+
+    def __init__(self, data_dir: str | Path, *, max_batch: int = 512, readers: int = 2) -> None:
+        self.path = Path(data_dir) / "idnode.sqlite3"
+        self.max_batch = max_batch
+        self._readers = readers
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._write_conn: sqlite3.Connection | None = None
+        #: commits and the writes they carried, for metrics and benchmarks
+        self.commits = 0
+        self.committed_writes = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._loop = asyncio.get_running_loop()
+        self._write_conn = _connect(self.path)
+        self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="sqlite-read")
+        self._writer = threading.Thread(target=self._write_loop, name="sqlite-write", daemon=True)
+        self._writer.start()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._queue.put(_STOP)
+            await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+            self._writer = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if self._write_conn is not None:
+            self._write_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._write_conn.close()
+            self._write_conn = None
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path, readonly=True)
+            self._local.conn = conn
+        return conn
+
+    async def _run_read(self, fn: Any, *args: Any) -> Any:
+        assert self._loop is not None and self._pool is not None, "store is not open"
+        try:
+            return await self._loop.run_in_executor(self._pool, fn, *args)
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
+
+    async def get(self, key: str) -> Record | None:
+        result: Record | None = await self._run_read(lambda: _read(self._reader(), key))
+        return result
+
+    async def list_handles(self, prefix: str, offset: int, limit: int) -> tuple[int, list[str]]:
+        low = prefix.upper() + "/"
+        high = prefix.upper() + "0"  # '0' follows '/' in code point order
+
+        def work() -> tuple[int, list[str]]:
+            conn = self._reader()
+            (total,) = conn.execute(
+                "SELECT COUNT(DISTINCT hkey) FROM handles WHERE hkey >= ? AND hkey < ?",
+                (low, high),
+            ).fetchone()
+            rows = conn.execute(
+                "SELECT handle FROM handles WHERE hkey >= ? AND hkey < ? GROUP BY hkey"
+                " ORDER BY hkey LIMIT ? OFFSET ?",
+                (low, high, limit, offset),
+            ).fetchall()
+            return total, [r[0] for r in rows]
+
+        result: tuple[int, list[str]] = await self._run_read(work)
+        return result
+
+    async def homed_prefixes(self) -> list[str]:
+        def work() -> list[str]:
+            return [r[0] for r in self._reader().execute("SELECT na FROM nas ORDER BY na_key")]
+
+        result: list[str] = await self._run_read(work)
+        return result
+
+    async def count(self) -> int:
+        def work() -> int:
+            row = self._reader().execute("SELECT COUNT(DISTINCT hkey) FROM handles").fetchone()
+            return int(row[0])
+
+        result: int = await self._run_read(work)
+        return result
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def mutate(self, key: str, mutation: Mutation) -> Record | _Delete | None:
+        assert self._loop is not None, "store is not open"
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._queue.put(_Op(key, mutation, future))
+        result: Record | _Delete | None = await future
+        return result
+
+    async def set_homed(self, prefix: str, homed: bool) -> bool:
+        key = prefix.upper()
+
+        def run(conn: sqlite3.Connection) -> bool:
+            if homed:
+                cur = conn.execute("INSERT OR IGNORE INTO nas VALUES (?, ?)", (key, prefix))
+            else:
+                cur = conn.execute("DELETE FROM nas WHERE na_key = ?", (key,))
+            return cur.rowcount > 0
+
+        return bool(await self._call_writer(run))
+
+    async def bulk_load(self, records: Iterable[tuple[str, Record]]) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            count = 0
+            rows: list[tuple[Any, ...]] = []
+            for key, record in records:
+                conn.execute("DELETE FROM handles WHERE hkey = ?", (key,))
+                rows.extend(_rows(key, record))
+                count += 1
+            conn.executemany(_INSERT, rows)
+            return count
+
+        return int(await self._call_writer(run))
+
+    async def _call_writer(self, fn: Any) -> Any:
+        """Run ``fn(conn)`` inside the writer's next transaction (a raw op, not a mutation)."""
+        assert self._loop is not None, "store is not open"
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._queue.put(_Op("", fn, future))
+        return await future
+
+    def _write_loop(self) -> None:
+        conn = self._write_conn
+        assert conn is not None and self._loop is not None
+        loop = self._loop
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch: list[_Op] = [first]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit(conn, batch)
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_deliver, batch)
+            if stop:
+                return
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    op.result = self._apply(conn, op)
+                    conn.execute("RELEASE op")
+                except Exception as exc:  # the mutation refused: undo only this op
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    op.error = exc if not isinstance(exc, sqlite3.Error) else StoreError(str(exc))
+            conn.execute("COMMIT")
+            self.commits += 1
+            self.committed_writes += len(batch)
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for op in batch:
+                op.result, op.error = None, StoreError(f"commit failed: {exc}")
+
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, op: _Op) -> Any:
+        if not op.key:
+            return op.mutation(conn)  # type: ignore[arg-type]
+        current = _read(conn, op.key)
+        new = op.mutation(current)
+        if new is None:
+            return None
+        conn.execute("DELETE FROM handles WHERE hkey = ?", (op.key,))
+        if new is not DELETE:
+            assert isinstance(new, Record)
+            conn.executemany(_INSERT, _rows(op.key, new))
+        return new

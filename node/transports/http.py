@@ -1,0 +1,252 @@
+"""HTTP adapter: the Handle.net JSON REST API (``/api/handles``), health and readiness.
+
+Shapes and status codes follow the CNRI HANDLE.NET servlet (``shared/reference/handle-system.md``):
+the adapter only turns query parameters, ``Authorization: Basic`` and JSON bodies into typed
+requests, and responses into JSON with the status from ``protocol.codes.http_status``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from node.service import Service
+from protocol.codes import OpCode, OpFlag, ResponseCode, http_status
+from protocol.errors import ProtocolError
+from protocol.jsonapi import response_to_json, values_from_body
+from protocol.messages import (
+    AddValuesRequest,
+    CreateRequest,
+    CreateResponse,
+    Credential,
+    DeleteRequest,
+    ErrorResponse,
+    ListHandlesRequest,
+    RemoveValuesRequest,
+    Request,
+    ResolveRequest,
+    Response,
+)
+
+JSON = "application/json"
+_CALLBACK = re.compile(r"^[A-Za-z_$][\w$.]{0,63}$")
+_TRUE = ("true", "1", "yes")
+SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
+
+
+def _dumps(obj: Any, pretty: bool = False) -> bytes:
+    if pretty:
+        return json.dumps(obj, indent=2, ensure_ascii=False).encode()
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _reply(
+    response: Response, *, pretty: bool = False, body: bytes | None = None, handle: str = ""
+) -> web.Response:
+    created = isinstance(response, CreateResponse) and response.created
+    status = http_status(response.code, op=response.op, created=created)
+    headers = {"WWW-Authenticate": 'Basic realm="handle"'} if status == 401 else None
+    if body is None:
+        shape = response_to_json(response)
+        if handle and "handle" not in shape:
+            shape["handle"] = handle  # DELETE and value changes name the handle, as CNRI's do
+        body = _dumps(shape, pretty)
+    return web.Response(body=body, status=status, content_type=JSON, headers=headers)
+
+
+def _error(
+    code: ResponseCode, message: str, handle: str = "", status: int | None = None
+) -> web.Response:
+    op = OpCode.RESOLUTION if code != ResponseCode.VALUES_NOT_FOUND else OpCode.MODIFY_VALUE
+    response = ErrorResponse(code=code, answers=op, message=message, handle=handle)
+    reply = _reply(response)
+    if status is not None:
+        reply.set_status(status)
+    return reply
+
+
+def _flag(request: web.Request, name: str, default: bool) -> bool:
+    raw = request.query.get(name)
+    return default if raw is None else raw.lower() in _TRUE
+
+
+def credential(request: web.Request) -> Credential | None:
+    """``Authorization: Basic base64(url-encoded "index:handle" ":" secret)``."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise ProtocolError(
+            "only Basic authentication is supported", code=ResponseCode.INVALID_CREDENTIAL
+        )
+    try:
+        user, sep, secret = base64.b64decode(token.strip(), validate=True).decode().partition(":")
+        index, sep2, handle = unquote(user).partition(":")
+        if not (sep and sep2):
+            raise ValueError
+        return Credential(handle, int(index), secret)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ProtocolError(
+            'the Basic user id must be "index:handle", e.g. 300:88.118.8/ADMIN',
+            code=ResponseCode.INVALID_CREDENTIAL,
+        ) from None
+
+
+def _indexes(request: web.Request) -> tuple[int, ...]:
+    try:
+        return tuple(int(i) for i in request.query.getall("index", []) if i != "various")
+    except ValueError:
+        raise ProtocolError("index must be an integer", code=ResponseCode.PROTOCOL_ERROR) from None
+
+
+class HandlesAPI:
+    """Route handlers; each builds one typed request and calls the service."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    async def _call(self, request: web.Request, build: Any) -> web.Response:
+        try:
+            typed: Request = build(credential(request))
+        except ProtocolError as exc:
+            return _error(exc.code, exc.message, request.match_info.get("handle", ""))
+        response = await self.service.handle(typed)
+        handle = getattr(typed, "handle", "")
+        return _reply(response, pretty=_flag(request, "pretty", False), handle=handle)
+
+    async def resolve(self, request: web.Request) -> web.Response:
+        try:
+            cred = credential(request)
+            flags = 0
+            if _flag(request, "publicOnly", cred is None):
+                flags |= OpFlag.PUBLIC_ONLY
+            if _flag(request, "auth", False):
+                flags |= OpFlag.AUTHORITATIVE
+            if _flag(request, "doNotRefer", False):
+                flags |= OpFlag.DO_NOT_REFER
+            typed = ResolveRequest(
+                handle=request.match_info["handle"],
+                indexes=_indexes(request),
+                types=tuple(request.query.getall("type", [])),
+                flags=flags,
+                credential=cred,
+            )
+        except ProtocolError as exc:
+            return _error(exc.code, exc.message, request.match_info["handle"])
+        response, entry, key = await self.service.resolve(typed)
+        pretty = _flag(request, "pretty", False)
+        callback = request.query.get("callback")
+        if callback is not None:
+            if not _CALLBACK.match(callback):
+                return _error(ResponseCode.PROTOCOL_ERROR, "callback is not a JavaScript name")
+            body = callback.encode() + b"(" + _dumps(response_to_json(response), pretty) + b");"
+            return web.Response(body=body, content_type="application/javascript")
+        if entry is not None and not pretty:
+            body = self.service.cache.encoded(
+                key, entry, "json", lambda: _dumps(response_to_json(response))
+            )
+            return _reply(response, body=body)
+        return _reply(response, pretty=pretty)
+
+    async def put(self, request: web.Request) -> web.Response:
+        handle = request.match_info["handle"]
+        if request.content_type != JSON:
+            return _error(
+                ResponseCode.PROTOCOL_ERROR, "Content-Type must be application/json", handle
+            )
+        try:
+            body = json.loads(await request.read())
+        except web.HTTPRequestEntityTooLarge:
+            raise
+        except (ValueError, UnicodeDecodeError):
+            return _error(ResponseCode.PROTOCOL_ERROR, "the body is not valid JSON", handle)
+        try:
+            values = values_from_body(body, handle)
+        except ProtocolError as exc:
+            return _error(exc.code, exc.message, handle)
+        overwrite = _flag(request, "overwrite", True)
+        flags = OpFlag.OVERWRITE if overwrite else 0
+        if "index" in request.query:
+            return await self._call(
+                request,
+                lambda c: AddValuesRequest(handle=handle, values=values, flags=flags, credential=c),
+            )
+        if _flag(request, "mintNewSuffix", False):
+            flags |= OpFlag.MINT_SUFFIX
+        return await self._call(
+            request,
+            lambda c: CreateRequest(handle=handle, values=values, flags=flags, credential=c),
+        )
+
+    async def delete(self, request: web.Request) -> web.Response:
+        handle = request.match_info["handle"]
+        if "index" in request.query:
+            return await self._call(
+                request,
+                lambda c: RemoveValuesRequest(
+                    handle=handle, indexes=_indexes(request), credential=c
+                ),
+            )
+        return await self._call(request, lambda c: DeleteRequest(handle=handle, credential=c))
+
+    async def list_handles(self, request: web.Request) -> web.Response:
+        try:
+            page = int(request.query.get("page", "0"))
+            page_size = int(request.query.get("pageSize", "100"))
+        except ValueError:
+            return _error(ResponseCode.PROTOCOL_ERROR, "page and pageSize must be integers")
+        prefix = request.query.get("prefix", "")
+        return await self._call(
+            request,
+            lambda c: ListHandlesRequest(
+                prefix=prefix, page=page, page_size=page_size, credential=c
+            ),
+        )
+
+    async def empty_handle(self, request: web.Request) -> web.Response:
+        return _error(ResponseCode.INVALID_HANDLE, "empty handle")
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        ready = self.service.ready
+        return web.json_response(
+            {"status": "ready" if ready else "starting"}, status=200 if ready else 503
+        )
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Keep every answer in the REST error shape, including aiohttp's own 404/405/413."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SERVICE].config.max_http_body_bytes
+        return _error(ResponseCode.PROTOCOL_ERROR, f"request body over {limit} bytes", status=413)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(ResponseCode.PROTOCOL_ERROR, exc.reason, status=exc.status)
+
+
+def make_app(service: Service) -> web.Application:
+    app = web.Application(client_max_size=service.config.max_http_body_bytes, middlewares=[_errors])
+    app[SERVICE] = service
+    api = HandlesAPI(service)
+    app.router.add_get("/api/handles", api.list_handles)
+    app.router.add_route("*", "/api/handles/", api.empty_handle)
+    app.router.add_get("/api/handles/{handle:.+}", api.resolve)
+    app.router.add_put("/api/handles/{handle:.+}", api.put)
+    app.router.add_delete("/api/handles/{handle:.+}", api.delete)
+    app.router.add_get("/healthz", api.healthz)
+    app.router.add_get("/readyz", api.readyz)
+    return app
