@@ -50,9 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from node.server import serve
 
         if args.command == "demo":
-            from node.demo import prepare
+            from node.demo import banner, prepare
 
             config = prepare(config, args.identifiers)
+            _run(serve(config, on_started=lambda node: print(banner(node), flush=True)))
+            return 0
         _run(serve(config))
         return 0
     return clientcli.run(args)

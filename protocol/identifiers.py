@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from protocol.errors import InvalidHandle
 
@@ -35,6 +35,12 @@ SNMS = Profile("snms", 255, 64, 128, 255, 11)  #: the Chinese secondary-node API
 PROFILES = {p.name: p for p in (PROTOCOL, SNMS)}
 
 _WRAPPERS = ("hdl:", "https://hdl.handle.net/", "http://hdl.handle.net/")
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def ascii_upper(text: str) -> str:
+    """Upper-case ASCII letters only, as the reference server compares (``ß`` stays ``ß``)."""
+    return text.translate(_ASCII_UPPER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +54,13 @@ class Handle:
         return f"{self.prefix}/{self.suffix}"
 
     def key(self, *, case_sensitive_suffix: bool = False) -> str:
-        """The form two handles are compared in: prefix upper-cased, suffix by the case rule."""
-        suffix = self.suffix if case_sensitive_suffix else self.suffix.upper()
-        return f"{self.prefix.upper()}/{suffix}"
+        """The form two handles are compared in: prefix upper-cased, suffix by the case rule.
+
+        The suffix of a ``0.NA/<PREFIX>`` handle is a prefix, so it is always upper-cased.
+        """
+        prefix = ascii_upper(self.prefix)
+        keep = case_sensitive_suffix and prefix != NA_PREFIX
+        return f"{prefix}/{self.suffix if keep else ascii_upper(self.suffix)}"
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -60,7 +70,7 @@ class Handle:
     @property
     def is_prefix_handle(self) -> bool:
         """True for ``0.NA/<PREFIX>`` handles, which describe a prefix."""
-        return self.prefix.upper() == NA_PREFIX
+        return ascii_upper(self.prefix) == NA_PREFIX
 
 
 def unwrap(text: str) -> str:
@@ -124,7 +134,7 @@ def parse_handle(text: str, profile: Profile = PROTOCOL) -> Handle:
     if not suffix:
         raise InvalidHandle("empty suffix")
     _check_text(suffix, "suffix")
-    if prefix.upper() == NA_PREFIX:
+    if ascii_upper(prefix) == NA_PREFIX:
         check_prefix(suffix, profile)
     return Handle(prefix, suffix)
 
@@ -137,7 +147,7 @@ def parent_prefix(prefix: str) -> str | None:
 
 def na_handle(prefix: str) -> str:
     """The handle that describes a prefix: ``0.NA/<PREFIX>`` (upper-cased)."""
-    return f"{NA_PREFIX}/{prefix.upper()}"
+    return f"{NA_PREFIX}/{ascii_upper(prefix)}"
 
 
 def parent_chain(prefix: str) -> tuple[str, ...]:
@@ -146,6 +156,8 @@ def parent_chain(prefix: str) -> tuple[str, ...]:
     current: str | None = prefix
     while current is not None:
         chain.append(na_handle(current))
+        if ascii_upper(current) == NA_PREFIX:  # 0.NA is the root itself, not a child of "0"
+            break
         current = parent_prefix(current)
     if chain[-1] != ROOT:
         chain.append(ROOT)
@@ -223,7 +235,7 @@ def parse_digital_link(text: str) -> Identifier:
             raise InvalidHandle(f"GS1 qualifier {ai} is empty")
         last = order
         parts.append((ai, value))
-    canonical = _GS1_CANONICAL_HOST + "".join(f"/{ai}/{v}" for ai, v in parts)
+    canonical = _GS1_CANONICAL_HOST + "".join(f"/{ai}/{quote(v, safe='')}" for ai, v in parts)
     return Identifier(Scheme.GS1_DIGITAL_LINK, canonical, tuple(parts))
 
 
@@ -236,9 +248,9 @@ def parse_oid(text: str) -> str:
         raise InvalidHandle("an OID is two or more dot-separated numbers")
     if any(len(a) > 1 and a[0] == "0" for a in arcs):
         raise InvalidHandle("an OID arc has a leading zero")
-    if int(arcs[0]) > 2:
+    if len(arcs[0]) > 1 or int(arcs[0]) > 2:
         raise InvalidHandle("an OID's first arc is 0, 1 or 2")
-    if int(arcs[0]) < 2 and int(arcs[1]) > 39:
+    if int(arcs[0]) < 2 and (len(arcs[1]) > 2 or int(arcs[1]) > 39):
         raise InvalidHandle("an OID's second arc is at most 39 under arcs 0 and 1")
     return text
 
@@ -248,7 +260,9 @@ def classify(text: str, profile: Profile = PROTOCOL) -> Identifier:
     if not isinstance(text, str) or not text:
         raise InvalidHandle("empty identifier")
     lowered = text[:24].lower()
-    if lowered.startswith(_WRAPPERS) or ("/" in text and "://" not in text):
+    head, slash, _ = text.partition("/")
+    # a suffix may hold "://" (88.1/http://x); only a URI scheme before the first "/" is a URL
+    if lowered.startswith(_WRAPPERS) or (slash and not head.endswith(":")):
         handle = parse_handle(text, profile)
         parts = (("prefix", handle.prefix), ("suffix", handle.suffix))
         return Identifier(Scheme.HANDLE, str(handle), parts)

@@ -10,6 +10,7 @@ the right shape but breaks a rule is INVALID_VALUE (202).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from protocol.codes import DEFAULT_PERMISSIONS, OpCode, ResponseCode
@@ -31,27 +32,34 @@ from protocol.records import (
     Reference,
 )
 
-_ISO = "%Y-%m-%dT%H:%M:%SZ"
+MIN_TIMESTAMP = -62135596800  #: 0001-01-01T00:00:00Z, the first second a timestamp can show
+MAX_TIMESTAMP = 253402300799  #: 9999-12-31T23:59:59Z, the last
 
 
+@lru_cache(maxsize=4096)  # values written together share timestamps: format each once
 def iso_timestamp(seconds: int) -> str:
-    """``2026-11-28T10:00:00Z`` for seconds since the epoch."""
-    return datetime.fromtimestamp(seconds, UTC).strftime(_ISO)
+    """``2026-11-28T10:00:00Z`` for seconds since the epoch (always a 4-digit year)."""
+    shown = datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+    return shown.isoformat(timespec="seconds") + "Z"
 
 
 def parse_timestamp(text: Any) -> int:
     """Seconds since the epoch from an ISO-8601 string (or an integer, passed through)."""
     if type(text) is int:
-        return text
-    if not isinstance(text, str):
+        seconds = text
+    elif isinstance(text, str):
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise MalformedMessage(f"timestamp {text[:40]!r} is not ISO-8601") from exc
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        seconds = int(parsed.timestamp())
+    else:
         raise MalformedMessage("timestamp must be an ISO-8601 string")
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise MalformedMessage(f"timestamp {text[:40]!r} is not ISO-8601") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp())
+    if not MIN_TIMESTAMP <= seconds <= MAX_TIMESTAMP:
+        raise MalformedMessage("timestamp is outside years 1 to 9999")
+    return seconds
 
 
 def value_to_json(value: HandleValue) -> dict[str, Any]:
@@ -203,6 +211,6 @@ def response_from_json(obj: Any, op: OpCode) -> Response:
                 page_size=int(obj["pageSize"]),
                 handles=tuple(str(h) for h in obj["handles"]),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise MalformedMessage("a list answer needs prefix, totalCount, page, handles") from exc
     raise MalformedMessage(f"no JSON answer shape for op {int(op)}")

@@ -22,6 +22,7 @@ DEFAULT_TTL_S = 86400  #: the TTL a value gets when none is given
 MAX_CACHE_TTL_S = 172800  #: caches ignore TTLs above this
 MAX_VALUES = 2048  #: values per handle (protocol limit)
 MAX_INDEX = 2**31 - 1  #: index is a positive int32
+MIN_INT32 = -(2**31)  #: lowest int32 (indexes inside HS_ADMIN and HS_VLIST data are signed)
 MAX_DATA_BYTES = 262144  #: a value's data cannot exceed one protocol message
 MAX_REFERENCES = 256  #: references per value
 TTL_RELATIVE = 0  #: ttl counts seconds from when the value was fetched
@@ -88,6 +89,16 @@ def _unpack_str(data: bytes, at: int, what: str) -> tuple[str, int]:
         raise InvalidValue(f"{what}: string is not UTF-8") from exc
 
 
+def _check_packable(handle: str, index: int, what: str) -> None:
+    """Refuse what ``_pack_str`` / ``struct.pack(">i")`` cannot encode, as ``InvalidValue``."""
+    if not MIN_INT32 <= index <= MAX_INDEX:
+        raise InvalidValue(f"{what} index {index} is not a 32-bit integer")
+    try:
+        handle.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidValue(f"{what} handle is not valid Unicode") from exc
+
+
 def _unpack_int(data: bytes, at: int, what: str) -> tuple[int, int]:
     if at + 4 > len(data):
         raise InvalidValue(f"{what}: truncated integer")
@@ -124,7 +135,9 @@ class AdminValue:
         return {
             "handle": self.handle,
             "index": self.index,
-            "permissions": format(int(self.permissions) & 0xFFF, "012b"),
+            # 12 bits as in the reference; reserved high bits, when set, lengthen the string so
+            # that the bytes survive a JSON round trip (from_json takes up to 16 bits)
+            "permissions": format(int(self.permissions) & 0xFFFF, "012b"),
         }
 
     @classmethod
@@ -138,6 +151,7 @@ class AdminValue:
             raise InvalidValue("admin data needs an integer index")
         if not isinstance(bits, str) or not bits or len(bits) > 16 or set(bits) - {"0", "1"}:
             raise InvalidValue("admin permissions must be a bit string such as 011111110011")
+        _check_packable(handle, index, "admin")
         return cls(handle, index, AdminPermission(int(bits, 2)))
 
 
@@ -249,6 +263,7 @@ def _reference_from_json(item: Any) -> Reference:
     handle, index = item.get("handle"), item.get("index")
     if not isinstance(handle, str) or not isinstance(index, int) or isinstance(index, bool):
         raise InvalidValue("a reference needs a string handle and an integer index")
+    _check_packable(handle, index, "reference")
     return Reference(handle, index)
 
 
@@ -330,7 +345,12 @@ def validate_value(value: HandleValue, profile: Profile = PROTOCOL) -> None:
     size = len(value.data)
     if size > MAX_DATA_BYTES:
         raise InvalidValue(f"value {index} data is {size} bytes, over {MAX_DATA_BYTES}")
-    if profile.max_string_value_bytes and size > profile.max_string_value_bytes:
+    value_type = REGISTRY.get(value.type)
+    if (
+        profile.max_string_value_bytes
+        and size > profile.max_string_value_bytes
+        and value_type.format_for(value.data).name == "string"
+    ):
         raise InvalidValue(
             f"value {index} data is {size} bytes, over the {profile.name} limit of "
             f"{profile.max_string_value_bytes}"
@@ -343,7 +363,7 @@ def validate_value(value: HandleValue, profile: Profile = PROTOCOL) -> None:
         raise InvalidValue(f"value {index} permissions {value.permissions} are not 4 bits")
     if len(value.references) > MAX_REFERENCES:
         raise InvalidValue(f"value {index} has over {MAX_REFERENCES} references")
-    REGISTRY.get(value.type).validate(value.data)
+    value_type.validate(value.data)
 
 
 def validate_record(values: tuple[HandleValue, ...], profile: Profile = PROTOCOL) -> None:

@@ -9,6 +9,7 @@ whenever the decoder got far enough to read them.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +63,9 @@ class WireLimits:
     max_str_bytes: int = 65536  #: one string or binary field
     max_array_len: int = 4096  #: one array (values of a record, handles of a page)
     max_map_len: int = 16  #: one map (message bodies have at most 6 keys)
+    #: values plus all their references, or servers plus all their interfaces, in one message:
+    #: each becomes a Python object, so this bounds decoding time (a record has at most 2048 values)
+    max_items: int = 4096
 
 
 DEFAULT_LIMITS = WireLimits()
@@ -147,11 +151,12 @@ def encode_message(message: Message, message_flags: int = 0) -> bytes:
         if message.credential is not None:
             _credential_body(message, body)
     else:
-        code = int(message.code)  # type: ignore[attr-defined]
+        code = message.code  # type: ignore[attr-defined]
+    # msgpack packs the IntEnum op and code as the plain ints they are, without int() calls
     envelope = [
         PROTOCOL_VERSION,
         message.request_id,
-        int(message.op),
+        message.op,
         code,
         message.flags,
         message_flags,
@@ -181,6 +186,35 @@ def encode_datagram(message: Message, max_bytes: int = UDP_MAX_ANSWER_BYTES) -> 
 # Decoding
 
 
+def _constructor(cls: type[Any]) -> Callable[..., Any]:
+    """Build ``cls`` from all its fields, in declaration order, without its ``__init__``.
+
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, which costs
+    half the time of decoding a value; setting the slots directly gives the same object. Only for
+    frozen, slotted dataclasses without ``__post_init__`` (checked here, at import).
+    """
+    if "__slots__" not in cls.__dict__ or hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__} must be slotted and have no __post_init__")
+    names = [f.name for f in dataclasses.fields(cls)]
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    lines = [f"def make({', '.join(names)}):", "    self = new(cls)"]
+    for name in names:
+        namespace[f"set_{name}"] = getattr(cls, name).__set__  # the slot's member descriptor
+        lines.append(f"    set_{name}(self, {name})")
+    lines.append("    return self")
+    exec("\n".join(lines), namespace)
+    make: Callable[..., Any] = namespace["make"]
+    return make
+
+
+_new_value = _constructor(HandleValue)
+_new_reference = _constructor(Reference)
+_new_interface = _constructor(Interface)
+_new_server = _constructor(Server)
+_new_resolve_request = _constructor(ResolveRequest)
+_new_resolve_response = _constructor(ResolveResponse)
+
+
 def _bad(what: str) -> MalformedMessage:
     return MalformedMessage(f"field {what} has the wrong type")
 
@@ -208,7 +242,7 @@ def _bool(body: dict[str, Any], key: str) -> bool:
 
 def _tuple(body: dict[str, Any], key: str, item: type, required: bool = False) -> tuple[Any, ...]:
     v = body.get(key, None if required else ())
-    if type(v) is not tuple or any(type(x) is not item for x in v):
+    if type(v) is not tuple or v and any(type(x) is not item for x in v):
         raise _bad(key)
     return v
 
@@ -230,14 +264,18 @@ def _decode_value(v: Any) -> HandleValue:
         raise MalformedMessage(f"value {index!r} has a field of the wrong type")
     references: tuple[Reference, ...] = ()
     if refs:
-        references = tuple(_decode_reference(r) for r in refs)
-    return HandleValue(index, type_, data, ttl, ttl_type, timestamp, permissions, references)
+        references = tuple([_decode_reference(r) for r in refs])
+    value: HandleValue = _new_value(
+        index, type_, data, ttl, ttl_type, timestamp, permissions, references
+    )
+    return value
 
 
 def _decode_reference(r: Any) -> Reference:
     if type(r) is not tuple or len(r) != 2 or type(r[0]) is not str or type(r[1]) is not int:
         raise MalformedMessage("a reference must be an array [handle, index]")
-    return Reference(r[0], r[1])
+    reference: Reference = _new_reference(r[0], r[1])
+    return reference
 
 
 def _values(body: dict[str, Any]) -> tuple[HandleValue, ...]:
@@ -252,15 +290,33 @@ def _decode_site(s: Any) -> SiteInfo:
         serial, hash_option, primary, multi, servers = s
         parsed = []
         for server_id, address, interfaces in servers:
-            ifaces = tuple(Interface(int(k), int(p), int(port)) for k, p, port in interfaces)
+            ifaces = tuple([_new_interface(int(k), int(p), int(port)) for k, p, port in interfaces])
             if type(server_id) is not int or type(address) is not str:
                 raise TypeError
-            parsed.append(Server(server_id, address, ifaces))
+            parsed.append(_new_server(server_id, address, ifaces))
         if type(serial) is not int or type(hash_option) is not int:
             raise TypeError
         return SiteInfo(serial, hash_option, tuple(parsed), bool(primary), bool(multi))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # int() of inf is an OverflowError
         raise MalformedMessage("site info has the wrong shape") from exc
+
+
+def _count_items(body: dict[str, Any]) -> int:
+    """Values and references, or servers and interfaces, that decoding ``body`` would build."""
+    count = 0
+    values = body.get("v")
+    if type(values) is tuple:
+        count = len(values)
+        for v in values:
+            if type(v) is tuple and len(v) == 8 and type(v[7]) is tuple:
+                count += len(v[7])
+    site = body.get("s")
+    if type(site) is tuple and len(site) == 5 and type(site[4]) is tuple:
+        count += len(site[4])
+        for server in site[4]:
+            if type(server) is tuple and len(server) == 3 and type(server[2]) is tuple:
+                count += len(server[2])
+    return count
 
 
 def _credential(body: dict[str, Any]) -> Credential | None:
@@ -278,17 +334,23 @@ def _credential(body: dict[str, Any]) -> Credential | None:
     return Credential(a[1], a[0], a[2])
 
 
+def _resolve_request(b: dict[str, Any], rid: int, f: int, c: Credential | None) -> Request:
+    # the hot path, so the checks of _str and _tuple are inlined
+    handle, indexes, types = b.get("h"), b.get("i", ()), b.get("t", ())
+    if type(handle) is not str:
+        raise _bad("h")
+    if type(indexes) is not tuple or indexes and any(type(x) is not int for x in indexes):
+        raise _bad("i")
+    if type(types) is not tuple or types and any(type(x) is not str for x in types):
+        raise _bad("t")
+    request: ResolveRequest = _new_resolve_request(rid, f, c, handle, indexes, types)
+    return request
+
+
 _RequestDecoder = Callable[[dict[str, Any], int, int, Credential | None], Request]
 
 _REQUEST_DECODERS: dict[int, _RequestDecoder] = {
-    OpCode.RESOLUTION: lambda b, rid, f, c: ResolveRequest(
-        request_id=rid,
-        flags=f,
-        credential=c,
-        handle=_str(b, "h"),
-        indexes=_tuple(b, "i", int),
-        types=_tuple(b, "t", str),
-    ),
+    OpCode.RESOLUTION: _resolve_request,
     OpCode.GET_SITEINFO: lambda b, rid, f, c: GetSiteInfoRequest(
         request_id=rid, flags=f, credential=c
     ),
@@ -334,7 +396,7 @@ assert set(_REQUEST_DECODERS) == set(REQUEST_TYPES)
 _ResponseDecoder = Callable[[dict[str, Any], int, int, int], Response]
 
 _SUCCESS_DECODERS: dict[int, _ResponseDecoder] = {
-    OpCode.RESOLUTION: lambda b, rid, f, rc: ResolveResponse(
+    OpCode.RESOLUTION: lambda b, rid, f, rc: _new_resolve_response(
         request_id=rid, flags=f, code=rc, handle=_str(b, "h"), values=_values(b)
     ),
     OpCode.CREATE_HANDLE: lambda b, rid, f, rc: CreateResponse(
@@ -358,6 +420,11 @@ _SUCCESS_DECODERS: dict[int, _ResponseDecoder] = {
     ),
 }
 _DONE_OPS = frozenset(REQUEST_TYPES) - frozenset(_SUCCESS_DECODERS)
+# plain ints and a dict: ``mflags & MessageFlag.TRUNCATED`` builds a flag object (1 us), and
+# calling an enum or reading a member off its class costs more than the rest of a check
+_TRUNCATED: Final = int(MessageFlag.TRUNCATED)
+_SUCCESS: Final = int(ResponseCode.SUCCESS)
+_OP_CODES: dict[int, OpCode] = {int(op): op for op in OpCode}
 
 
 def _unpack(payload: bytes, limits: WireLimits) -> Any:
@@ -396,7 +463,7 @@ def decode_message(payload: bytes, limits: WireLimits = DEFAULT_LIMITS) -> Messa
     if type(rid) is not int or not 0 <= rid <= 0xFFFFFFFF:
         raise MalformedMessage("request id must be an unsigned 32-bit integer")
     try:
-        if version != PROTOCOL_VERSION or type(version) is not int:
+        if type(version) is not int or version != PROTOCOL_VERSION:
             raise MalformedMessage(f"unsupported protocol version {version!r}")
         if type(op) is not int or type(rc) is not int or rc < 0:
             raise MalformedMessage("op code and response code must be integers")
@@ -404,15 +471,18 @@ def decode_message(payload: bytes, limits: WireLimits = DEFAULT_LIMITS) -> Messa
             raise MalformedMessage("op flags must be an unsigned 32-bit integer")
         if type(mflags) is not int or type(body) is not dict:
             raise MalformedMessage("message flags must be an integer and the body a map")
+        # every item takes 3 bytes or more, so small messages need no count
+        if len(payload) > 3 * limits.max_items and _count_items(body) > limits.max_items:
+            raise LimitExceeded(f"message holds over {limits.max_items} values and references")
         if rc == 0:
             decoder = _REQUEST_DECODERS.get(op)
             if decoder is None:
                 raise UnsupportedOperation(f"unknown op code {op}")
-            return decoder(body, rid, flags, _credential(body))
-        answers = OpCode(op)
-        if mflags & MessageFlag.TRUNCATED:
+            return decoder(body, rid, flags, None if "a" not in body else _credential(body))
+        answers = _OP_CODES.get(op) or OpCode(op)
+        if mflags & _TRUNCATED:
             return TruncatedResponse(request_id=rid, flags=flags, code=rc, answers=answers)
-        if rc != ResponseCode.SUCCESS:
+        if rc != _SUCCESS:
             return ErrorResponse(
                 request_id=rid,
                 flags=flags,

@@ -4,8 +4,8 @@ Tables follow the HANDLE.NET SQL storage: ``handles`` holds one row per value ke
 index (plus ``hkey``, the case-folded comparison key the node looks records up by), ``nas`` the
 homed prefixes. One writer thread owns the write connection: it takes every queued mutation, runs
 each in its own savepoint, and commits the whole batch with one fsync, so many concurrent writers
-share each disk flush and an acknowledged write is on disk. Reads run on a small thread pool with
-connections of their own, so SQLite never blocks the event loop.
+share each disk flush and an acknowledged write is on disk. Reads run in batches on a reader thread
+with its own connection, so SQLite never blocks the event loop.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -133,14 +132,13 @@ def _deliver(ops: list[_Op]) -> None:
 class SQLiteStore(Store):
     """SQLite file ``<data_dir>/idnode.sqlite3``; see the module docstring."""
 
-    def __init__(self, data_dir: str | Path, *, max_batch: int = 512, readers: int = 2) -> None:
+    def __init__(self, data_dir: str | Path, *, max_batch: int = 512) -> None:
         self.path = Path(data_dir) / "idnode.sqlite3"
         self.max_batch = max_batch
-        self._readers = readers
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
-        self._pool: ThreadPoolExecutor | None = None
-        self._local = threading.local()
+        self._read_queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._reader_thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._write_conn: sqlite3.Connection | None = None
         #: commits and the writes they carried, for metrics and benchmarks
@@ -153,7 +151,10 @@ class SQLiteStore(Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._loop = asyncio.get_running_loop()
         self._write_conn = _connect(self.path)
-        self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="sqlite-read")
+        self._reader_thread = threading.Thread(
+            target=self._read_loop, name="sqlite-read", daemon=True
+        )
+        self._reader_thread.start()
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-write", daemon=True)
         self._writer.start()
 
@@ -162,9 +163,10 @@ class SQLiteStore(Store):
             self._queue.put(_STOP)
             await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
             self._writer = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        if self._reader_thread is not None:
+            self._read_queue.put(_STOP)
+            await asyncio.get_running_loop().run_in_executor(None, self._reader_thread.join)
+            self._reader_thread = None
         if self._write_conn is not None:
             self._write_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._write_conn.close()
@@ -172,30 +174,53 @@ class SQLiteStore(Store):
 
     # -- reads ------------------------------------------------------------------------------
 
-    def _reader(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = _connect(self.path, readonly=True)
-            self._local.conn = conn
-        return conn
-
-    async def _run_read(self, fn: Any, *args: Any) -> Any:
-        assert self._loop is not None and self._pool is not None, "store is not open"
+    def _read_loop(self) -> None:
+        """Serve queued reads in batches: one thread handoff and one loop wake-up per batch."""
+        conn = _connect(self.path, readonly=True)
+        loop = self._loop
+        assert loop is not None
         try:
-            return await self._loop.run_in_executor(self._pool, fn, *args)
-        except sqlite3.Error as exc:
-            raise StoreError(str(exc)) from exc
+            while True:
+                first = self._read_queue.get()
+                if first is _STOP:
+                    return
+                batch: list[_Op] = [first]
+                while len(batch) < 256:
+                    try:
+                        item = self._read_queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        self._read_queue.put(_STOP)
+                        break
+                    batch.append(item)
+                for op in batch:
+                    try:
+                        op.result = op.mutation(conn)  # type: ignore[arg-type]
+                    except sqlite3.Error as exc:
+                        op.error = StoreError(str(exc))
+                    except Exception as exc:
+                        op.error = exc
+                if not loop.is_closed():
+                    loop.call_soon_threadsafe(_deliver, batch)
+        finally:
+            conn.close()
+
+    async def _run_read(self, fn: Any) -> Any:
+        assert self._loop is not None and self._reader_thread is not None, "store is not open"
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._read_queue.put(_Op("", fn, future))
+        return await future
 
     async def get(self, key: str) -> Record | None:
-        result: Record | None = await self._run_read(lambda: _read(self._reader(), key))
+        result: Record | None = await self._run_read(lambda conn: _read(conn, key))
         return result
 
     async def list_handles(self, prefix: str, offset: int, limit: int) -> tuple[int, list[str]]:
         low = prefix.upper() + "/"
         high = prefix.upper() + "0"  # '0' follows '/' in code point order
 
-        def work() -> tuple[int, list[str]]:
-            conn = self._reader()
+        def work(conn: sqlite3.Connection) -> tuple[int, list[str]]:
             (total,) = conn.execute(
                 "SELECT COUNT(DISTINCT hkey) FROM handles WHERE hkey >= ? AND hkey < ?",
                 (low, high),
@@ -211,15 +236,15 @@ class SQLiteStore(Store):
         return result
 
     async def homed_prefixes(self) -> list[str]:
-        def work() -> list[str]:
-            return [r[0] for r in self._reader().execute("SELECT na FROM nas ORDER BY na_key")]
+        def work(conn: sqlite3.Connection) -> list[str]:
+            return [r[0] for r in conn.execute("SELECT na FROM nas ORDER BY na_key")]
 
         result: list[str] = await self._run_read(work)
         return result
 
     async def count(self) -> int:
-        def work() -> int:
-            row = self._reader().execute("SELECT COUNT(DISTINCT hkey) FROM handles").fetchone()
+        def work(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT COUNT(DISTINCT hkey) FROM handles").fetchone()
             return int(row[0])
 
         result: int = await self._run_read(work)

