@@ -67,36 +67,51 @@ def bare_response() -> dict[str, Any]:
     }
 
 
-def _ops_per_s(op: Callable[[], object], seconds: float, repeats: int = 5) -> float:
-    """Best-of-``repeats`` rate of ``op``, each repeat about ``seconds / repeats`` long."""
+def _loops(op: Callable[[], object], at_least_s: float = 0.02) -> int:
+    """Like timeit's autorange: a loop count that takes at least ``at_least_s``."""
     loops = 1
-    while True:  # calibrate like timeit: a loop count that takes at least 20 ms
+    while True:
         start = time.perf_counter()
         for _ in range(loops):
             op()
-        if time.perf_counter() - start >= 0.02:
-            break
+        if time.perf_counter() - start >= at_least_s:
+            return loops
         loops *= 2
-    per_repeat = max(1, int(loops * (seconds / repeats) / 0.02))
-    best = float("inf")
+
+
+def _best_rates(
+    ops: dict[str, Callable[[], object]], seconds: float, repeats: int = 7
+) -> dict[str, float]:
+    """Best-of-``repeats`` ops/s of each op; the repeats alternate between the ops, so a burst of
+    load from elsewhere on the machine hits both sides rather than one."""
+    loops = {name: _loops(op) for name, op in ops.items()}
+    share = seconds / repeats / len(ops)
+    count = {name: max(1, int(n * share / 0.02)) for name, n in loops.items()}
+    best = dict.fromkeys(ops, float("inf"))
     for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(per_repeat):
-            op()
-        best = min(best, (time.perf_counter() - start) / per_repeat)
-    return 1.0 / best
+        for name, op in ops.items():
+            n = count[name]
+            start = time.perf_counter()
+            for _ in range(n):
+                op()
+            best[name] = min(best[name], (time.perf_counter() - start) / n)
+    return {name: 1.0 / t for name, t in best.items()}
 
 
 def _case(ours: Any, bare: Any, seconds: float) -> dict[str, Any]:
-    packb = msgpack.packb
-    unpackb = msgpack.unpackb
+    packb, unpackb = msgpack.packb, msgpack.unpackb
     assert decode_message(encode_message(ours)) == ours
-    ours_ops = _ops_per_s(lambda: decode_message(encode_message(ours)), seconds / 2)
-    bare_ops = _ops_per_s(lambda: unpackb(packb(bare)), seconds / 2)
+    rates = _best_rates(
+        {
+            "ours": lambda: decode_message(encode_message(ours)),
+            "bare": lambda: unpackb(packb(bare)),
+        },
+        seconds,
+    )
     return {
-        "ours_ops_s": round(ours_ops),
-        "bare_ops_s": round(bare_ops),
-        "ratio": round(bare_ops / ours_ops, 3),
+        "ours_ops_s": round(rates["ours"]),
+        "bare_ops_s": round(rates["bare"]),
+        "ratio": round(rates["bare"] / rates["ours"], 3),
         "ours_bytes": len(encode_message(ours)),
         "bare_bytes": len(packb(bare)),
     }

@@ -13,9 +13,11 @@ import sys
 
 from aiohttp import web
 
-BODY = (b'{"responseCode":1,"handle":"88.118.8/PRD-2026-000123","values":[{"index":1,"type":"URL",'
-        b'"data":{"format":"string","value":"https://example.com/p/000123"},"ttl":86400,'
-        b'"timestamp":"2026-11-28T10:00:00Z"}]}')
+BODY = (
+    b'{"responseCode":1,"handle":"88.118.8/PRD-2026-000123","values":[{"index":1,"type":"URL",'
+    b'"data":{"format":"string","value":"https://example.com/p/000123"},"ttl":86400,'
+    b'"timestamp":"2026-11-28T10:00:00Z"}]}'
+)
 BODY = BODY + b" " * (300 - len(BODY))
 
 
@@ -45,6 +47,7 @@ class _UDPEcho(asyncio.DatagramProtocol):
 async def _main(kind: str, portfile: str) -> None:
     loop = asyncio.get_running_loop()
     if kind == "http":
+
         async def handler(request: web.Request) -> web.Response:
             return web.Response(body=BODY, content_type="application/json")
 

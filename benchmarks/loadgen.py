@@ -50,7 +50,9 @@ class _Stats:
                 self.errors += 1
 
 
-async def _http_worker(port: int, requests: itertools.cycle, stats: _Stats, stop: asyncio.Event, ok_status: int) -> None:  # type: ignore[type-arg]
+async def _http_worker(
+    port: int, requests: itertools.cycle, stats: _Stats, stop: asyncio.Event, ok_status: int
+) -> None:  # type: ignore[type-arg]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while not stop.is_set():
@@ -70,7 +72,9 @@ async def _http_worker(port: int, requests: itertools.cycle, stats: _Stats, stop
         writer.close()
 
 
-async def _tcp_worker(port: int, requests: itertools.cycle, stats: _Stats, stop: asyncio.Event, ok) -> None:  # type: ignore[no-untyped-def, type-arg]
+async def _tcp_worker(
+    port: int, requests: itertools.cycle, stats: _Stats, stop: asyncio.Event, ok
+) -> None:  # type: ignore[no-untyped-def, type-arg]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while not stop.is_set():
@@ -92,9 +96,13 @@ class _UDPClient(asyncio.DatagramProtocol):
             self.waiter.set_result(data)
 
 
-async def _udp_worker(port: int, requests: itertools.cycle, stats: _Stats, stop: asyncio.Event, ok) -> None:  # type: ignore[no-untyped-def, type-arg]
+async def _udp_worker(
+    port: int, requests: itertools.cycle, stats: _Stats, stop: asyncio.Event, ok
+) -> None:  # type: ignore[no-untyped-def, type-arg]
     loop = asyncio.get_running_loop()
-    transport, proto = await loop.create_datagram_endpoint(_UDPClient, remote_addr=("127.0.0.1", port))
+    transport, proto = await loop.create_datagram_endpoint(
+        _UDPClient, remote_addr=("127.0.0.1", port)
+    )
     try:
         while not stop.is_set():
             started = time.perf_counter()
@@ -123,7 +131,15 @@ def _msgpack_ok(payload: bytes) -> bool:
     return code in (0, 1)
 
 
-async def _run(kind: str, port: int, requests: list[bytes], concurrency: int, warmup_s: float, seconds: float, ok_status: int = 0) -> LoadResult:
+async def _run(
+    kind: str,
+    port: int,
+    requests: list[bytes],
+    concurrency: int,
+    warmup_s: float,
+    seconds: float,
+    ok_status: int = 0,
+) -> LoadResult:
     stats = _Stats()
     stop = asyncio.Event()
     random.Random(7).shuffle(requests)
@@ -148,10 +164,25 @@ async def _run(kind: str, port: int, requests: list[bytes], concurrency: int, wa
     for t in tasks:
         t.cancel()
     lat = sorted(stats.latencies)
-    return LoadResult(len(lat), elapsed, _percentile(lat, 0.5) * 1e3, _percentile(lat, 0.99) * 1e3, stats.errors, cpu)
+    return LoadResult(
+        len(lat),
+        elapsed,
+        _percentile(lat, 0.5) * 1e3,
+        _percentile(lat, 0.99) * 1e3,
+        stats.errors,
+        cpu,
+    )
 
 
-def run_load(kind: str, port: int, requests: list[bytes], concurrency: int = 32, warmup_s: float = 1.0, seconds: float = 5.0, ok_status: int = 0) -> LoadResult:
+def run_load(
+    kind: str,
+    port: int,
+    requests: list[bytes],
+    concurrency: int = 32,
+    warmup_s: float = 1.0,
+    seconds: float = 5.0,
+    ok_status: int = 0,
+) -> LoadResult:
     """Blocking entry point (uvloop when installed); ``kind`` is http, tcp or udp.
 
     ``ok_status`` is an HTTP status that counts as success although >= 400 (404 for misses).

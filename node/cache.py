@@ -44,12 +44,12 @@ class ResolutionCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: str, now: float) -> Entry | None:
+    def get(self, key: str, now: float, *, count_miss: bool = True) -> Entry | None:
         entry = self._entries.get(key)
         if entry is None or entry.expires_at <= now:
             if entry is not None:
                 self._drop(key)
-            self.misses += 1
+            self.misses += count_miss
             return None
         self._entries.move_to_end(key)
         self.hits += 1

@@ -14,8 +14,10 @@ Delete, add/remove/modify values, home and unhome are sent once (a lost answer m
 write; repeating a delete would turn its success into HANDLE_NOT_FOUND). Create is retried too, with
 one rule: a retried create that then gets HANDLE_ALREADY_EXISTS (101) may be meeting its own earlier
 attempt, so the client resolves the handle authoritatively and, when the stored values match what it
-sent (index, type and data), reports success (a ``CreateResponse``). A create that mints its suffix
-is never retried (each attempt would mint a new handle).
+sent (index, type and data), reports success (a ``CreateResponse``). The check needs a credential
+that may read every value sent, and never matches HS_SECKEY values (the node stores them hashed), so
+such creates keep the 101. A create that mints its suffix is never retried (each attempt would mint
+a new handle).
 """
 
 from __future__ import annotations
@@ -277,7 +279,11 @@ class Client(abc.ABC):
             handle=request.handle, flags=OpFlag.AUTHORITATIVE, credential=self.credential
         )
         stored, _ = await self._send(check, retry=True)
-        if isinstance(stored, ResolveResponse) and same_values(stored.values, request.values):
+        if (
+            isinstance(stored, ResolveResponse)
+            and stored.handle == request.handle  # not a record that differs only in case
+            and same_values(stored.values, request.values)
+        ):
             return CreateResponse(handle=stored.handle, created=True)
         return error
 

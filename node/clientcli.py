@@ -159,7 +159,11 @@ def run(args: argparse.Namespace) -> int:
     handle = getattr(args, "handle", None)
     if handle and "handle" not in shape:
         shape["handle"] = handle  # as the REST API names the handle of a delete
-    print(json.dumps(shape, indent=2, ensure_ascii=False), flush=True)
+    try:
+        print(json.dumps(shape, indent=2, ensure_ascii=False), flush=True)
+    except BrokenPipeError:  # ``| head``: the reader went away; don't let Python complain at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     if response.code == ResponseCode.SUCCESS:
         return 0
     reason = response.message if isinstance(response, ErrorResponse) else ""

@@ -21,7 +21,14 @@ from node.config import Config
 from node.store import DELETE, Record, Store, StoreError
 from protocol.codes import ALL_ADMIN_PERMISSIONS, OpCode, ResponseCode
 from protocol.errors import InvalidValue, ProtocolError
-from protocol.identifiers import NA_PREFIX, PROFILES, Handle, check_prefix, parse_handle
+from protocol.identifiers import (
+    NA_PREFIX,
+    PROFILES,
+    Handle,
+    ascii_upper,
+    check_prefix,
+    parse_handle,
+)
 from protocol.messages import (
     AddValuesRequest,
     CreateRequest,
@@ -58,10 +65,14 @@ from protocol.records import (
 
 log = logging.getLogger("idnode.service")
 
+#: an answer, the cache entry its encodings may be kept in (None: not cacheable), its cache key
+Resolution = tuple[Response, Entry | None, str]
+
 ADMIN_SUFFIX = "ADMIN"  #: ``<prefix>/ADMIN`` holds a prefix's credentials
 ADMIN_KEY_INDEX = 300  #: index of HS_SECKEY in the admin handle (``300:<prefix>/ADMIN``)
 ADMIN_VALUE_INDEX = 100  #: index of HS_ADMIN
 MAX_PAGE_SIZE = 10000
+MAX_PAGE = 10**9  #: keeps page * pageSize inside SQL's 64-bit OFFSET
 _SECKEY_PERMISSIONS = 0xC  #: admin read and write, never public
 
 
@@ -70,7 +81,8 @@ def _fail(code: ResponseCode, message: str) -> ProtocolError:
 
 
 class Principal:
-    """Who a request is made as: the admin of ``prefix``, or the node admin (``prefix`` None)."""
+    """Who a request is made as: the admin of ``prefix``, the node admin (``prefix`` None), or an
+    authenticated identity that administers nothing (``prefix`` empty)."""
 
     __slots__ = ("identity", "prefix")
 
@@ -81,8 +93,10 @@ class Principal:
     def may_write(self, prefix: str) -> bool:
         if self.prefix is None:
             return True
-        own = self.prefix.upper()
-        target = prefix.upper()
+        if not self.prefix:
+            return False
+        own = ascii_upper(self.prefix)
+        target = ascii_upper(prefix)
         return target == own or target.startswith(own + ".")
 
 
@@ -118,9 +132,9 @@ class Service:
     async def start(self) -> None:
         """Load homed prefixes and home the configured ones."""
         for prefix in await self.store.homed_prefixes():
-            self.homed[prefix.upper()] = prefix
+            self.homed[ascii_upper(prefix)] = prefix
         for prefix in self.config.home:
-            if prefix.upper() not in self.homed:
+            if ascii_upper(prefix) not in self.homed:
                 if not self.config.admin_secret:
                     raise ValueError(f"homing {prefix} needs an admin secret (--admin-secret)")
                 await self.home_prefix(prefix, self.config.admin_secret)
@@ -137,6 +151,9 @@ class Service:
         except StoreError as exc:
             log.error("store failure on op %s: %s", int(request.op), exc)
             return self.error(request, ResponseCode.ERROR, "the store failed; nothing was changed")
+        except Exception:  # a bug must still get an answer, never a silent drop
+            log.exception("unexpected failure on op %s", int(request.op))
+            return self.error(request, ResponseCode.ERROR, "internal error; nothing was changed")
 
     @staticmethod
     def error(request: Request, code: int, message: str) -> ErrorResponse:
@@ -151,7 +168,25 @@ class Service:
 
     # -- resolution (the hot path) ---------------------------------------------------------------
 
-    async def resolve(self, request: ResolveRequest) -> tuple[Response, Entry | None, str]:
+    def resolve_cached(self, request: ResolveRequest) -> Resolution | None:
+        """The answer when the cache alone gives it, without suspending; None: call ``resolve``.
+
+        Anonymous public resolution of a cached handle is most traffic; transports answer it
+        straight from ``data_received`` instead of starting a task per request.
+        """
+        if request.authoritative or (request.credential is not None and not request.public_only):
+            return None
+        try:
+            handle = self._homed_handle(request.handle)
+            key = handle.key(case_sensitive_suffix=self.config.case_sensitive_suffix)
+            entry = self.cache.get(key, self.clock(), count_miss=False)
+            if entry is None:
+                return None
+            return self._answer(request, entry, key, public_only=True)
+        except ProtocolError as exc:
+            return self.error(request, exc.code, exc.message), None, ""
+
+    async def resolve(self, request: ResolveRequest) -> Resolution:
         """Resolve, also returning the cache entry when the answer is the plain cacheable one.
 
         Transports use the entry to reuse an already encoded answer (``cache.encoded``).
@@ -164,33 +199,38 @@ class Service:
             if entry is None:
                 generation = self.cache.generation
                 entry = self.cache.put(key, await self.store.get(key), now, generation)
-            record = entry.record
-            if record is None:
-                raise _fail(ResponseCode.HANDLE_NOT_FOUND, "Handle Not Found")
-            values = record.values
             public_only = request.public_only or request.credential is None
-            if not public_only:
+            if not public_only and entry.record is not None:
                 principal = await self._authenticate(request.credential)
                 public_only = not principal.may_write(handle.prefix)
-            if public_only:
-                values = tuple([v for v in values if v.permissions & 0x2])
-            plain = not (request.indexes or request.types)
-            if not plain:
-                values = _filter(values, request.indexes, request.types)
-                if not values:
-                    raise _fail(ResponseCode.VALUES_NOT_FOUND, "No values match the filter")
-            response = ResolveResponse(
-                request_id=request.request_id,
-                flags=request.flags,
-                handle=record.handle,
-                values=values,
-            )
-            return response, (entry if plain and public_only else None), key
+            return self._answer(request, entry, key, public_only=public_only)
         except ProtocolError as exc:
             return self.error(request, exc.code, exc.message), None, ""
         except StoreError as exc:
             log.error("store failure on resolution: %s", exc)
             return self.error(request, ResponseCode.ERROR, "the store failed"), None, ""
+
+    def _answer(
+        self, request: ResolveRequest, entry: Entry, key: str, *, public_only: bool
+    ) -> Resolution:
+        record = entry.record
+        if record is None:
+            raise _fail(ResponseCode.HANDLE_NOT_FOUND, "Handle Not Found")
+        values = record.values
+        if public_only:
+            values = tuple([v for v in values if v.permissions & 0x2])
+        plain = not (request.indexes or request.types)
+        if not plain:
+            values = _filter(values, request.indexes, request.types)
+            if not values:
+                raise _fail(ResponseCode.VALUES_NOT_FOUND, "No values match the filter")
+        response = ResolveResponse(
+            request_id=request.request_id,
+            flags=request.flags,
+            handle=record.handle,
+            values=values,
+        )
+        return response, (entry if plain and public_only else None), key
 
     async def _resolve_only(self, request: ResolveRequest) -> Response:
         return (await self.resolve(request))[0]
@@ -200,7 +240,7 @@ class Service:
             text += "_"  # a placeholder suffix, replaced by the minted one
         handle = parse_handle(text, self.profile)
         prefix = handle.suffix if handle.is_prefix_handle else handle.prefix
-        if prefix.upper() not in self.homed:
+        if ascii_upper(prefix) not in self.homed:
             raise _fail(ResponseCode.SERVER_NOT_RESPONSIBLE, "That prefix doesn't live here")
         return handle
 
@@ -221,9 +261,12 @@ class Service:
                 return Principal(identity, None)
             raise failed
         key = handle.key(case_sensitive_suffix=self.config.case_sensitive_suffix)
+        # only a prefix's ADMIN handle administers it; other identities authenticate but own nothing
+        owns = handle.prefix if ascii_upper(handle.suffix) == ADMIN_SUFFIX else ""
         fingerprint = (credential.index, auth.fingerprint(credential.secret))
         if fingerprint in self._verified.get(key, ()):
-            return Principal(identity, handle.prefix)
+            return Principal(identity, owns)
+        generation = self.cache.generation
         record = await self.store.get(key)
         stored = next(
             (
@@ -235,8 +278,9 @@ class Service:
         )
         if stored is None or not auth.verify_secret(credential.secret, stored):
             raise failed
-        self._verified.setdefault(key, set()).add(fingerprint)
-        return Principal(identity, handle.prefix)
+        if generation == self.cache.generation:  # no write since the read: safe to remember
+            self._verified.setdefault(key, set()).add(fingerprint)
+        return Principal(identity, owns)
 
     async def _writer(self, request: Request, prefix: str) -> Principal:
         principal = await self._authenticate(request.credential)
@@ -257,9 +301,12 @@ class Service:
         out = []
         for v in values:
             data = v.data
-            if v.type == HS_SECKEY and not data.startswith(auth.SCHEME.encode() + b"$"):
-                data = auth.hash_secret(data.decode("utf-8", "replace"))
-            out.append(replace(v, timestamp=now, data=data))
+            permissions = v.permissions
+            if v.type == HS_SECKEY:  # stored hashed, and never publicly readable
+                if not data.startswith(auth.SCHEME.encode() + b"$"):
+                    data = auth.hash_secret(data.decode("utf-8", "replace"))
+                permissions &= ~0x3
+            out.append(replace(v, timestamp=now, data=data, permissions=permissions))
         return tuple(sorted(out, key=lambda v: v.index))
 
     def _written(self, key: str) -> None:
@@ -363,12 +410,13 @@ class Service:
 
     async def _list_handles(self, request: ListHandlesRequest) -> Response:
         prefix = check_prefix(request.prefix, self.profile)
-        if prefix.upper() not in self.homed:
+        if ascii_upper(prefix) not in self.homed:
             raise _fail(ResponseCode.SERVER_NOT_RESPONSIBLE, "That prefix doesn't live here")
         await self._writer(request, prefix)
-        if request.page < 0 or not 0 < request.page_size <= MAX_PAGE_SIZE:
+        if not 0 <= request.page <= MAX_PAGE or not 0 < request.page_size <= MAX_PAGE_SIZE:
             raise _fail(
-                ResponseCode.PROTOCOL_ERROR, f"page must be >= 0 and pageSize 1-{MAX_PAGE_SIZE}"
+                ResponseCode.PROTOCOL_ERROR,
+                f"page must be 0-{MAX_PAGE} and pageSize 1-{MAX_PAGE_SIZE}",
             )
         total, handles = await self.store.list_handles(
             prefix, request.page * request.page_size, request.page_size
@@ -409,14 +457,14 @@ class Service:
         await self._node_admin(request)
         if not await self.store.set_homed(prefix, False):
             raise _fail(ResponseCode.SERVER_NOT_RESPONSIBLE, f"{prefix} is not homed here")
-        self.homed.pop(prefix.upper(), None)
+        self.homed.pop(ascii_upper(prefix), None)
         self.cache.clear()
         return DoneResponse(request_id=request.request_id, flags=request.flags, answers=request.op)
 
     async def home_prefix(self, prefix: str, secret: str) -> None:
         """Home ``prefix`` and create ``<prefix>/ADMIN`` (HS_ADMIN at 100, hashed HS_SECKEY at 300)."""
         check_prefix(prefix, self.profile)
-        if prefix.upper() == NA_PREFIX:
+        if ascii_upper(prefix) == NA_PREFIX:
             raise _fail(ResponseCode.INVALID_HANDLE, "0.NA cannot be homed")
         admin_handle = f"{prefix}/{ADMIN_SUFFIX}"
         admin = AdminValue(admin_handle, ADMIN_KEY_INDEX, ALL_ADMIN_PERMISSIONS)
@@ -438,7 +486,7 @@ class Service:
         await self.store.mutate(key, lambda current: record if current is None else None)
         await self.store.set_homed(prefix, True)
         self._written(key)
-        self.homed[prefix.upper()] = prefix
+        self.homed[ascii_upper(prefix)] = prefix
         log.info("homed prefix %s", prefix)
 
     async def _site_info(self, request: GetSiteInfoRequest) -> Response:

@@ -186,6 +186,8 @@ _HTTP_STATUS: dict[int, int] = {
     ResponseCode.AUTHENTICATION_NEEDED: 401,
     ResponseCode.NOT_AUTHORIZED: 403,
     ResponseCode.ACCESS_DENIED: 403,
-    ResponseCode.AUTHENTICATION_FAILED: 403,
+    # The reference's table says 403, but the reference server answers a wrong password with
+    # 401 (observed on HANDLE.NET 9.3.1), which is what clients retrying with a password expect.
+    ResponseCode.AUTHENTICATION_FAILED: 401,
     ResponseCode.INVALID_CREDENTIAL: 403,
 }

@@ -9,6 +9,7 @@ factory system can hand the node whatever its labels carry.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
@@ -35,6 +36,7 @@ SNMS = Profile("snms", 255, 64, 128, 255, 11)  #: the Chinese secondary-node API
 PROFILES = {p.name: p for p in (PROTOCOL, SNMS)}
 
 _WRAPPERS = ("hdl:", "https://hdl.handle.net/", "http://hdl.handle.net/")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  #: ``scheme://`` opening a URI (RFC 3986)
 _ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -260,9 +262,8 @@ def classify(text: str, profile: Profile = PROTOCOL) -> Identifier:
     if not isinstance(text, str) or not text:
         raise InvalidHandle("empty identifier")
     lowered = text[:24].lower()
-    head, slash, _ = text.partition("/")
-    # a suffix may hold "://" (88.1/http://x); only a URI scheme before the first "/" is a URL
-    if lowered.startswith(_WRAPPERS) or (slash and not head.endswith(":")):
+    # a suffix may hold "://" (88.1/http://x): only text opening with ``scheme://`` is a URI
+    if lowered.startswith(_WRAPPERS) or ("/" in text and not _URI.match(text)):
         handle = parse_handle(text, profile)
         parts = (("prefix", handle.prefix), ("suffix", handle.suffix))
         return Identifier(Scheme.HANDLE, str(handle), parts)

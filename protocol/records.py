@@ -363,6 +363,8 @@ def validate_value(value: HandleValue, profile: Profile = PROTOCOL) -> None:
         raise InvalidValue(f"value {index} permissions {value.permissions} are not 4 bits")
     if len(value.references) > MAX_REFERENCES:
         raise InvalidValue(f"value {index} has over {MAX_REFERENCES} references")
+    for ref in value.references:
+        _check_packable(ref.handle, ref.index, f"value {index} reference")
     value_type.validate(value.data)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import msgpack
 
 from node.store import DELETE, Mutation, Record, Store, StoreError, _Delete
+from protocol.identifiers import ascii_upper
 from protocol.records import HandleValue, Reference
 
 SCHEMA = """
@@ -217,8 +218,8 @@ class SQLiteStore(Store):
         return result
 
     async def list_handles(self, prefix: str, offset: int, limit: int) -> tuple[int, list[str]]:
-        low = prefix.upper() + "/"
-        high = prefix.upper() + "0"  # '0' follows '/' in code point order
+        low = ascii_upper(prefix) + "/"
+        high = ascii_upper(prefix) + "0"  # '0' follows '/' in code point order
 
         def work(conn: sqlite3.Connection) -> tuple[int, list[str]]:
             (total,) = conn.execute(
@@ -260,7 +261,7 @@ class SQLiteStore(Store):
         return result
 
     async def set_homed(self, prefix: str, homed: bool) -> bool:
-        key = prefix.upper()
+        key = ascii_upper(prefix)
 
         def run(conn: sqlite3.Connection) -> bool:
             if homed:

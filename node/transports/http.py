@@ -165,7 +165,7 @@ class HandlesAPI:
             body = json.loads(await request.read())
         except web.HTTPRequestEntityTooLarge:
             raise
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return _error(ResponseCode.PROTOCOL_ERROR, "the body is not valid JSON", handle)
         try:
             values = values_from_body(body, handle)

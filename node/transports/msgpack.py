@@ -100,6 +100,11 @@ class TCPProtocol(asyncio.Protocol):
                 error.request_id = event.request_id  # type: ignore[union-attr]
                 self._write(_error_for(error))
                 continue
+            if type(event) is ResolveRequest:
+                cached = self.service.resolve_cached(event)
+                if cached is not None:
+                    self._write(cached[0])
+                    continue
             task = asyncio.ensure_future(self._serve(event))
             self.tasks.add(task)
             task.add_done_callback(self._done)
@@ -168,9 +173,19 @@ class UDPProtocol(asyncio.DatagramProtocol):
                 addr,
             )
             return
+        if type(request) is ResolveRequest:
+            cached = self.service.resolve_cached(request)
+            if cached is not None:
+                self._send(cached[0], addr)
+                return
         task = asyncio.ensure_future(self._serve(request, addr))
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("request failed", exc_info=task.exception())
 
     async def _serve(self, request: Request, addr: Any) -> None:
         self._send(await answer(self.service, request), addr)

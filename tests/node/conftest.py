@@ -18,6 +18,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -51,14 +52,15 @@ ADMIN_HANDLE = f"{PREFIX}/ADMIN"
 ADMIN_INDEX = 300
 SECRET = "s3cret"
 #: HTTP Basic credentials of the prefix admin: ``base64("300%3A88.100.1/ADMIN:s3cret")``
-AUTH = {
-    "Authorization": "Basic "
-    + base64.b64encode(f"{ADMIN_INDEX}%3A{ADMIN_HANDLE}:{SECRET}".encode()).decode()
-}
-BAD_AUTH = {
-    "Authorization": "Basic "
-    + base64.b64encode(f"{ADMIN_INDEX}%3A{ADMIN_HANDLE}:wrong".encode()).decode()
-}
+
+
+def basic(user_id: str, secret: str) -> dict[str, str]:
+    """``Authorization: Basic`` header for ``user_id`` (``index%3Ahandle``) and ``secret``."""
+    return {"Authorization": "Basic " + base64.b64encode(f"{user_id}:{secret}".encode()).decode()}
+
+
+AUTH = basic(f"{ADMIN_INDEX}%3A{ADMIN_HANDLE}", SECRET)
+BAD_AUTH = basic(f"{ADMIN_INDEX}%3A{ADMIN_HANDLE}", "wrong")
 CREDENTIAL = Credential(ADMIN_HANDLE, ADMIN_INDEX, SECRET)
 BAD_CREDENTIAL = Credential(ADMIN_HANDLE, ADMIN_INDEX, "wrong")
 LISTENING = re.compile(r"idnode listening on (\S+): http=(\d+) tcp=(\d+) udp=(\d+)")
@@ -327,9 +329,9 @@ class TCPClient:
                 raise EOFError("the server closed the connection")
             self.conn.receive_data(data)
 
-    async def request(self, message: Request) -> Response:
+    async def request(self, message: Request, timeout: float = 10.0) -> Response:
         await self.send(message)
-        answer = await self.receive()
+        answer = await self.receive(timeout)
         assert isinstance(answer, Response)
         assert answer.request_id == message.request_id
         return answer
@@ -364,15 +366,20 @@ class UDPClient:
         return cls(transport, receiver)
 
     def send_raw(self, data: bytes) -> None:
+        if not data:  # asyncio silently drops empty datagrams: send one through a dup
+            fileno = self.transport.get_extra_info("socket").fileno()
+            with socket.socket(fileno=os.dup(fileno)) as sock:
+                sock.send(b"")
+            return
         self.transport.sendto(data)
 
     async def receive_raw(self, timeout: float = 5.0) -> bytes:
         return await asyncio.wait_for(self.receiver.queue.get(), timeout)
 
-    async def request(self, message: Request) -> Response:
+    async def request(self, message: Request, timeout: float = 5.0) -> Response:
         self.send_raw(encode_message(message))
         answer = decode_message(
-            await self.receive_raw(), WireLimits(max_frame_bytes=16 * 1024 * 1024)
+            await self.receive_raw(timeout), WireLimits(max_frame_bytes=16 * 1024 * 1024)
         )
         assert isinstance(answer, Response)
         assert answer.request_id == message.request_id
@@ -382,18 +389,18 @@ class UDPClient:
         self.transport.close()
 
 
-async def tcp_request(port: int, message: Request) -> Response:
+async def tcp_request(port: int, message: Request, timeout: float = 10.0) -> Response:
     client = await TCPClient.open(port)
     try:
-        return await client.request(message)
+        return await client.request(message, timeout)
     finally:
         await client.close()
 
 
-async def udp_request(port: int, message: Request) -> Response:
+async def udp_request(port: int, message: Request, timeout: float = 5.0) -> Response:
     client = await UDPClient.open(port)
     try:
-        return await client.request(message)
+        return await client.request(message, timeout)
     finally:
         client.close()
 

@@ -16,6 +16,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from node.store import Record
+from protocol.records import HandleValue
 from tests.node.conftest import (
     ADMIN_HANDLE,
     AUTH,
@@ -24,6 +26,7 @@ from tests.node.conftest import (
     SECRET,
     Reply,
     RunningNode,
+    basic,
     create,
     http,
     indexes,
@@ -94,6 +97,27 @@ def test_get_missing_handle(node: RunningNode) -> None:
     assert reply.status == 404
     assert reply.json["responseCode"] == 100
     assert reply.json["handle"] == f"{PREFIX}/missing"
+    assert reply.json["message"] == "Handle Not Found"
+
+
+def test_auth_true_bypasses_the_cache(node: RunningNode) -> None:
+    create(node, f"{PREFIX}/cached", value(1, "URL", "v1"))
+    assert resolve(node, f"{PREFIX}/cached").json["values"][0]["data"]["value"] == "v1"
+
+    async def behind_the_cache() -> None:  # a change the node's cache does not hear about
+        def change(current: Record | None) -> Record:
+            assert current is not None
+            return Record(current.handle, (HandleValue(1, "URL", b"v2", timestamp=1),))
+
+        await node.node.store.mutate(f"{PREFIX}/CACHED", change)
+
+    node.on_node(behind_the_cache)
+    assert resolve(node, f"{PREFIX}/cached").json["values"][0]["data"]["value"] == "v1"
+    fresh = resolve(node, f"{PREFIX}/cached", params=[("auth", "true")])
+    assert fresh.status == 200
+    assert fresh.json["values"][0]["data"]["value"] == "v2"
+    also = resolve(node, f"{PREFIX}/cached", params=[("auth", "true"), ("doNotRefer", "true")])
+    assert also.json["values"][0]["data"]["value"] == "v2"
 
 
 def test_get_is_case_insensitive_and_keeps_case(node: RunningNode) -> None:
@@ -586,19 +610,13 @@ def test_put_overwrite_without_credentials_leaves_data(node: RunningNode) -> Non
     "headers",
     [
         BAD_AUTH,
-        {
-            "Authorization": "Basic "
-            + __import__("base64").b64encode(b"300%3A88.100.1/NOBODY:s3cret").decode()
-        },
-        {
-            "Authorization": "Basic "
-            + __import__("base64").b64encode(b"301%3A88.100.1/ADMIN:s3cret").decode()
-        },
+        basic("300%3A88.100.1/NOBODY", SECRET),
+        basic("301%3A88.100.1/ADMIN", SECRET),
     ],
     ids=["wrong-secret", "unknown-handle", "wrong-index"],
 )
-def test_put_wrong_credentials_403_per_table(node: RunningNode, headers: dict[str, str]) -> None:
-    # the reference's status table maps 403 (AUTHENTICATION_FAILED) -> HTTP 403
+def test_put_wrong_credentials_401_403(node: RunningNode, headers: dict[str, str]) -> None:
+    # the reference server answers a wrong password with 401 (its table says 403; see codes.py)
     before = state(node)
     reply = http(
         node,
@@ -607,7 +625,7 @@ def test_put_wrong_credentials_403_per_table(node: RunningNode, headers: dict[st
         body={"values": [value(1, "URL", "u")]},
         headers=headers,
     )
-    _rejected(node, reply, 403, 403, before)
+    _rejected(node, reply, 401, 403, before)
 
 
 def test_put_malformed_authorization_is_refused(node: RunningNode) -> None:
@@ -723,7 +741,7 @@ def test_delete_without_credentials_401_402(node: RunningNode) -> None:
         assert reply.json["responseCode"] == 402
         assert reply.headers.get("WWW-Authenticate") == WWW_AUTH
     wrong = http(node, "DELETE", f"/api/handles/{PREFIX}/dv", headers=BAD_AUTH)
-    assert wrong.status == 403
+    assert wrong.status == 401
     assert wrong.json["responseCode"] == 403
     assert state(node) == before
 
@@ -785,9 +803,9 @@ def test_list_anonymous_401_402(node: RunningNode) -> None:
     assert b"ADMIN" not in reply.body
 
 
-def test_list_wrong_secret_403(node: RunningNode) -> None:
+def test_list_wrong_secret_401_403(node: RunningNode) -> None:
     reply = http(node, "GET", "/api/handles", params=[("prefix", PREFIX)], headers=BAD_AUTH)
-    assert reply.status == 403
+    assert reply.status == 401
     assert reply.json["responseCode"] == 403
 
 
@@ -824,3 +842,84 @@ def test_concurrent_http_writes_and_reads_agree(node: RunningNode) -> None:
     assert node.call(go) == [201] * 50
     for i in range(0, 50, 7):
         assert resolve(node, f"{PREFIX}/cc{i}").json["values"][0]["data"]["value"] == str(i)
+
+
+# ------------------------------------------------------------------------------------------------
+# hostile input: every request gets a REST-shaped answer, never a 500, and nothing is stored
+
+
+def _refused_in_rest_shape(node: RunningNode, reply: Reply, codes: tuple[int, ...]) -> None:
+    assert reply.status == 400, (reply.status, reply.body[:300])
+    assert reply.headers["Content-Type"].startswith("application/json")
+    assert reply.json["responseCode"] in codes, reply.body
+
+
+def test_put_reference_index_out_of_range_is_refused(node: RunningNode) -> None:
+    before = state(node)
+    for index in (2**70, 2**31, -(2**31) - 1):
+        reply = http(
+            node,
+            "PUT",
+            f"/api/handles/{PREFIX}/target",
+            body={
+                "values": [
+                    value(1, "URL", "u", references=[{"handle": f"{PREFIX}/x", "index": index}])
+                ]
+            },
+            auth=True,
+        )
+        _refused_in_rest_shape(node, reply, (4, 202))
+    assert state(node) == before
+    assert resolve(node, f"{PREFIX}/target").status == 404
+
+
+def test_put_reference_handle_not_unicode_is_refused(node: RunningNode) -> None:
+    before = state(node)
+    raw = (
+        b'{"values":[{"index":1,"type":"URL","data":"u",'
+        b'"references":[{"handle":"88.100.1/\\ud800","index":1}]}]}'
+    )
+    reply = http(
+        node,
+        "PUT",
+        f"/api/handles/{PREFIX}/target",
+        raw=raw,
+        headers={"Content-Type": "application/json"},
+        auth=True,
+    )
+    _refused_in_rest_shape(node, reply, (4, 202))
+    assert state(node) == before
+
+
+def test_put_deeply_nested_json_400_4(node: RunningNode) -> None:
+    before = state(node)
+    depth = 200_000
+    for raw in (b"[" * depth + b"]" * depth, b'{"values":' + b"[" * depth):
+        reply = http(
+            node,
+            "PUT",
+            f"/api/handles/{PREFIX}/target",
+            raw=raw,
+            headers={"Content-Type": "application/json"},
+            auth=True,
+        )
+        _refused_in_rest_shape(node, reply, (4,))
+    assert state(node) == before
+
+
+def test_list_page_beyond_any_offset_is_answered(node: RunningNode) -> None:
+    for page, size in (("99999999999999999999", "100"), ("92233720368547758", "1000")):
+        reply = http(
+            node,
+            "GET",
+            "/api/handles",
+            params=[("prefix", PREFIX), ("page", page), ("pageSize", size)],
+            auth=True,
+        )
+        assert reply.status in (200, 400), (reply.status, reply.body[:300])
+        assert reply.headers["Content-Type"].startswith("application/json")
+        if reply.status == 200:
+            assert reply.json["handles"] == []
+        else:
+            assert reply.json["responseCode"] == 4
+    assert http(node, "GET", "/readyz").status == 200

@@ -37,10 +37,11 @@ from protocol.messages import (
     SiteInfoResponse,
     TruncatedResponse,
 )
-from protocol.records import HandleValue
+from protocol.records import HandleValue, Reference
 from protocol.wire import PROTOCOL_VERSION, decode_message, encode_message, frame
 from tests.node.conftest import (
     ADMIN_HANDLE,
+    BAD_AUTH,
     BAD_CREDENTIAL,
     CREDENTIAL,
     PREFIX,
@@ -61,11 +62,11 @@ from tests.node.conftest import (
 TRANSPORTS = ["tcp", "udp"]
 
 
-def ask(node: RunningNode, transport: str, request: Request) -> Response:
+def ask(node: RunningNode, transport: str, request: Request, timeout: float = 5.0) -> Response:
     port = node.ports[transport]
     if transport == "tcp":
-        return node.call(lambda: tcp_request(port, request))
-    return node.call(lambda: udp_request(port, request))
+        return node.call(lambda: tcp_request(port, request, timeout))
+    return node.call(lambda: udp_request(port, request, timeout))
 
 
 def rid() -> int:
@@ -77,7 +78,15 @@ def hv(index: int, type_: str, data: str, **kw: Any) -> HandleValue:
 
 
 def typed(reply: Reply, op: OpCode) -> Response:
-    return response_from_json(reply.json, op)
+    """The typed response a REST body stands for (value changes and deletes answer DONE)."""
+    body = reply.json
+    if body.get("responseCode") == ResponseCode.SUCCESS and op not in (
+        OpCode.RESOLUTION,
+        OpCode.CREATE_HANDLE,
+        OpCode.LIST_HANDLES,
+    ):
+        return DoneResponse(answers=op)
+    return response_from_json(body, op)
 
 
 def same_answer(http_answer: Response, wire_answer: Response) -> None:
@@ -320,18 +329,12 @@ SCENARIOS: dict[str, Scenario] = {
             node,
             "DELETE",
             f"/api/handles/{h}",
-            headers={"Authorization": _basic("300%3A88.100.1/ADMIN:wrong")},
+            headers=BAD_AUTH,
         ),
         lambda h: DeleteRequest(handle=h, credential=BAD_CREDENTIAL),
         OpCode.DELETE_HANDLE,
     ),
 }
-
-
-def _basic(user_pass: str) -> str:
-    import base64
-
-    return "Basic " + base64.b64encode(user_pass.encode()).decode()
 
 
 def _record(node: RunningNode, handle: str) -> tuple[int, list[tuple[Any, ...]]]:
@@ -354,7 +357,7 @@ def test_write_same_as_http(node: RunningNode, transport: str, name: str) -> Non
         create(node, h_http, *setup)
         create(node, h_wire, *setup)
     over_http = typed(over_http_fn(node, h_http), op)
-    request = replace(request_fn(h_wire), request_id=rid())  # type: ignore[type-var]
+    request = replace(request_fn(h_wire), request_id=rid())
     over_wire = ask(node, transport, request)
     assert over_wire.request_id == request.request_id
     assert over_wire.op == op
@@ -397,7 +400,7 @@ def test_list_same_as_http(node: RunningNode, transport: str) -> None:
                 "GET",
                 "/api/handles",
                 params=[("prefix", PREFIX)],
-                headers={"Authorization": _basic("300%3A88.100.1/ADMIN:wrong")} if cred else None,
+                headers=BAD_AUTH if cred else None,
             ),
             OpCode.LIST_HANDLES,
         )
@@ -503,7 +506,8 @@ def test_tcp_request_split_across_writes(seeded: RunningNode) -> None:
 
 
 def _envelope(rid_: int, op: int, body: dict[str, Any], rc: int = 0, flags: int = 0) -> bytes:
-    return msgpack.packb([PROTOCOL_VERSION, rid_, op, rc, flags, 0, body], use_bin_type=True)
+    packed: bytes = msgpack.packb([PROTOCOL_VERSION, rid_, op, rc, flags, 0, body])
+    return packed
 
 
 BAD_PAYLOADS: list[tuple[str, bytes, int, int]] = [
@@ -716,3 +720,89 @@ def test_udp_write_answer_and_nothing_stored_when_refused(node: RunningNode) -> 
     codes = [int(ask(node, "udp", r).code) for r in refused]
     assert codes == [402, 403, 301, 202]
     assert state(node) == before
+
+
+# ------------------------------------------------------------------------------------------------
+# every request gets an answer
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_list_page_beyond_any_offset_is_answered(node: RunningNode, transport: str) -> None:
+    request = ListHandlesRequest(
+        request_id=rid(), prefix=PREFIX, page=2**62, page_size=100, credential=CREDENTIAL
+    )
+    answer = ask(node, transport, request, timeout=3)  # times out if the node never answers
+    assert answer.request_id == request.request_id
+    if isinstance(answer, ListHandlesResponse):
+        assert answer.handles == ()
+    else:
+        assert answer.code == ResponseCode.PROTOCOL_ERROR
+    assert isinstance(
+        ask(node, transport, ResolveRequest(request_id=rid(), handle=f"{PREFIX}/ADMIN")),
+        ResolveResponse,
+    )
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_reference_index_outside_int32_is_invalid_value(node: RunningNode, transport: str) -> None:
+    # a reference names a value index: an int32, like the value's own index (RFC 3651 3.1)
+    before = state(node)
+    for index in (2**31, 2**40, -(2**31) - 1):
+        bad = HandleValue(1, "URL", b"u", references=(Reference(f"{PREFIX}/x", index),))
+        answer = ask(
+            node,
+            transport,
+            CreateRequest(
+                request_id=rid(),
+                handle=f"{PREFIX}/refs",
+                values=(bad,),
+                flags=OpFlag.OVERWRITE,
+                credential=CREDENTIAL,
+            ),
+        )
+        assert answer.code == ResponseCode.INVALID_VALUE, (index, answer)
+    assert state(node) == before
+
+
+def test_tcp_idle_connection_is_closed(tmp_path: Any) -> None:
+    from tests.node.conftest import make_config, running_node
+
+    with running_node(make_config(tmp_path / "d", tcp_idle_timeout_s=0.3)) as idle_node:
+
+        async def go() -> tuple[Response, bool]:
+            client = await TCPClient.open(idle_node.ports["tcp"])
+            try:
+                first = await client.request(ResolveRequest(request_id=1, handle=ADMIN_HANDLE))
+                try:
+                    await client.receive(timeout=5)
+                    closed = False
+                except (EOFError, ConnectionError):
+                    closed = True
+                return first, closed
+            finally:
+                await client.close()
+
+        first, closed = idle_node.call(go)
+        assert isinstance(first, ResolveResponse)
+        assert closed
+
+
+def test_tcp_1000_pipelined_requests_with_back_pressure(seeded: RunningNode) -> None:
+    requests = [ResolveRequest(request_id=i, handle=f"{PREFIX}/item") for i in range(1, 1001)]
+
+    async def go() -> set[int]:
+        client = await TCPClient.open(seeded.ports["tcp"])
+        try:
+            payload = b"".join(frame(encode_message(r)) for r in requests)
+            writer = asyncio.ensure_future(client.send_raw(payload))
+            seen: set[int] = set()
+            while len(seen) < len(requests):
+                m = await client.receive()
+                assert isinstance(m, ResolveResponse)
+                seen.add(m.request_id)
+            await writer
+            return seen
+        finally:
+            await client.close()
+
+    assert seeded.call(go) == set(range(1, 1001))

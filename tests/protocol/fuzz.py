@@ -72,8 +72,8 @@ class InvariantBroken(Exception):
 _ROUND_TRIP_LIMITS = WireLimits(max_frame_bytes=2 * FRAME_BYTES)
 
 
-def _decode_message(data: bytes) -> None:
-    message = decode_message(data)
+def _round_trip(message: Any) -> None:
+    """A decoded message encodes, and decodes back to itself (untimed: not part of decoding)."""
     mflags = MessageFlag.TRUNCATED if isinstance(message, TruncatedResponse) else 0
     try:
         again = decode_message(encode_message(message, mflags), _ROUND_TRIP_LIMITS)
@@ -101,7 +101,7 @@ def _drain(conn: Connection, budget: list[int]) -> bool:
 
 def _connection(data: bytes) -> None:
     rng = random.Random(zlib.crc32(data))  # the chunking is part of the input, so reproducible
-    cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(0, 64))))
+    cuts = sorted(rng.sample(range(1, len(data)), min(max(len(data) - 1, 0), rng.randint(0, 64))))
     conn = Connection()
     budget = [len(data) + 100]
     start = 0
@@ -114,10 +114,18 @@ def _connection(data: bytes) -> None:
     _drain(conn, budget)
 
 
+def _texts(data: bytes) -> tuple[str, str]:
+    """The input as lone surrogates where it encodes them (else escaped bytes), and as U+FFFD."""
+    try:
+        raw = data.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:  # surrogatepass still refuses invalid UTF-8: escape those bytes
+        raw = data.decode("utf-8", "surrogateescape")
+    return raw, data.decode("utf-8", "replace")
+
+
 def _text_target(parse: Callable[..., object]) -> Callable[[bytes], None]:
     def run(data: bytes) -> None:
-        for errors in ("surrogatepass", "replace"):
-            text = data.decode("utf-8", errors)
+        for text in _texts(data):
             for profile in (PROTOCOL, SNMS):
                 try:
                     parse(text, profile)
@@ -159,15 +167,16 @@ def _response_from_json(data: bytes) -> None:
 @dataclass(frozen=True)
 class Target:
     name: str
-    run: Callable[[bytes], None]
+    run: Callable[[bytes], object]  #: the timed part
     kind: str  #: which seeds and mutator
     max_bytes: int  #: inputs are cut to this length
+    check: Callable[[Any], None] | None = None  #: untimed property of what ``run`` returned
 
 
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
-        Target("wire.decode_message", _decode_message, KIND_MSGPACK, FRAME_BYTES),
+        Target("wire.decode_message", decode_message, KIND_MSGPACK, FRAME_BYTES, _round_trip),
         Target("wire.Connection", _connection, KIND_FRAMES, 2 * (FRAME_BYTES + 4)),
         Target("identifiers.parse_handle", _text_target(parse_handle), KIND_TEXT, 8192),
         Target("identifiers.classify", _text_target(classify), KIND_TEXT, 8192),
@@ -236,12 +245,17 @@ class Harness:
 
     limit_s: float = LIMIT_S
     retry_slow: bool = True  #: time a slow input again before calling it slow (a loaded machine)
-    stats: dict[str, TargetStats] = field(default_factory=lambda: {n: TargetStats() for n in NAMES})
+    targets: dict[str, Target] = field(default_factory=lambda: TARGETS)
+    stats: dict[str, TargetStats] = field(default_factory=dict)
     findings: dict[tuple[str, str, str], Finding] = field(default_factory=dict)
     on_finding: Callable[[Finding], None] | None = None
 
+    def __post_init__(self) -> None:
+        for name in self.targets:
+            self.stats.setdefault(name, TargetStats())
+
     def execute(self, name: str, data: bytes) -> None:
-        target = TARGETS[name]
+        target = self.targets[name]
         data = data[: target.max_bytes]
         stats = self.stats[name]
         stats.inputs += 1
@@ -255,9 +269,10 @@ class Harness:
             self._record(Finding(name, "slow", "slow", detail, data, ms=elapsed * 1000))
 
     def _run(self, target: Target, data: bytes, record: bool = True) -> float:
+        result = None
         start = time.perf_counter()
         try:
-            target.run(data)
+            result = target.run(data)
         except ProtocolError:
             pass
         except NotJson:
@@ -265,10 +280,19 @@ class Harness:
                 self.stats[target.name].not_json += 1
         except Exception as exc:  # InvariantBroken or a decoder bug
             if record:
-                kind = "invariant" if isinstance(exc, InvariantBroken) else "exception"
-                detail = f"{type(exc).__name__}: {str(exc)[:300]}"
-                self._record(Finding(target.name, kind, _where(exc), detail, data))
-        return time.perf_counter() - start
+                self._failed(target, data, exc)
+        elapsed = time.perf_counter() - start
+        if record and result is not None and target.check is not None:
+            try:
+                target.check(result)
+            except Exception as exc:
+                self._failed(target, data, exc)
+        return elapsed
+
+    def _failed(self, target: Target, data: bytes, exc: Exception) -> None:
+        kind = "invariant" if isinstance(exc, InvariantBroken) else "exception"
+        detail = f"{type(exc).__name__}: {str(exc)[:300]}"
+        self._record(Finding(target.name, kind, _where(exc), detail, data))
 
     def _record(self, new: Finding) -> None:
         seen = new.count or 1
@@ -469,7 +493,8 @@ def _recheck_slow(harness: Harness) -> None:
         harness.findings[key] = found
 
 
-def report(harness: Harness, engine: str, wall_s: float, out: Any = sys.stdout) -> None:
+def report(harness: Harness, engine: str, wall_s: float, out: Any = None) -> None:
+    out = out or sys.stdout
     print(f"engine {engine}: {harness.total} inputs in {wall_s:.1f} s", file=out)
     print(f"{'target':34} {'inputs':>10} {'slowest ms':>11} {'not JSON':>9}", file=out)
     for name, s in harness.stats.items():

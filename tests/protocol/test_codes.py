@@ -263,7 +263,7 @@ HTTP_TABLE = {
     402: 401,
     400: 403,
     401: 403,
-    403: 403,
+    403: 401,  # observed on the reference server; its table says 403
     404: 403,
 }
 

@@ -1,0 +1,241 @@
+"""Configuration precedence and the ``idnode serve`` command line.
+
+Later sources win: defaults < TOML ``--config`` < ``IDNODE_*`` environment < flags. Port 0 picks a
+free port, and the real ports are printed and logged; SIGTERM stops the node with status 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node import config as config_mod
+from node.config import Config
+from protocol.messages import ListHomedPrefixesRequest, ListPrefixesResponse, ResolveRequest
+from tests.node.conftest import (
+    LISTENING,
+    PREFIX,
+    ROOT,
+    NodeProcess,
+    http,
+    tcp_request,
+    udp_request,
+)
+
+
+def write_toml(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# precedence
+
+
+def test_defaults_without_any_source() -> None:
+    config = config_mod.parse([], environ={})
+    assert config == Config()
+    assert config.http_port == 8000
+    assert config.port == 2641
+    assert config.home == []
+    assert config.host == "127.0.0.1"
+
+
+def test_precedence_defaults_toml_env_flags(tmp_path: Path) -> None:
+    toml = write_toml(
+        tmp_path / "idnode.toml",
+        'http_port = 8100\nport = 2700\nlog_level = "DEBUG"\ndata_dir = "/from/toml"\n'
+        'admin_secret = "toml-secret"\nshutdown_grace_s = 1.5\n',
+    )
+    environ = {"IDNODE_PORT": "2800", "IDNODE_LOG_LEVEL": "WARNING", "IDNODE_DATA_DIR": "/from/env"}
+
+    only_toml = config_mod.parse(["--config", str(toml)], environ={})
+    assert (only_toml.http_port, only_toml.port, only_toml.log_level) == (8100, 2700, "DEBUG")
+    assert only_toml.data_dir == "/from/toml"
+    assert only_toml.shutdown_grace_s == 1.5
+    assert only_toml.max_frame_bytes == Config().max_frame_bytes  # untouched: default
+
+    toml_env = config_mod.parse(["--config", str(toml)], environ=environ)
+    assert toml_env.http_port == 8100  # only in TOML
+    assert toml_env.port == 2800  # env beats TOML
+    assert toml_env.log_level == "WARNING"
+    assert toml_env.data_dir == "/from/env"
+    assert toml_env.admin_secret == "toml-secret"
+
+    all_three = config_mod.parse(
+        ["--config", str(toml), "--port", "2900", "--data-dir", "/from/flag"], environ=environ
+    )
+    assert all_three.http_port == 8100
+    assert all_three.port == 2900  # flag beats env and TOML
+    assert all_three.data_dir == "/from/flag"
+    assert all_three.log_level == "WARNING"
+
+
+def test_config_file_from_environment(tmp_path: Path) -> None:
+    toml = write_toml(tmp_path / "env.toml", "http_port = 8123\n")
+    config = config_mod.parse([], environ={"IDNODE_CONFIG": str(toml)})
+    assert config.http_port == 8123
+    flag_file = write_toml(tmp_path / "flag.toml", "http_port = 8124\n")
+    config = config_mod.parse(["--config", str(flag_file)], environ={"IDNODE_CONFIG": str(toml)})
+    assert config.http_port == 8124
+
+
+def test_env_values_are_converted_to_field_types() -> None:
+    config = config_mod.parse(
+        [],
+        environ={
+            "IDNODE_HTTP_PORT": "0",
+            "IDNODE_NEGATIVE_CACHE_TTL_S": "2.5",
+            "IDNODE_CASE_SENSITIVE_SUFFIX": "true",
+            "IDNODE_HOME": "88.1, 88.2",
+            "UNRELATED": "x",
+        },
+    )
+    assert config.http_port == 0 and isinstance(config.http_port, int)
+    assert config.negative_cache_ttl_s == 2.5
+    assert config.case_sensitive_suffix is True
+    assert config.home == ["88.1", "88.2"]
+
+
+def test_home_is_repeatable_and_flags_replace_lower_sources(tmp_path: Path) -> None:
+    assert config_mod.parse(["--home", "88.1", "--home", "88.2.3"], environ={}).home == [
+        "88.1",
+        "88.2.3",
+    ]
+    toml = write_toml(tmp_path / "h.toml", 'home = ["88.10", "88.11"]\n')
+    assert config_mod.parse(["--config", str(toml)], environ={}).home == ["88.10", "88.11"]
+    assert config_mod.parse(["--config", str(toml)], environ={"IDNODE_HOME": "88.20"}).home == [
+        "88.20"
+    ]
+    assert config_mod.parse(
+        ["--config", str(toml), "--home", "88.30"], environ={"IDNODE_HOME": "88.20"}
+    ).home == ["88.30"]
+
+
+def test_bool_flag_beats_env() -> None:
+    environ = {"IDNODE_CASE_SENSITIVE_SUFFIX": "yes"}
+    assert config_mod.parse([], environ=environ).case_sensitive_suffix is True
+    assert (
+        config_mod.parse(["--no-case-sensitive-suffix"], environ=environ).case_sensitive_suffix
+        is False
+    )
+    assert config_mod.parse(["--case-sensitive-suffix"], environ={}).case_sensitive_suffix is True
+
+
+def test_unknown_toml_setting_is_refused(tmp_path: Path) -> None:
+    toml = write_toml(tmp_path / "bad.toml", "no_such_setting = 1\n")
+    with pytest.raises(ValueError, match="no_such_setting"):
+        config_mod.parse(["--config", str(toml)], environ={})
+
+
+def test_every_field_is_documented() -> None:
+    for f in Config.fields():
+        assert f.metadata.get("doc"), f.name
+
+
+# ------------------------------------------------------------------------------------------------
+# the command line
+
+
+def _help() -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "node", "serve", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr.decode()
+    return out.stdout.decode()
+
+
+def test_serve_help_lists_every_config_flag() -> None:
+    text = _help()
+    flat = re.sub(r"\s+", " ", text)
+    assert "--config" in text
+    for f in Config.fields():
+        flag = "--" + f.name.replace("_", "-")
+        assert re.search(re.escape(flag) + r"\b", text), f"{flag} missing from serve --help"
+        doc = re.sub(r"\s+", " ", f.metadata["doc"])
+        assert doc in flat, f"help of {flag} missing: {doc!r}"
+
+
+def test_port_zero_prints_and_logs_the_real_ports(tmp_path: Path, spawn_node: Any) -> None:
+    proc: NodeProcess = spawn_node(tmp_path / "data")
+    http_port, tcp_port, udp_port = proc.ports["http"], proc.ports["tcp"], proc.ports["udp"]
+    assert proc.host == "127.0.0.1"
+    assert 0 not in (http_port, tcp_port, udp_port)
+    assert tcp_port == udp_port
+    assert http(proc, "GET", "/readyz").status == 200
+    homed = asyncio.run(tcp_request(tcp_port, ListHomedPrefixesRequest(request_id=1)))
+    assert isinstance(homed, ListPrefixesResponse) and homed.prefixes == (PREFIX,)
+    over_udp = asyncio.run(
+        udp_request(udp_port, ResolveRequest(request_id=2, handle=f"{PREFIX}/ADMIN"))
+    )
+    assert int(over_udp.code) == 1
+    logged = f"listening on 127.0.0.1: http={http_port} tcp={tcp_port} udp={udp_port}"
+    deadline = time.monotonic() + 5
+    while logged not in proc.stderr() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert logged in proc.stderr(), proc.stderr()[-2000:]
+    assert LISTENING.search(proc.line)
+    assert proc.terminate() == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_with_status_0_within_seconds(
+    tmp_path: Path, spawn_node: Any, sig: signal.Signals
+) -> None:
+    proc: NodeProcess = spawn_node(tmp_path / "data")
+    assert http(proc, "GET", "/healthz").status == 200
+    started = time.monotonic()
+    proc.proc.send_signal(sig)
+    rc = proc.proc.wait(10)
+    elapsed = time.monotonic() - started
+    proc.close()
+    assert rc == 0, proc.stderr()[-2000:]
+    assert elapsed < 5, f"took {elapsed:.1f}s to stop"
+
+
+def test_toml_config_file_drives_a_real_node(tmp_path: Path, spawn_node: Any) -> None:
+    toml = write_toml(tmp_path / "node.toml", f'home = ["{PREFIX}", "88.100.3"]\nport = 1\n')
+    # flags (--port 0, from the helper) beat the TOML file's port
+    proc: NodeProcess = spawn_node(tmp_path / "data", home=False, extra=["--config", str(toml)])
+    homed = asyncio.run(tcp_request(proc.ports["tcp"], ListHomedPrefixesRequest(request_id=1)))
+    assert isinstance(homed, ListPrefixesResponse)
+    assert sorted(homed.prefixes) == [PREFIX, "88.100.3"]
+    assert proc.terminate() == 0
+
+
+def test_serve_refuses_homing_without_a_secret(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "node",
+            "serve",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--http-port",
+            "0",
+            "--port",
+            "0",
+            "--home",
+            PREFIX,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=30,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode != 0
+    assert b"admin" in out.stderr.lower()
