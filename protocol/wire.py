@@ -473,7 +473,8 @@ def decode_message(payload: bytes, limits: WireLimits = DEFAULT_LIMITS) -> Messa
             raise MalformedMessage("op flags must be an unsigned 32-bit integer")
         if type(mflags) is not int or type(body) is not dict:
             raise MalformedMessage("message flags must be an integer and the body a map")
-        # every item takes 3 bytes or more, so small messages need no count
+        # a value, reference, server or interface that can be built takes 3 bytes or more, so a
+        # message of at most 3 * max_items bytes cannot build too many: no need to count
         too_many = len(payload) > 3 * limits.max_items and _count_items(body) > limits.max_items
         if rc == 0:
             decoder = _REQUEST_DECODERS.get(op)

@@ -218,9 +218,18 @@ class HandlesAPI:
 
     async def readyz(self, request: web.Request) -> web.Response:
         ready = self.service.ready
-        return web.json_response(
-            {"status": "ready" if ready else "starting"}, status=200 if ready else 503
-        )
+        cache = self.service.cache
+        body = {
+            "status": "ready" if ready else "starting",
+            "cache": {
+                "hits": cache.hits,
+                "misses": cache.misses,
+                "entries": len(cache),
+                "bytes": cache.bytes,
+                "max_bytes": cache.max_bytes,
+            },
+        }
+        return web.json_response(body, status=200 if ready else 503)
 
 
 @web.middleware

@@ -246,7 +246,18 @@ def test_health_and_readiness(node: RunningNode) -> None:
     assert health.json == {"status": "alive"}
     ready = http(node, "GET", "/readyz")
     assert ready.status == 200
-    assert ready.json == {"status": "ready"}
+    assert ready.json["status"] == "ready"
+
+
+def test_cache_hits_and_misses_are_counted(node: RunningNode) -> None:
+    create(node, f"{PREFIX}/cached", value(1, "URL", "u"))
+    before = http(node, "GET", "/readyz").json["cache"]
+    for _ in range(3):
+        assert resolve(node, f"{PREFIX}/cached").status == 200
+    after = http(node, "GET", "/readyz").json["cache"]
+    assert after["misses"] == before["misses"] + 1  # the first read goes to the store
+    assert after["hits"] == before["hits"] + 2
+    assert 0 < after["bytes"] <= after["max_bytes"]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ The rule each target is held to: the only exception that may escape is ``Protoco
 subclass), and no single input may take more than 10 ms. A decoded msgpack message must also survive
 a round trip (re-encode, decode, compare). Inputs are capped at what a transport can deliver: 64 KiB
 for a msgpack frame, a REST body or value data (the frame limit of ``WireLimits``), 8 KiB for an
-identifier (aiohttp's request-line limit).
+identifier (aiohttp's request-line limit). A TCP stream (``wire.Connection``, up to two frames'
+worth of bytes) is held to 10 ms per step, one ``receive_data`` or one ``next_event``: the stream as
+a whole takes time in proportion to its number of frames.
 
 Two engines share the targets and the seed corpus (``fuzz_corpus.py``):
 
@@ -83,35 +85,51 @@ def _round_trip(message: Any) -> None:
         raise InvariantBroken(f"round trip changed {message!r} into {again!r}")
 
 
-def _drain(conn: Connection, budget: list[int]) -> bool:
-    """Read events until NEED_DATA; False once a fatal error says the stream is dead."""
-    while True:
-        budget[0] -= 1
-        if budget[0] < 0:
-            raise InvariantBroken("next_event keeps answering without consuming input")
-        try:
-            event = conn.next_event()
-        except ProtocolError as exc:
-            if exc.fatal:
-                return False
-            continue
-        if event is NEED_DATA:
-            return True
+class _Stream:
+    """Feeds one input to a ``Connection`` and times each step (one chunk, or one event)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.conn = Connection()
+        self.budget = len(data) + 100  # events possible: one per 4 bytes at most
+        self.longest = 0.0
+
+    def feed(self, chunk: bytes) -> bool:
+        """Give ``chunk``, read events until NEED_DATA; False once the stream is dead (fatal)."""
+        start = time.perf_counter()
+        self.conn.receive_data(chunk)
+        while True:
+            self.budget -= 1
+            if self.budget < 0:
+                raise InvariantBroken("next_event keeps answering without consuming input")
+            try:
+                event = self.conn.next_event()
+            except ProtocolError as exc:
+                if exc.fatal:
+                    return False
+                event = None
+            now = time.perf_counter()
+            self.longest = max(self.longest, now - start)
+            start = now
+            if event is NEED_DATA:
+                return True
 
 
-def _connection(data: bytes) -> None:
+def _connection(data: bytes) -> float:
+    """The stream cut at random places; returns its slowest step, which the 10 ms rule applies to.
+
+    The whole stream's time grows with its number of frames (about 1-2 us per frame, even for an
+    empty one), so a per-input budget would only measure how many frames fit in the input.
+    """
     rng = random.Random(zlib.crc32(data))  # the chunking is part of the input, so reproducible
     cuts = sorted(rng.sample(range(1, len(data)), min(max(len(data) - 1, 0), rng.randint(0, 64))))
-    conn = Connection()
-    budget = [len(data) + 100]
+    stream = _Stream(data)
     start = 0
     for end in [*cuts, len(data)]:
-        conn.receive_data(data[start:end])
+        if not stream.feed(data[start:end]):
+            return stream.longest
         start = end
-        if not _drain(conn, budget):
-            return
-    conn.receive_data(b"")
-    _drain(conn, budget)
+    stream.feed(b"")
+    return stream.longest
 
 
 def _texts(data: bytes) -> tuple[str, str]:
@@ -171,13 +189,14 @@ class Target:
     kind: str  #: which seeds and mutator
     max_bytes: int  #: inputs are cut to this length
     check: Callable[[Any], None] | None = None  #: untimed property of what ``run`` returned
+    times_itself: bool = False  #: ``run`` returns the seconds its slowest step took
 
 
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
         Target("wire.decode_message", decode_message, KIND_MSGPACK, FRAME_BYTES, _round_trip),
-        Target("wire.Connection", _connection, KIND_FRAMES, 2 * (FRAME_BYTES + 4)),
+        Target("wire.Connection", _connection, KIND_FRAMES, 2 * (FRAME_BYTES + 4), None, True),
         Target("identifiers.parse_handle", _text_target(parse_handle), KIND_TEXT, 8192),
         Target("identifiers.classify", _text_target(classify), KIND_TEXT, 8192),
         Target("jsonapi.values_from_body", _values_from_body, KIND_JSON, FRAME_BYTES),
@@ -282,6 +301,8 @@ class Harness:
             if record:
                 self._failed(target, data, exc)
         elapsed = time.perf_counter() - start
+        if target.times_itself and isinstance(result, float):
+            elapsed = result
         if record and result is not None and target.check is not None:
             try:
                 target.check(result)
@@ -482,15 +503,17 @@ def _recheck_slow(harness: Harness) -> None:
     """Time the slow inputs again without instrumentation; only confirmed ones are findings."""
     clean = Harness()
     for name, stats in harness.stats.items():
-        if stats.slowest or stats.max_ms:
+        if stats.inputs:
             clean.execute(name, stats.slowest)
-            stats.max_ms = clean.stats[name].max_ms
     for key, found in list(harness.findings.items()):
         if found.kind == "slow":
             del harness.findings[key]
             clean.execute(found.target, found.data)
+    for name, stats in harness.stats.items():
+        stats.max_ms, stats.slowest = clean.stats[name].max_ms, clean.stats[name].slowest
     for key, found in clean.findings.items():
-        harness.findings[key] = found
+        if found.kind == "slow":
+            harness.findings[key] = found
 
 
 def report(harness: Harness, engine: str, wall_s: float, out: Any = None) -> None:
@@ -499,6 +522,7 @@ def report(harness: Harness, engine: str, wall_s: float, out: Any = None) -> Non
     print(f"{'target':34} {'inputs':>10} {'slowest ms':>11} {'not JSON':>9}", file=out)
     for name, s in harness.stats.items():
         print(f"{name:34} {s.inputs:>10} {s.max_ms:>11.3f} {s.not_json:>9}", file=out)
+    print("(wire.Connection: the slowest step of a stream, one chunk or one event)", file=out)
     print(f"findings: {len(harness.findings)}", file=out)
     for f in harness.findings.values():
         print(f"- [{f.kind}] {f.target} x{f.count}: {f.detail}", file=out)
@@ -515,7 +539,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=int, default=1_000_000, help="inputs in total")
     parser.add_argument("--engine", choices=("auto", "atheris", "fallback"), default="auto")
-    parser.add_argument("--workers", type=int, default=1, help="processes running in parallel")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(os.cpu_count() or 1, 8),
+        help="processes running in parallel (default: one per CPU, at most 8)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--targets", default=",".join(NAMES), help="comma-separated target names")
     parser.add_argument("--json", type=Path, help="also write the summary here")
