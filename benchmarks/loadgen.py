@@ -13,7 +13,7 @@ import itertools
 import random
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 
@@ -51,8 +51,8 @@ class _Stats:
 
 
 async def _http_worker(
-    port: int, requests: itertools.cycle, stats: _Stats, stop: asyncio.Event, ok_status: int
-) -> None:  # type: ignore[type-arg]
+    port: int, requests: Iterator[bytes], stats: _Stats, stop: asyncio.Event, ok_status: int
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while not stop.is_set():
@@ -73,8 +73,12 @@ async def _http_worker(
 
 
 async def _tcp_worker(
-    port: int, requests: itertools.cycle, stats: _Stats, stop: asyncio.Event, ok
-) -> None:  # type: ignore[no-untyped-def, type-arg]
+    port: int,
+    requests: Iterator[bytes],
+    stats: _Stats,
+    stop: asyncio.Event,
+    ok: Callable[[bytes], bool],
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while not stop.is_set():
@@ -97,8 +101,12 @@ class _UDPClient(asyncio.DatagramProtocol):
 
 
 async def _udp_worker(
-    port: int, requests: itertools.cycle, stats: _Stats, stop: asyncio.Event, ok
-) -> None:  # type: ignore[no-untyped-def, type-arg]
+    port: int,
+    requests: Iterator[bytes],
+    stats: _Stats,
+    stop: asyncio.Event,
+    ok: Callable[[bytes], bool],
+) -> None:
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_datagram_endpoint(
         _UDPClient, remote_addr=("127.0.0.1", port)

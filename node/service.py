@@ -345,7 +345,11 @@ class Service:
         )
 
     async def _change(
-        self, request: Request, handle_text: str, change: Callable[[Record], Record | None]
+        self,
+        request: Request,
+        handle_text: str,
+        change: Callable[[Record], Record | None],
+        created: Callable[[], bool] = lambda: False,
     ) -> Response:
         handle = self._homed_handle(handle_text)
         await self._writer(request, handle.prefix)
@@ -358,7 +362,12 @@ class Service:
         key = self._key(handle)
         await self.store.mutate(key, mutation)
         self._written(key)
-        return DoneResponse(request_id=request.request_id, flags=request.flags, answers=request.op)
+        return DoneResponse(
+            request_id=request.request_id,
+            flags=request.flags,
+            answers=request.op,
+            created=created(),
+        )
 
     async def _delete(self, request: DeleteRequest) -> Response:
         return await self._change(request, request.handle, lambda current: DELETE)  # type: ignore[arg-type, return-value]
@@ -366,15 +375,19 @@ class Service:
     async def _add_values(self, request: AddValuesRequest) -> Response:
         new = self._stamp(request.values)
 
+        added = False
+
         def change(current: Record) -> Record:
+            nonlocal added
             existing = {v.index: v for v in current.values}
             for v in new:
                 if v.index in existing and not request.overwrite:
                     raise _fail(ResponseCode.VALUE_ALREADY_EXISTS, f"Index conflict for {v.index}")
+                added = added or v.index not in existing
                 existing[v.index] = v
             return self._checked(current, existing)
 
-        return await self._change(request, request.handle, change)
+        return await self._change(request, request.handle, change, lambda: added)
 
     async def _modify_values(self, request: ModifyValuesRequest) -> Response:
         new = self._stamp(request.values)

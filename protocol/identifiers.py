@@ -208,8 +208,12 @@ _GS1_CANONICAL_HOST = "https://id.gs1.org"
 
 def parse_digital_link(text: str) -> Identifier:
     """Parse a GS1 Digital Link URI: AI 01 then optional qualifiers 22, 10, 21 in that order."""
+    _check_text(text, "GS1 Digital Link")
     try:
+        text.encode("utf-8")
         path = urlsplit(text).path
+    except UnicodeEncodeError as exc:
+        raise InvalidHandle("a GS1 Digital Link must be valid Unicode") from exc
     except ValueError as exc:
         raise InvalidHandle(f"not a URI: {exc}") from exc
     segments = path.split("/")

@@ -168,6 +168,7 @@ class DoneResponse(Response):
     """Success of an op that returns nothing but its outcome (delete, value changes, home)."""
 
     answers: OpCode  #: the op that succeeded
+    created: bool = False  #: ADD_VALUE added a value that was not there (HTTP 201)
 
     @property
     def op(self) -> OpCode:  # type: ignore[override]

@@ -25,6 +25,7 @@ MAX_INDEX = 2**31 - 1  #: index is a positive int32
 MIN_INT32 = -(2**31)  #: lowest int32 (indexes inside HS_ADMIN and HS_VLIST data are signed)
 MAX_DATA_BYTES = 262144  #: a value's data cannot exceed one protocol message
 MAX_REFERENCES = 256  #: references per value
+MAX_VLIST_MEMBERS = MAX_VALUES  #: an HS_VLIST lists at most as many values as a handle holds
 TTL_RELATIVE = 0  #: ttl counts seconds from when the value was fetched
 TTL_ABSOLUTE = 1  #: ttl is an absolute expiry time (seconds since the epoch)
 
@@ -166,6 +167,8 @@ def unpack_vlist(data: bytes) -> tuple[Reference, ...]:
     count, at = _unpack_int(data, 0, "HS_VLIST count")
     if count < 0 or count * 8 > len(data):
         raise InvalidValue("HS_VLIST count does not match its data")
+    if count > MAX_VLIST_MEMBERS:
+        raise InvalidValue(f"HS_VLIST has {count} members, over {MAX_VLIST_MEMBERS}")
     refs = []
     for _ in range(count):
         handle, at = _unpack_str(data, at, "HS_VLIST handle")

@@ -53,6 +53,11 @@ from protocol.records import HandleValue, Reference
 PROTOCOL_VERSION: Final = 1  #: the version this module speaks
 FRAME_HEADER = struct.Struct(">I")  #: a TCP frame's 4-byte big-endian length
 UDP_MAX_ANSWER_BYTES: Final = 1400  #: answers above this go out truncated
+# plain ints and a dict: ``mflags & MessageFlag.TRUNCATED`` builds a flag object (1 us), and
+# calling an enum or reading a member off its class costs more than the rest of a check
+_TRUNCATED: Final = int(MessageFlag.TRUNCATED)
+_SUCCESS: Final = int(ResponseCode.SUCCESS)
+_OP_CODES: dict[int, OpCode] = {int(op): op for op in OpCode}
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +133,7 @@ _ENCODERS: dict[type[Message], Callable[[Any], dict[str, Any]]] = {
     UnhomePrefixRequest: lambda m: {"p": m.prefix},
     ResolveResponse: lambda m: {"h": m.handle, "v": [_value(v) for v in m.values]},
     CreateResponse: lambda m: {"h": m.handle, "c": m.created},
-    DoneResponse: lambda m: {},
+    DoneResponse: lambda m: {"c": True} if m.created else {},
     ListHandlesResponse: lambda m: {
         "p": m.prefix,
         "n": m.total,
@@ -162,8 +167,24 @@ def encode_message(message: Message, message_flags: int = 0) -> bytes:
         message_flags,
         body,
     ]
+    if type(message) is TruncatedResponse:
+        envelope[5] = message_flags | MessageFlag.TRUNCATED
     payload: bytes = _packb(envelope)
     return payload
+
+
+def encode_body(message: Message) -> bytes:
+    """The packed body of ``message`` alone, for a cache of answers that differ only in header."""
+    body: bytes = _packb(_ENCODERS[type(message)](message))
+    return body
+
+
+def encode_with_body(message: Response, body: bytes) -> bytes:
+    """``encode_message(message)`` given its ``encode_body`` bytes: only the header is packed."""
+    header: bytes = _packb(
+        (PROTOCOL_VERSION, message.request_id, message.op, message.code, message.flags, 0)
+    )
+    return b"\x97" + header[1:] + body  # a 6-element fixarray header grows to the 7 of a message
 
 
 def frame(payload: bytes) -> bytes:
@@ -171,15 +192,23 @@ def frame(payload: bytes) -> bytes:
     return FRAME_HEADER.pack(len(payload)) + payload
 
 
-def encode_datagram(message: Message, max_bytes: int = UDP_MAX_ANSWER_BYTES) -> bytes:
-    """A UDP payload; an answer over ``max_bytes`` becomes a TRUNCATED stub (retry over TCP)."""
-    payload = encode_message(message)
+def encode_datagram(
+    message: Message, max_bytes: int = UDP_MAX_ANSWER_BYTES, body: bytes | None = None
+) -> bytes:
+    """A UDP payload; an answer over ``max_bytes`` becomes a TRUNCATED stub (retry over TCP).
+
+    ``body``, when given, is the answer's ``encode_body`` (from a cache).
+    """
+    if body is not None and isinstance(message, Response):
+        payload = encode_with_body(message, body)
+    else:
+        payload = encode_message(message)
     if len(payload) <= max_bytes or not isinstance(message, Response):
         return payload
     stub = TruncatedResponse(
         request_id=message.request_id, flags=message.flags, code=message.code, answers=message.op
     )
-    return encode_message(stub, MessageFlag.TRUNCATED)
+    return encode_message(stub)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -397,15 +426,15 @@ _ResponseDecoder = Callable[[dict[str, Any], int, int, int], Response]
 
 _SUCCESS_DECODERS: dict[int, _ResponseDecoder] = {
     OpCode.RESOLUTION: lambda b, rid, f, rc: _new_resolve_response(
-        request_id=rid, flags=f, code=rc, handle=_str(b, "h"), values=_values(b)
+        request_id=rid, flags=f, code=_SUCCESS, handle=_str(b, "h"), values=_values(b)
     ),
     OpCode.CREATE_HANDLE: lambda b, rid, f, rc: CreateResponse(
-        request_id=rid, flags=f, code=rc, handle=_str(b, "h"), created=_bool(b, "c")
+        request_id=rid, flags=f, code=_SUCCESS, handle=_str(b, "h"), created=_bool(b, "c")
     ),
     OpCode.LIST_HANDLES: lambda b, rid, f, rc: ListHandlesResponse(
         request_id=rid,
         flags=f,
-        code=rc,
+        code=_SUCCESS,
         prefix=_str(b, "p"),
         total=_int(b, "n"),
         page=_int(b, "pg"),
@@ -413,18 +442,13 @@ _SUCCESS_DECODERS: dict[int, _ResponseDecoder] = {
         handles=_tuple(b, "hs", str, True),
     ),
     OpCode.LIST_HOMED_NAS: lambda b, rid, f, rc: ListPrefixesResponse(
-        request_id=rid, flags=f, code=rc, prefixes=_tuple(b, "px", str, True)
+        request_id=rid, flags=f, code=_SUCCESS, prefixes=_tuple(b, "px", str, True)
     ),
     OpCode.GET_SITEINFO: lambda b, rid, f, rc: SiteInfoResponse(
-        request_id=rid, flags=f, code=rc, site=_decode_site(b.get("s"))
+        request_id=rid, flags=f, code=_SUCCESS, site=_decode_site(b.get("s"))
     ),
 }
 _DONE_OPS = frozenset(REQUEST_TYPES) - frozenset(_SUCCESS_DECODERS)
-# plain ints and a dict: ``mflags & MessageFlag.TRUNCATED`` builds a flag object (1 us), and
-# calling an enum or reading a member off its class costs more than the rest of a check
-_TRUNCATED: Final = int(MessageFlag.TRUNCATED)
-_SUCCESS: Final = int(ResponseCode.SUCCESS)
-_OP_CODES: dict[int, OpCode] = {int(op): op for op in OpCode}
 
 
 def _unpack_error(exc: Exception) -> MalformedMessage:
@@ -433,7 +457,9 @@ def _unpack_error(exc: Exception) -> MalformedMessage:
         return LimitExceeded("message nesting is too deep")
     if isinstance(exc, msgpack.exceptions.ExtraData):
         return MalformedMessage("bytes after the end of the message")
-    if isinstance(exc, ValueError):  # also UnicodeDecodeError, FormatError, size limits
+    if isinstance(exc, ValueError) and "exceeds max" in str(exc):  # msgpack's size limits
+        return LimitExceeded(f"a field is over its limit: {exc}")
+    if isinstance(exc, ValueError):  # also UnicodeDecodeError, FormatError
         return MalformedMessage(f"not a valid msgpack message: {exc}")
     # msgpack raises TypeError and others on hostile input
     return MalformedMessage(f"not a valid msgpack message: {type(exc).__name__}")
@@ -501,7 +527,10 @@ def decode_message(payload: bytes, limits: WireLimits = DEFAULT_LIMITS) -> Messa
                 raise LimitExceeded(f"message holds over {limits.max_items} values and references")
             return response_decoder(body, rid, flags, rc)
         if op in _DONE_OPS:
-            return DoneResponse(request_id=rid, flags=flags, code=rc, answers=answers)
+            created = _bool(body, "c") if "c" in body else False
+            return DoneResponse(
+                request_id=rid, flags=flags, code=_SUCCESS, answers=answers, created=created
+            )
         raise UnsupportedOperation(f"unknown op code {op}")
     except ProtocolError as exc:
         exc.request_id = rid

@@ -26,6 +26,7 @@ from protocol.messages import (
     CreateResponse,
     Credential,
     DeleteRequest,
+    DoneResponse,
     ErrorResponse,
     ListHandlesRequest,
     RemoveValuesRequest,
@@ -49,7 +50,7 @@ def _dumps(obj: Any, pretty: bool = False) -> bytes:
 def _reply(
     response: Response, *, pretty: bool = False, body: bytes | None = None, handle: str = ""
 ) -> web.Response:
-    created = isinstance(response, CreateResponse) and response.created
+    created = isinstance(response, CreateResponse | DoneResponse) and response.created
     status = http_status(response.code, op=response.op, created=created)
     headers = {"WWW-Authenticate": 'Basic realm="handle"'} if status == 401 else None
     if body is None:

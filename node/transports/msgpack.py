@@ -12,22 +12,28 @@ import asyncio
 import logging
 from typing import Any
 
-from node.service import Service
-from protocol.codes import OpCode, ResponseCode
+from node.service import Resolution, Service
+from protocol.codes import OpCode
 from protocol.errors import ProtocolError
-from protocol.messages import ErrorResponse, Request, ResolveRequest, Response
+from protocol.messages import ErrorResponse, Message, Request, ResolveRequest, Response
 from protocol.wire import (
     NEED_DATA,
     Connection,
     WireLimits,
     decode_message,
+    encode_body,
     encode_datagram,
     encode_message,
+    encode_with_body,
     frame,
 )
 
 log = logging.getLogger("idnode.msgpack")
 MAX_IN_FLIGHT_PER_CONNECTION = 256
+MAX_CONSECUTIVE_ERRORS = 16  #: bad messages in a row before a TCP connection is closed
+
+#: a response and, when it came from the cache, its already packed msgpack body
+Answer = tuple[Response, bytes | None]
 
 
 def _error_for(exc: ProtocolError) -> ErrorResponse:
@@ -39,11 +45,39 @@ def _error_for(exc: ProtocolError) -> ErrorResponse:
     )
 
 
-async def answer(service: Service, request: Request) -> Response:
+def _not_a_request(message: Message) -> ErrorResponse:
+    error = ProtocolError("a server accepts requests only")
+    error.request_id, error.op = message.request_id, message.op
+    return _error_for(error)
+
+
+def _with_body(service: Service, resolution: Resolution) -> Answer:
+    """The response and, for a cacheable answer, its msgpack body kept in the cache entry."""
+    response, entry, key = resolution
+    if entry is None:
+        return response, None
+    return response, service.cache.encoded(key, entry, "msgpack", lambda: encode_body(response))
+
+
+def answer_now(service: Service, request: Request) -> Answer | None:
+    """The answer when the cache gives it without waiting (most resolutions), else None."""
+    if type(request) is ResolveRequest:
+        resolution = service.resolve_cached(request)
+        if resolution is not None:
+            return _with_body(service, resolution)
+    return None
+
+
+async def answer(service: Service, request: Request) -> Answer:
     """The service's answer (resolution through ``resolve`` to share its cache path)."""
     if type(request) is ResolveRequest:
-        return (await service.resolve(request))[0]
-    return await service.handle(request)
+        return _with_body(service, await service.resolve(request))
+    return await service.handle(request), None
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("request failed", exc_info=task.exception())
 
 
 class TCPProtocol(asyncio.Protocol):
@@ -58,6 +92,7 @@ class TCPProtocol(asyncio.Protocol):
         self.idle_timeout_s = service.config.tcp_idle_timeout_s
         self._idle: asyncio.TimerHandle | None = None
         self._paused = False
+        self._errors = 0  #: bad messages since the last good one
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
@@ -88,23 +123,20 @@ class TCPProtocol(asyncio.Protocol):
             try:
                 event = self.conn.next_event()
             except ProtocolError as exc:
-                self._write(_error_for(exc))
-                if exc.fatal and self.transport is not None:
-                    self.transport.close()
+                self._refuse(_error_for(exc), exc.fatal)
+                if self.transport is None or self.transport.is_closing():
                     return
                 continue
             if event is NEED_DATA:
                 return
             if not isinstance(event, Request):
-                error = ProtocolError("a server accepts requests only")
-                error.request_id = event.request_id  # type: ignore[union-attr]
-                self._write(_error_for(error))
+                self._refuse(_not_a_request(event), False)  # type: ignore[arg-type]
                 continue
-            if type(event) is ResolveRequest:
-                cached = self.service.resolve_cached(event)
-                if cached is not None:
-                    self._write(cached[0])
-                    continue
+            self._errors = 0
+            now = answer_now(self.service, event)
+            if now is not None:
+                self._write(*now)
+                continue
             task = asyncio.ensure_future(self._serve(event))
             self.tasks.add(task)
             task.add_done_callback(self._done)
@@ -112,13 +144,19 @@ class TCPProtocol(asyncio.Protocol):
                 self.transport.pause_reading()
                 self._paused = True
 
+    def _refuse(self, error: ErrorResponse, fatal: bool) -> None:
+        """Answer a bad message; close on a fatal one or after too many in a row."""
+        self._write(error)
+        self._errors += 1
+        if (fatal or self._errors > MAX_CONSECUTIVE_ERRORS) and self.transport is not None:
+            self.transport.close()
+
     async def _serve(self, request: Request) -> None:
-        self._write(await answer(self.service, request))
+        self._write(*await answer(self.service, request))
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("request failed", exc_info=task.exception())
+        _log_failure(task)
         if (
             self._paused
             and self.transport is not None
@@ -127,9 +165,12 @@ class TCPProtocol(asyncio.Protocol):
             self.transport.resume_reading()
             self._paused = False
 
-    def _write(self, response: Response) -> None:
+    def _write(self, response: Response, body: bytes | None = None) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(frame(encode_message(response)))
+            if body is None:
+                self.transport.write(frame(encode_message(response)))
+            else:
+                self.transport.write(frame(encode_with_body(response, body)))
 
     async def drain(self) -> None:
         """Let in-flight requests finish, then close."""
@@ -160,39 +201,29 @@ class UDPProtocol(asyncio.DatagramProtocol):
         try:
             request = decode_message(data, self.limits)
         except ProtocolError as exc:
-            self._send(_error_for(exc), addr)
+            self._send(addr, _error_for(exc))
             return
         if not isinstance(request, Request):
-            self._send(
-                ErrorResponse(
-                    request_id=request.request_id,
-                    code=ResponseCode.PROTOCOL_ERROR,
-                    answers=request.op,
-                    message="a server accepts requests only",
-                ),
-                addr,
-            )
+            self._send(addr, _not_a_request(request))
             return
-        if type(request) is ResolveRequest:
-            cached = self.service.resolve_cached(request)
-            if cached is not None:
-                self._send(cached[0], addr)
-                return
+        now = answer_now(self.service, request)
+        if now is not None:
+            self._send(addr, *now)
+            return
         task = asyncio.ensure_future(self._serve(request, addr))
         self.tasks.add(task)
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("request failed", exc_info=task.exception())
+        _log_failure(task)
 
     async def _serve(self, request: Request, addr: Any) -> None:
-        self._send(await answer(self.service, request), addr)
+        self._send(addr, *await answer(self.service, request))
 
-    def _send(self, response: Response, addr: Any) -> None:
+    def _send(self, addr: Any, response: Response, body: bytes | None = None) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(encode_datagram(response), addr)
+            self.transport.sendto(encode_datagram(response, body=body), addr)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("UDP error: %s", exc)

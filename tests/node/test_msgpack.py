@@ -633,6 +633,32 @@ def test_tcp_many_bad_frames_then_good(seeded: RunningNode) -> None:
     assert all(isinstance(a, ErrorResponse) for a in answers[:-1])
 
 
+def test_tcp_endless_bad_frames_close_the_connection_only(seeded: RunningNode) -> None:
+    # one 4-byte empty frame would otherwise buy a 40-byte error answer, forever
+    from node.transports.msgpack import MAX_CONSECUTIVE_ERRORS
+
+    async def go() -> tuple[int, Response]:
+        client = await TCPClient.open(seeded.ports["tcp"])
+        other = await TCPClient.open(seeded.ports["tcp"])
+        try:
+            await client.send_raw(frame(b"") * (MAX_CONSECUTIVE_ERRORS + 50))
+            errors = 0
+            with pytest.raises(EOFError):
+                while True:
+                    m = await client.receive()
+                    assert isinstance(m, ErrorResponse) and m.code == ResponseCode.PROTOCOL_ERROR
+                    errors += 1
+            ok = await other.request(ResolveRequest(request_id=7, handle=f"{PREFIX}/item"))
+            return errors, ok
+        finally:
+            await client.close()
+            await other.close()
+
+    errors, ok = seeded.call(go)
+    assert errors == MAX_CONSECUTIVE_ERRORS + 1
+    assert isinstance(ok, ResolveResponse)
+
+
 # ------------------------------------------------------------------------------------------------
 # UDP
 

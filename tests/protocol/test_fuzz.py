@@ -32,27 +32,6 @@ RUNS = 16_000
 SEED = 20261128
 
 #: findings in modules this harness may not change, each with where the fix belongs; matched on
-#: (target, kind, a piece of ``Finding.where``). The test xfails while one still shows and passes
-#: once it is fixed: delete the entry then.
-KNOWN: dict[tuple[str, str, str], str] = {
-    ("identifiers.classify", "exception", "UnicodeEncodeError at identifiers.py"): (
-        "identifiers.parse_digital_link: urllib.parse.quote() of a qualifier holding a lone "
-        "surrogate raises UnicodeEncodeError; refuse such text with InvalidHandle first"
-    ),
-    ("records.unpack_vlist", "slow", "slow"): (
-        "records.unpack_vlist: 64 KiB of data declaring 8191 empty references takes 10-20 ms "
-        "(about 2 us per reference); bound the count or parse faster"
-    ),
-}
-
-
-def _known(f: Finding) -> str | None:
-    for (target, kind, where), why in KNOWN.items():
-        if f.target == target and f.kind == kind and where in f.where:
-            return why
-    return None
-
-
 def _describe(findings: list[Finding]) -> str:
     return "\n".join(
         f"[{f.kind}] {f.target} x{f.count}: {f.detail}\n  input {f.data[:120].hex()}"
@@ -67,17 +46,10 @@ def test_fallback_campaign_over_every_decoder() -> None:
     assert harness.total == RUNS
     assert {n: s.inputs for n, s in harness.stats.items()} == dict.fromkeys(NAMES, RUNS // 8)
     assert elapsed < 60, f"{RUNS} inputs took {elapsed:.1f} s"
-    new = [f for f in harness.findings.values() if _known(f) is None]
-    assert not new, _describe(new)
-    known_slow = {f.target for f in harness.findings.values() if f.kind == "slow"}
+    findings = list(harness.findings.values())
+    assert not findings, _describe(findings)
     for name, stats in harness.stats.items():
-        if name not in known_slow:
-            assert stats.max_ms < LIMIT_S * 1000, (name, stats.max_ms)
-    if harness.findings:
-        pytest.xfail(
-            "known findings outside tests/: "
-            + "; ".join(why for f in harness.findings.values() if (why := _known(f)))
-        )
+        assert stats.max_ms < LIMIT_S * 1000, (name, stats.max_ms)
 
 
 # ---------------------------------------------------------------------------------------------
