@@ -31,6 +31,7 @@ from tests.protocol.fuzz_corpus import KIND_MSGPACK, msgpack_seeds
 RUNS = 16_000
 SEED = 20261128
 
+
 #: findings in modules this harness may not change, each with where the fix belongs; matched on
 def _describe(findings: list[Finding]) -> str:
     return "\n".join(
