@@ -72,6 +72,7 @@ ADMIN_SUFFIX = "ADMIN"  #: ``<prefix>/ADMIN`` holds a prefix's credentials
 ADMIN_KEY_INDEX = 300  #: index of HS_SECKEY in the admin handle (``300:<prefix>/ADMIN``)
 ADMIN_VALUE_INDEX = 100  #: index of HS_ADMIN
 MAX_PAGE_SIZE = 10000
+MAX_PARSED_KEYS = 65536  #: handle texts whose parse the resolution path remembers
 MAX_PAGE = 10**9  #: keeps page * pageSize inside SQL's 64-bit OFFSET
 _SECKEY_PERMISSIONS = 0xC  #: admin read and write, never public
 
@@ -115,6 +116,7 @@ class Service:
         self.ready = False
         self.ports: dict[str, int] = {}  #: transport -> bound port, set by the server
         self._verified: dict[str, set[tuple[int, str]]] = {}
+        self._keys: dict[str, tuple[str, str]] = {}  #: handle text -> (prefix, key), see resolve
         self._handlers: dict[type[Request], Callable[[Any], Awaitable[Response]]] = {
             ResolveRequest: self._resolve_only,
             CreateRequest: self._create,
@@ -177,8 +179,7 @@ class Service:
         if request.authoritative or (request.credential is not None and not request.public_only):
             return None
         try:
-            handle = self._homed_handle(request.handle)
-            key = handle.key(case_sensitive_suffix=self.config.case_sensitive_suffix)
+            _, key = self._resolution_key(request.handle)
             entry = self.cache.get(key, self.clock(), count_miss=False)
             if entry is None:
                 return None
@@ -192,8 +193,7 @@ class Service:
         Transports use the entry to reuse an already encoded answer (``cache.encoded``).
         """
         try:
-            handle = self._homed_handle(request.handle)
-            key = handle.key(case_sensitive_suffix=self.config.case_sensitive_suffix)
+            prefix, key = self._resolution_key(request.handle)
             now = self.clock()
             entry = None if request.authoritative else self.cache.get(key, now)
             if entry is None:
@@ -202,7 +202,7 @@ class Service:
             public_only = request.public_only or request.credential is None
             if not public_only and entry.record is not None:
                 principal = await self._authenticate(request.credential)
-                public_only = not principal.may_write(handle.prefix)
+                public_only = not principal.may_write(prefix)
             return self._answer(request, entry, key, public_only=public_only)
         except ProtocolError as exc:
             return self.error(request, exc.code, exc.message), None, ""
@@ -234,6 +234,20 @@ class Service:
 
     async def _resolve_only(self, request: ResolveRequest) -> Response:
         return (await self.resolve(request))[0]
+
+    def _resolution_key(self, text: str) -> tuple[str, str]:
+        """(upper-cased prefix, cache key) of a handle to resolve; each text is parsed once."""
+        known = self._keys.get(text)
+        if known is None:
+            handle = parse_handle(text, self.profile)
+            prefix = handle.suffix if handle.is_prefix_handle else handle.prefix
+            known = (ascii_upper(prefix), self._key(handle))
+            if len(self._keys) >= MAX_PARSED_KEYS:
+                self._keys.clear()
+            self._keys[text] = known
+        if known[0] not in self.homed:
+            raise _fail(ResponseCode.SERVER_NOT_RESPONSIBLE, "That prefix doesn't live here")
+        return known
 
     def _homed_handle(self, text: str, *, mint: bool = False) -> Handle:
         if mint and text.endswith("/"):

@@ -165,7 +165,10 @@ class HandlesAPI:
         try:
             body = json.loads(await request.read())
         except web.HTTPRequestEntityTooLarge:
-            raise
+            limit = self.service.config.max_http_body_bytes
+            return _error(
+                ResponseCode.PROTOCOL_ERROR, f"request body over {limit} bytes", status=413
+            )
         except (ValueError, UnicodeDecodeError, RecursionError):
             return _error(ResponseCode.PROTOCOL_ERROR, "the body is not valid JSON", handle)
         try:
@@ -214,6 +217,12 @@ class HandlesAPI:
     async def empty_handle(self, request: web.Request) -> web.Response:
         return _error(ResponseCode.INVALID_HANDLE, "empty handle")
 
+    async def no_route(self, request: web.Request) -> web.Response:
+        if request.path.startswith("/api/handles"):
+            message = f"{request.method} is not allowed here"
+            return _error(ResponseCode.OPERATION_NOT_SUPPORTED, message, status=405)
+        return _error(ResponseCode.PROTOCOL_ERROR, f"no such path {request.path}", status=404)
+
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
 
@@ -233,23 +242,8 @@ class HandlesAPI:
         return web.json_response(body, status=200 if ready else 503)
 
 
-@web.middleware
-async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Keep every answer in the REST error shape, including aiohttp's own 404/405/413."""
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except web.HTTPRequestEntityTooLarge:
-        limit = request.app[SERVICE].config.max_http_body_bytes
-        return _error(ResponseCode.PROTOCOL_ERROR, f"request body over {limit} bytes", status=413)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return _error(ResponseCode.PROTOCOL_ERROR, exc.reason, status=exc.status)
-
-
 def make_app(service: Service) -> web.Application:
-    app = web.Application(client_max_size=service.config.max_http_body_bytes, middlewares=[_errors])
+    app = web.Application(client_max_size=service.config.max_http_body_bytes)
     app[SERVICE] = service
     api = HandlesAPI(service)
     app.router.add_get("/api/handles", api.list_handles)
@@ -259,4 +253,5 @@ def make_app(service: Service) -> web.Application:
     app.router.add_delete("/api/handles/{handle:.+}", api.delete)
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.readyz)
+    app.router.add_route("*", "/{tail:.*}", api.no_route)  # last: JSON errors, no middleware cost
     return app

@@ -934,3 +934,12 @@ def test_list_page_beyond_any_offset_is_answered(node: RunningNode) -> None:
         else:
             assert reply.json["responseCode"] == 4
     assert http(node, "GET", "/readyz").status == 200
+
+
+def test_unknown_paths_and_methods_answer_in_the_error_shape(node: RunningNode) -> None:
+    missing = http(node, "GET", "/nope")
+    assert missing.status == 404
+    assert missing.json["responseCode"] == 4
+    wrong_method = http(node, "POST", f"/api/handles/{PREFIX}/x")
+    assert wrong_method.status == 405
+    assert wrong_method.json["responseCode"] == 5
