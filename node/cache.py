@@ -29,29 +29,66 @@ class Entry:
         self.size = size
 
 
+class _LRU:
+    """Entries by key in use order, evicted oldest first above ``max_bytes``."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.entries: OrderedDict[str, Entry] = OrderedDict()
+
+    def add(self, key: str, entry: Entry) -> None:
+        self.drop(key)
+        self.entries[key] = entry
+        self.grow(entry.size)
+
+    def grow(self, size: int) -> None:
+        self.bytes += size
+        while self.bytes > self.max_bytes and self.entries:
+            _, old = self.entries.popitem(last=False)
+            self.bytes -= old.size
+
+    def drop(self, key: str) -> None:
+        entry = self.entries.pop(key, None)
+        if entry is not None:
+            self.bytes -= entry.size
+
+
 class ResolutionCache:
-    """LRU of ``Entry`` by comparison key, at most ``max_bytes`` (records plus encodings)."""
+    """Found records and their encodings, and (apart, in an eighth of the bound) not-found keys.
+
+    Keeping the two apart means a scan of identifiers that do not exist cannot evict the hot
+    records that real traffic resolves.
+    """
 
     def __init__(self, max_bytes: int, negative_ttl_s: float = 60.0) -> None:
         self.max_bytes = max_bytes
         self.negative_ttl_s = negative_ttl_s
-        self.bytes = 0
         self.hits = 0
         self.misses = 0
         self.generation = 0  #: bumped by every invalidation
-        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._found = _LRU(max_bytes - max_bytes // 8)
+        self._missing = _LRU(max_bytes // 8)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._found.entries) + len(self._missing.entries)
+
+    @property
+    def used_bytes(self) -> int:
+        return self._found.bytes + self._missing.bytes
 
     def get(self, key: str, now: float, *, count_miss: bool = True) -> Entry | None:
-        entry = self._entries.get(key)
+        tier = self._found
+        entry = tier.entries.get(key)
+        if entry is None:
+            tier = self._missing
+            entry = tier.entries.get(key)
         if entry is None or entry.expires_at <= now:
             if entry is not None:
-                self._drop(key)
+                tier.drop(key)
             self.misses += count_miss
             return None
-        self._entries.move_to_end(key)
+        tier.entries.move_to_end(key)
         self.hits += 1
         return entry
 
@@ -64,14 +101,11 @@ class ResolutionCache:
             size = _ENTRY_OVERHEAD_BYTES + 2 * len(key)
             size += sum(len(v.data) + len(v.type) + _VALUE_OVERHEAD_BYTES for v in record.values)
         entry = Entry(record, expires, size)
-        if generation != self.generation or size > self.max_bytes:
-            return entry  # answer from it, but do not keep it
-        if key in self._entries:
+        tier = self._found if record is not None else self._missing
+        if generation == self.generation and size <= tier.max_bytes:
             self._drop(key)
-        self._entries[key] = entry
-        self.bytes += size
-        self._shrink()
-        return entry
+            tier.add(key, entry)
+        return entry  # when not kept, still good to answer this one request from
 
     def encoded(
         self, key: str, entry: Entry, variant: object, encode: Callable[[], bytes]
@@ -80,28 +114,21 @@ class ResolutionCache:
         data = entry.encoded.get(variant)
         if data is None:
             data = encode()
-            if self._entries.get(key) is entry:
+            if self._found.entries.get(key) is entry:
                 entry.encoded[variant] = data
                 entry.size += len(data)
-                self.bytes += len(data)
-                self._shrink()
+                self._found.grow(len(data))
         return data
 
     def invalidate(self, key: str) -> None:
         self.generation += 1
-        if key in self._entries:
-            self._drop(key)
+        self._drop(key)
 
     def clear(self) -> None:
         self.generation += 1
-        self._entries.clear()
-        self.bytes = 0
+        self._found = _LRU(self._found.max_bytes)
+        self._missing = _LRU(self._missing.max_bytes)
 
     def _drop(self, key: str) -> None:
-        entry = self._entries.pop(key)
-        self.bytes -= entry.size
-
-    def _shrink(self) -> None:
-        while self.bytes > self.max_bytes and self._entries:
-            _, entry = self._entries.popitem(last=False)
-            self.bytes -= entry.size
+        self._found.drop(key)
+        self._missing.drop(key)

@@ -235,7 +235,7 @@ class HandlesAPI:
                 "hits": cache.hits,
                 "misses": cache.misses,
                 "entries": len(cache),
-                "bytes": cache.bytes,
+                "bytes": cache.used_bytes,
                 "max_bytes": cache.max_bytes,
             },
         }

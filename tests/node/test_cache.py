@@ -1,0 +1,65 @@
+"""The resolution cache: bounds, TTLs, invalidation, and not-found keys kept apart."""
+
+from __future__ import annotations
+
+from node.cache import ResolutionCache
+from node.store import Record
+from protocol.records import HandleValue
+
+
+def record(name: str, ttl: int = 86400, size: int = 100) -> Record:
+    return Record(name, (HandleValue(1, "URL", b"x" * size, ttl=ttl),))
+
+
+def test_hit_miss_and_ttl() -> None:
+    cache = ResolutionCache(1 << 20)
+    assert cache.get("A/1", 0.0) is None
+    cache.put("A/1", record("a/1", ttl=10), 0.0, cache.generation)
+    entry = cache.get("A/1", 5.0)
+    assert entry is not None and entry.record == record("a/1", ttl=10)
+    assert cache.get("A/1", 10.0) is None  # expired at fetch time + ttl
+    assert (cache.hits, cache.misses) == (1, 2)
+
+
+def test_bound_evicts_least_recently_used() -> None:
+    cache = ResolutionCache(8 * 2000)
+    for i in range(40):
+        cache.put(f"A/{i}", record(f"a/{i}", size=500), 0.0, cache.generation)
+        cache.get("A/0", 0.0)  # keep the first one hot
+    assert cache.used_bytes <= cache.max_bytes
+    assert cache.get("A/0", 0.0) is not None
+    assert cache.get("A/1", 0.0) is None
+
+
+def test_not_found_keys_cannot_evict_found_records() -> None:
+    cache = ResolutionCache(64 * 1024)
+    cache.put("A/HOT", record("a/hot"), 0.0, cache.generation)
+    for i in range(10_000):  # a scan of identifiers that do not exist
+        cache.put(f"A/MISSING-{i}", None, 0.0, cache.generation)
+    assert cache.get("A/HOT", 0.0) is not None
+    assert cache.used_bytes <= cache.max_bytes
+
+
+def test_write_during_read_is_not_cached() -> None:
+    cache = ResolutionCache(1 << 20)
+    generation = cache.generation  # a reader starts
+    cache.invalidate("A/1")  # a write commits meanwhile
+    cache.put("A/1", record("a/1"), 0.0, generation)
+    assert cache.get("A/1", 0.0) is None
+
+
+def test_encodings_are_made_once_and_dropped_on_invalidate() -> None:
+    cache = ResolutionCache(1 << 20)
+    entry = cache.put("A/1", record("a/1"), 0.0, cache.generation)
+    calls = []
+
+    def encode() -> bytes:
+        calls.append(1)
+        return b"{}" * 50
+
+    before = cache.used_bytes
+    assert cache.encoded("A/1", entry, "json", encode) == b"{}" * 50
+    assert cache.encoded("A/1", entry, "json", encode) == b"{}" * 50
+    assert len(calls) == 1 and cache.used_bytes == before + 100
+    cache.invalidate("A/1")
+    assert cache.get("A/1", 0.0) is None and cache.used_bytes == 0
