@@ -149,7 +149,11 @@ def _fig(r: LoadResult) -> dict[str, Any]:
 
 
 def run(
-    identifiers: int = 1_000_000, seconds: float = 3.0, concurrency: int = 32, rounds: int = 3
+    identifiers: int = 1_000_000,
+    seconds: float = 3.0,
+    concurrency: int = 32,
+    rounds: int = 3,
+    warmup_s: float = 10.0,
 ) -> dict[str, Any]:
     data_dir = dataset(identifiers)
     _pin(1)()
@@ -203,28 +207,33 @@ def run(
     fp = {kind: proc.ports["port"] for kind, proc in procs.items()}
     np_ = node.ports
     # name: (transport, port, requests, concurrency, HTTP status that counts as success)
-    plan: dict[str, tuple[str, int, list[bytes], int, int]] = {
+    Plan = dict[str, tuple[str, int, list[bytes], int, int]]
+    hot: Plan = {
         "floor_http": ("http", fp["http"], hits, concurrency, 0),
         "http_resolve": ("http", np_["http"], hits, concurrency, 0),
         "floor_tcp": ("tcp", fp["tcp"], framed, concurrency, 0),
         "tcp_resolve": ("tcp", np_["tcp"], framed, concurrency, 0),
         "floor_udp": ("udp", fp["udp"], msgpack_reqs, concurrency, 0),
         "udp_resolve": ("udp", np_["udp"], msgpack_reqs, concurrency, 0),
-        # after the Zipf runs: uniform reads and misses would otherwise cool their cache
-        "http_resolve_uniform": ("http", np_["http"], hits_uniform, concurrency, 0),
-        "http_miss": ("http", np_["http"], misses, concurrency, 404),
         "http_create_64": ("http", np_["http"], creates, 64, 0),
     }
-    runs: dict[str, list[LoadResult]] = {name: [] for name in plan}
+    # uniform reads and misses cool the cache the Zipf runs rely on: they come after them
+    cold: Plan = {
+        "http_resolve_uniform": ("http", np_["http"], hits_uniform, concurrency, 0),
+        "http_miss": ("http", np_["http"], misses, concurrency, 404),
+    }
+    runs: dict[str, list[LoadResult]] = {name: [] for name in [*hot, *cold]}
     try:
+        # Warm the node's cache with the Zipf traffic first, as a node in service would be.
+        run_load("udp", np_["udp"], msgpack_reqs, concurrency, 0.0, warmup_s)
         # Floors and node alternate, round after round, so that whatever else the machine does
         # weighs on both alike; each figure is the median round.
-        for round_no in range(rounds):
-            for name, (kind, port, reqs, conc, ok) in plan.items():
-                warmup_s = 1.0 if name.startswith("floor") else 2.0  # let the node's cache fill
-                if name == "http_create_64":
-                    reqs = reqs[round_no::rounds]
-                runs[name].append(run_load(kind, port, reqs, conc, warmup_s, seconds, ok_status=ok))
+        for plan in (hot, cold):
+            for round_no in range(rounds):
+                for name, (kind, port, reqs, conc, ok) in plan.items():
+                    if name == "http_create_64":
+                        reqs = reqs[round_no::rounds]
+                    runs[name].append(run_load(kind, port, reqs, conc, 1.0, seconds, ok_status=ok))
         rss = node.rss_mb()
     finally:
         node.stop()
@@ -235,6 +244,7 @@ def run(
         "identifiers": identifiers,
         "seconds_per_run": seconds,
         "rounds": rounds,
+        "cache_warmup_s": warmup_s,
         "concurrency": concurrency,
         "generator": "benchmarks.loadgen: 1 process pinned to CPU 1, closed loop, uvloop",
         "servers": "node and floors: 1 process each, all pinned to CPU 0, run alternately",

@@ -38,6 +38,9 @@ from protocol.messages import (
 JSON = "application/json"
 _CALLBACK = re.compile(r"^[A-Za-z_$][\w$.]{0,63}$")
 _TRUE = ("true", "1", "yes")
+_PUBLIC_ONLY = int(OpFlag.PUBLIC_ONLY)
+_AUTHORITATIVE = int(OpFlag.AUTHORITATIVE)
+_DO_NOT_REFER = int(OpFlag.DO_NOT_REFER)
 SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
 
 
@@ -123,25 +126,17 @@ class HandlesAPI:
         return _reply(response, pretty=_flag(request, "pretty", False), handle=handle)
 
     async def resolve(self, request: web.Request) -> web.Response:
-        try:
-            cred = credential(request)
-            flags = 0
-            if _flag(request, "publicOnly", cred is None):
-                flags |= OpFlag.PUBLIC_ONLY
-            if _flag(request, "auth", False):
-                flags |= OpFlag.AUTHORITATIVE
-            if _flag(request, "doNotRefer", False):
-                flags |= OpFlag.DO_NOT_REFER
-            typed = ResolveRequest(
-                handle=request.match_info["handle"],
-                indexes=_indexes(request),
-                types=tuple(request.query.getall("type", [])),
-                flags=flags,
-                credential=cred,
-            )
-        except ProtocolError as exc:
-            return _error(exc.code, exc.message, request.match_info["handle"])
-        response, entry, key = await self.service.resolve(typed)
+        if not request.query_string and "Authorization" not in request.headers:
+            # most traffic: anonymous, no options; often answered from the cache without a wait
+            typed = ResolveRequest(handle=request.match_info["handle"], flags=_PUBLIC_ONLY)
+            resolution = self.service.resolve_cached(typed) or await self.service.resolve(typed)
+        else:
+            try:
+                typed = self._resolve_request(request)
+            except ProtocolError as exc:
+                return _error(exc.code, exc.message, request.match_info["handle"])
+            resolution = await self.service.resolve(typed)
+        response, entry, key = resolution
         pretty = _flag(request, "pretty", False)
         callback = request.query.get("callback")
         if callback is not None:
@@ -155,6 +150,24 @@ class HandlesAPI:
             )
             return _reply(response, body=body)
         return _reply(response, pretty=pretty)
+
+    @staticmethod
+    def _resolve_request(request: web.Request) -> ResolveRequest:
+        cred = credential(request)
+        flags = 0
+        if _flag(request, "publicOnly", cred is None):
+            flags |= _PUBLIC_ONLY
+        if _flag(request, "auth", False):
+            flags |= _AUTHORITATIVE
+        if _flag(request, "doNotRefer", False):
+            flags |= _DO_NOT_REFER
+        return ResolveRequest(
+            handle=request.match_info["handle"],
+            indexes=_indexes(request),
+            types=tuple(request.query.getall("type", [])),
+            flags=flags,
+            credential=cred,
+        )
 
     async def put(self, request: web.Request) -> web.Response:
         handle = request.match_info["handle"]
