@@ -3,7 +3,7 @@
 Tables follow the HANDLE.NET SQL storage: ``handles`` holds one row per value keyed by handle and
 index (plus ``hkey``, the case-folded comparison key the node looks records up by), ``nas`` the
 homed prefixes. One writer thread owns the write connection: it takes every queued mutation, runs
-each in its own savepoint, and commits the whole batch with one fsync, so many concurrent writers
+each (a refused one writes nothing), and commits the whole batch with one fsync, so many concurrent writers
 share each disk flush and an acknowledged write is on disk. Reads run in batches on a reader thread
 with its own connection, so SQLite never blocks the event loop.
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 import msgpack
 
-from node.store import DELETE, Mutation, Record, Store, StoreError, _Delete
+from node.store import Mutation, Record, Store, StoreError, _Delete
 from protocol.identifiers import ascii_upper
 from protocol.records import HandleValue, Reference
 
@@ -321,14 +321,12 @@ class SQLiteStore(Store):
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op in batch:
-                conn.execute("SAVEPOINT op")
                 try:
                     op.result = self._apply(conn, op)
-                    conn.execute("RELEASE op")
-                except Exception as exc:  # the mutation refused: undo only this op
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    op.error = exc if not isinstance(exc, sqlite3.Error) else StoreError(str(exc))
+                except sqlite3.Error:
+                    raise  # the database failed: the whole batch fails below
+                except Exception as exc:  # refused before it wrote anything (see _apply)
+                    op.error = exc
             conn.execute("COMMIT")
             self.commits += 1
             self.committed_writes += len(batch)
@@ -340,14 +338,25 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _apply(conn: sqlite3.Connection, op: _Op) -> Any:
+        """Run one op. A mutation writes only after everything that can refuse has run, so a
+        refusal needs no rollback; a raw op (homing, bulk load) gets a savepoint of its own."""
         if not op.key:
-            return op.mutation(conn)  # type: ignore[arg-type]
+            conn.execute("SAVEPOINT raw")
+            try:
+                result = op.mutation(conn)  # type: ignore[arg-type]
+            except Exception:
+                conn.execute("ROLLBACK TO raw")
+                raise
+            finally:
+                conn.execute("RELEASE raw")
+            return result
         current = _read(conn, op.key)
         new = op.mutation(current)
         if new is None:
             return None
-        conn.execute("DELETE FROM handles WHERE hkey = ?", (op.key,))
-        if new is not DELETE:
-            assert isinstance(new, Record)
-            conn.executemany(_INSERT, _rows(op.key, new))
+        rows = _rows(op.key, new) if isinstance(new, Record) else []
+        if current is not None:
+            conn.execute("DELETE FROM handles WHERE hkey = ?", (op.key,))
+        if rows:
+            conn.executemany(_INSERT, rows)
         return new
