@@ -44,6 +44,7 @@ from protocol.identifiers import PROTOCOL, SNMS, classify, parse_handle
 from protocol.jsonapi import response_from_json, values_from_body
 from protocol.messages import TruncatedResponse
 from protocol.records import AdminValue, unpack_vlist
+from protocol.site import decode_site
 from protocol.wire import NEED_DATA, Connection, WireLimits, decode_message, encode_message
 from tests.protocol.fuzz_corpus import (
     HANDLE,
@@ -203,6 +204,7 @@ TARGETS: dict[str, Target] = {
         Target("jsonapi.response_from_json", _response_from_json, KIND_JSON, FRAME_BYTES),
         Target("records.AdminValue.from_bytes", AdminValue.from_bytes, KIND_BINARY, FRAME_BYTES),
         Target("records.unpack_vlist", unpack_vlist, KIND_BINARY, FRAME_BYTES),
+        Target("site.decode_site", decode_site, KIND_BINARY, FRAME_BYTES),
     )
 }
 NAMES = tuple(TARGETS)

@@ -47,6 +47,7 @@ from protocol.messages import (
     UnhomePrefixRequest,
 )
 from protocol.records import TTL_ABSOLUTE, AdminValue, HandleValue, Reference, pack_vlist
+from protocol.site import encode_site
 from protocol.wire import encode_datagram, encode_message, frame
 
 NOW = 1764300000  #: 2025-11-28T03:20:00Z, the timestamp every seed value carries
@@ -268,12 +269,18 @@ def text_seeds() -> list[bytes]:
 
 
 def binary_seeds() -> list[bytes]:
-    """HS_ADMIN and HS_VLIST data, with their int32 length and count fields at the edges."""
+    """HS_ADMIN, HS_VLIST and HS_SITE data, with their int32 length and count fields at the edges."""
     admin = AdminValue("0.NA/88.118.8", 200, AdminPermission(0xFFF)).to_bytes()
     vlist = pack_vlist(tuple(Reference(f"88.118.8/{i}", i) for i in range(5)))
     seeds = [admin, vlist, pack_vlist(()), AdminValue("", -1, AdminPermission(0)).to_bytes()]
     seeds += [b"\x00\x01\xff\xff\xff\xff", b"\x7f\xff\xff\xff", b"\xff\xff\xff\xff", b"\x00"]
     seeds.append(struct.pack(">I", 8191) + b"\x00" * 65528)
+    site = SiteInfo(
+        serial=1,
+        hash_option=2,
+        servers=(Server(1, "127.0.0.1", (Interface(3, 1, 2641),)), Server(2, "2001:db8::1", ())),
+    )
+    seeds.append(encode_site(site))
     return seeds
 
 

@@ -1,0 +1,149 @@
+"""HS_SITE data (RFC 3651 3.2.2) and the choice of a site's server for a handle (RFC 3652 3.3).
+
+The binary layout follows the CNRI HANDLE.NET ``Encoder`` byte for byte: data format version (2),
+protocol major and minor (1 + 1), serial (2), primary mask (1: 0x80 primary, 0x40 multi-primary),
+hash option (1), hash filter (int4-length bytes), attributes (int4 count of name/value byte
+strings), servers (int4 count of: server id int4, a 16-byte address with IPv4 right-aligned in
+zeros, so that IPv6 addresses in ::/96 read back as IPv4 as CNRI reads them, public key as
+int4-length bytes, interfaces as int4 count of type byte, protocol byte and int4 port). A site's
+server for a handle: MD5 of the upper-cased hash part (prefix, suffix or the whole handle, by the
+site's hash option), its last 4 bytes as a big-endian signed int, absolute value, modulo the
+number of servers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import struct
+
+from protocol.errors import InvalidValue
+from protocol.identifiers import ascii_upper
+from protocol.messages import Interface, Server, SiteInfo
+
+DATA_FORMAT_VERSION = 1  #: the HS_SITE layout this module writes
+PROTOCOL_MAJOR, PROTOCOL_MINOR = 2, 11  #: what CNRI servers and the Chinese SDKs speak
+PRIMARY = 0x80  #: primary-mask bit: the site accepts writes
+MULTI_PRIMARY = 0x40  #: primary-mask bit: every server of the site accepts writes
+HASH_BY_PREFIX, HASH_BY_SUFFIX, HASH_BY_HANDLE = 0, 1, 2  #: hash options
+MAX_SERVERS = 1024  #: servers (and interfaces per server) a site may list
+_ADDRESS_BYTES = 16
+
+
+def _address_bytes(address: str) -> bytes:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError as exc:
+        raise InvalidValue(f"HS_SITE server address {address!r} is not an IP address") from exc
+    return ip.packed.rjust(_ADDRESS_BYTES, b"\0")
+
+
+def _address_text(raw: bytes) -> str:
+    if raw[:12] == bytes(12):  # CNRI writes IPv4 right-aligned in zeros
+        return str(ipaddress.IPv4Address(raw[12:]))
+    ip = ipaddress.IPv6Address(raw)
+    return str(ip.ipv4_mapped or ip)
+
+
+def _bytes(data: bytes) -> bytes:
+    return struct.pack(">i", len(data)) + data
+
+
+def encode_site(site: SiteInfo) -> bytes:
+    """HS_SITE value data for ``site``."""
+    mask = (PRIMARY if site.primary else 0) | (MULTI_PRIMARY if site.multi_primary else 0)
+    try:
+        out = [
+            struct.pack(
+                ">HBBHBB",
+                DATA_FORMAT_VERSION,
+                PROTOCOL_MAJOR,
+                PROTOCOL_MINOR,
+                site.serial,
+                mask,
+                site.hash_option,
+            ),
+            _bytes(b""),  # hash filter
+            struct.pack(">i", 0),  # attributes
+            struct.pack(">i", len(site.servers)),
+        ]
+        for server in site.servers:
+            out.append(struct.pack(">i", server.server_id) + _address_bytes(server.address))
+            out.append(_bytes(b""))  # public key: sessions and signatures come later
+            out.append(struct.pack(">i", len(server.interfaces)))
+            for i in server.interfaces:
+                out.append(struct.pack(">BBi", i.kind, i.protocol, i.port))
+    except struct.error as exc:
+        raise InvalidValue(f"HS_SITE field out of range: {exc}") from exc
+    return b"".join(out)
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.at = 0
+
+    def take(self, fmt: str) -> tuple[int, ...]:
+        size = struct.calcsize(fmt)
+        if self.at + size > len(self.data):
+            raise InvalidValue("HS_SITE data is truncated")
+        values = struct.unpack_from(fmt, self.data, self.at)
+        self.at += size
+        return values
+
+    def raw(self, size: int) -> bytes:
+        if size < 0 or self.at + size > len(self.data):
+            raise InvalidValue("HS_SITE data is truncated")
+        self.at += size
+        return self.data[self.at - size : self.at]
+
+    def count(self, what: str) -> int:
+        (n,) = self.take(">i")
+        if not 0 <= n <= MAX_SERVERS:
+            raise InvalidValue(f"HS_SITE {what} count {n} is out of range")
+        return n
+
+
+def decode_site(data: bytes) -> SiteInfo:
+    """Parse HS_SITE value data; anything malformed is ``InvalidValue``."""
+    r = _Reader(data)
+    _version, _major, _minor, serial, mask, hash_option = r.take(">HBBHBB")
+    r.raw(r.take(">i")[0])  # hash filter
+    for _ in range(r.count("attribute")):
+        r.raw(r.take(">i")[0])
+        r.raw(r.take(">i")[0])
+    servers = []
+    for _ in range(r.count("server")):
+        (server_id,) = r.take(">i")
+        address = _address_text(r.raw(_ADDRESS_BYTES))
+        r.raw(r.take(">i")[0])  # public key
+        interfaces = tuple(Interface(*r.take(">BBi")) for _ in range(r.count("interface")))
+        servers.append(Server(server_id, address, interfaces))
+    if r.at != len(data):
+        raise InvalidValue("HS_SITE data has trailing bytes")
+    return SiteInfo(
+        serial=serial,
+        hash_option=hash_option,
+        servers=tuple(servers),
+        primary=bool(mask & PRIMARY),
+        multi_primary=bool(mask & MULTI_PRIMARY),
+    )
+
+
+def server_for(site: SiteInfo, prefix: str, suffix: str) -> Server:
+    """The server of ``site`` responsible for ``prefix/suffix``.
+
+    Python's ``abs`` is used where Java's leaves -2**31 negative; that one hash value (one in four
+    billion) is the only place the two could pick differently.
+    """
+    if not site.servers:
+        raise InvalidValue("the site lists no servers")
+    if site.hash_option == HASH_BY_PREFIX:
+        part = prefix
+    elif site.hash_option == HASH_BY_SUFFIX:
+        part = suffix
+    else:
+        part = f"{prefix}/{suffix}"
+    digest = hashlib.md5(ascii_upper(part).encode("utf-8"), usedforsecurity=False).digest()
+    value = int.from_bytes(digest[-4:], "big", signed=True)
+    return site.servers[abs(value) % len(site.servers)]
