@@ -12,7 +12,6 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any
 
 from node import auth
@@ -320,7 +319,11 @@ class Service:
                 if not data.startswith(auth.SCHEME.encode() + b"$"):
                     data = auth.hash_secret(data.decode("utf-8", "replace"))
                 permissions &= ~0x3
-            out.append(replace(v, timestamp=now, data=data, permissions=permissions))
+            out.append(
+                HandleValue(
+                    v.index, v.type, data, v.ttl, v.ttl_type, now, permissions, v.references
+                )
+            )
         return tuple(sorted(out, key=lambda v: v.index))
 
     def _written(self, key: str) -> None:
