@@ -45,7 +45,9 @@ def test_fallback_campaign_over_every_decoder() -> None:
     harness = run_fallback(RUNS, seed=SEED)
     elapsed = time.perf_counter() - start
     assert harness.total == RUNS
-    assert {n: s.inputs for n, s in harness.stats.items()} == dict.fromkeys(NAMES, RUNS // len(NAMES))
+    assert {n: s.inputs for n, s in harness.stats.items()} == dict.fromkeys(
+        NAMES, RUNS // len(NAMES)
+    )
     assert elapsed < 60, f"{RUNS} inputs took {elapsed:.1f} s"
     findings = list(harness.findings.values())
     assert not findings, _describe(findings)
