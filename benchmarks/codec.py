@@ -5,8 +5,8 @@ holding the same information as our messages: the header fields (version, reques
 response code, op flags, message flags) and the body (what any msgpack service would do at
 minimum); ours adds the typed messages and the field checks. Leaving the header out of the dicts
 would compare a message with part of one. Figures are ops/s of one encode plus one decode, best
-of several repeats, and the ratio of our cost per op to the floor's (goal: at most 2.0). Absolute numbers on shared machines are
-noise; the ratio is the figure to compare across runs.
+of several repeats, and the ratio of our cost per op to the floor's (goal: at most 2.0). Absolute
+numbers on shared machines are noise; the ratio is the figure to compare across runs.
 """
 
 from __future__ import annotations
