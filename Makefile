@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint bench fuzz clean
+.PHONY: run test promtool lint bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,21 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m node demo
 
-test: $(STAMP)
+# tests/deploy runs promtool (Debian package prometheus): installed here when missing, if we can
+test: $(STAMP) promtool
 	$(BIN)/python -m pytest -q
+
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing promtool (apt-get install prometheus)"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || \
+	      { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; }; \
+	  else \
+	    echo "promtool is missing and cannot be installed here (needs root and apt-get):"; \
+	    echo "install the package prometheus; the tests in tests/deploy fail without it"; \
+	  fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

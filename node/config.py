@@ -31,6 +31,11 @@ class Config:
     host: str = _f("127.0.0.1", "address every transport listens on")
     http_port: int = _f(8000, "HTTP port (Handle REST API, health, metrics); 0 picks one")
     port: int = _f(2641, "Handle protocol port for msgpack over TCP and UDP; 0 picks one")
+    metrics_port: int = _f(
+        0,
+        "second port serving only GET /metrics, for scrapers kept off the API port; "
+        "0: none (GET /metrics is always on the HTTP port too)",
+    )
     home: list[str] = _f([], "prefix to home at start (repeatable)")
     admin_secret: str = _f("", "secret of the node admin and of homed prefixes' ADMIN handles")
     role: str = _f("secondary", "secondary (top-level and recursive come later)")

@@ -3,6 +3,8 @@
 Like uvicorn's ``server.py``: start binds every port (port 0 picks one; TCP and UDP share the
 Handle port number), stop stops accepting, lets in-flight requests finish within
 ``shutdown_grace_s``, then closes the store so that every acknowledged write is on disk.
+Each node has its own metrics (``node.metrics``): ``GET /metrics`` on the HTTP port, and on
+``metrics_port`` too when that is set.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from typing import Any
 from aiohttp import web
 
 from node.config import Config
+from node.metrics import NodeMetrics
 from node.service import Service
 from node.store.sqlite import SQLiteStore
-from node.transports.http import make_app
+from node.transports.http import make_app, make_metrics_app
 from node.transports.msgpack import TCPProtocol, UDPProtocol
 from protocol.wire import WireLimits
 
@@ -31,11 +34,16 @@ class Node:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.store = SQLiteStore(config.data_dir, max_batch=config.write_batch_max)
+        self.metrics = NodeMetrics()
+        self.store = SQLiteStore(
+            config.data_dir, max_batch=config.write_batch_max, metrics=self.metrics.store
+        )
         self.service = Service(config, self.store)
+        self.metrics.service = self.service
         self.limits = WireLimits(max_frame_bytes=config.max_frame_bytes)
         self.connections: set[Any] = set()
         self._runner: web.AppRunner | None = None
+        self._metrics_runner: web.AppRunner | None = None
         self._tcp: asyncio.Server | None = None
         self._udp: UDPProtocol | None = None
 
@@ -46,10 +54,14 @@ class Node:
     async def start(self) -> None:
         await self.store.open()
         await self.service.start()
+        # once, before any transport is open: from here on creates and deletes keep it current
+        await self.store.count_identifiers(self.service.homed)
         loop = asyncio.get_running_loop()
         host = self.config.host
         self._runner = web.AppRunner(
-            make_app(self.service), access_log=None, shutdown_timeout=self.config.shutdown_grace_s
+            make_app(self.service, self.metrics),
+            access_log=None,
+            shutdown_timeout=self.config.shutdown_grace_s,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, self.config.http_port)
@@ -57,14 +69,17 @@ class Node:
         http_port = self._runner.addresses[0][1]
         for attempt in range(20):
             self._tcp = await loop.create_server(
-                lambda: TCPProtocol(self.service, self.limits, self.connections),
+                lambda: TCPProtocol(
+                    self.service, self.limits, self.connections, self.metrics.transports["tcp"]
+                ),
                 host,
                 self.config.port,
             )
             port = self._tcp.sockets[0].getsockname()[1]
             try:
                 _, udp = await loop.create_datagram_endpoint(
-                    lambda: UDPProtocol(self.service, self.limits), local_addr=(host, port)
+                    lambda: UDPProtocol(self.service, self.limits, self.metrics.transports["udp"]),
+                    local_addr=(host, port),
                 )
                 break
             except OSError:  # the UDP twin of a picked TCP port is taken: pick again
@@ -74,6 +89,11 @@ class Node:
         assert isinstance(udp, UDPProtocol)
         self._udp = udp
         self.service.ports.update(http=http_port, tcp=port, udp=port)
+        if self.config.metrics_port:
+            self._metrics_runner = web.AppRunner(make_metrics_app(self.metrics), access_log=None)
+            await self._metrics_runner.setup()
+            await web.TCPSite(self._metrics_runner, host, self.config.metrics_port).start()
+            self.ports["metrics"] = self._metrics_runner.addresses[0][1]
         log.info("listening on %s: http=%d tcp=%d udp=%d", host, http_port, port, port)
 
     async def stop(self) -> None:
@@ -89,6 +109,8 @@ class Node:
                 await asyncio.wait_for(asyncio.gather(*drains, return_exceptions=True), grace)
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
         await self.store.close()
         log.info("stopped")
 
@@ -102,9 +124,10 @@ async def serve(config: Config, on_started: Callable[[Node], None] | None = None
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await node.start()
+    metrics = f" metrics={node.ports['metrics']}" if "metrics" in node.ports else ""
     print(
         f"idnode listening on {config.host}: http={node.ports['http']} "
-        f"tcp={node.ports['tcp']} udp={node.ports['udp']}",
+        f"tcp={node.ports['tcp']} udp={node.ports['udp']}{metrics}",
         flush=True,
     )
     if on_started is not None:

@@ -6,20 +6,29 @@ homed prefixes. One writer thread owns the write connection: it takes every queu
 each (a refused one writes nothing), and commits the whole batch with one fsync, so many concurrent writers
 share each disk flush and an acknowledged write is on disk. Reads run in batches on a reader thread
 with its own connection, so SQLite never blocks the event loop.
+
+With ``metrics`` (``node.metrics.StoreMetrics``) the threads time each read and each commit, count
+the commits that wrote (one fsync each), and keep the number of handles per prefix: each created or
+deleted handle is a +1 or -1 reported once its commit succeeded, and homing a prefix (or
+``count_identifiers``) counts its handles inside the same transaction, so counts and changes apply in
+the writer's order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import queue
 import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 import msgpack
 
+from node.metrics import StoreMetrics
 from node.store import Mutation, Record, Store, StoreError, _Delete
 from protocol.identifiers import ascii_upper
 from protocol.records import HandleValue, Reference
@@ -52,6 +61,7 @@ _SELECT = (
     " admin_read, admin_write, pub_read, pub_write FROM handles WHERE hkey = ? ORDER BY idx"
 )
 _INSERT = "INSERT OR REPLACE INTO handles VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_COUNT_UNDER = "SELECT COUNT(DISTINCT hkey) FROM handles WHERE hkey >= ? AND hkey < ?"
 _STOP = object()
 
 
@@ -109,6 +119,99 @@ def _read(conn: sqlite3.Connection, key: str) -> Record | None:
     return _record(conn.execute(_SELECT, (key,)).fetchall())
 
 
+# -- bulk loading (seeding) ----------------------------------------------------------------------
+#
+# SQLite spends about 1.5 us on each value row; binding thirteen parameters per row from Python
+# would cost as much again. So a bulk load groups records by *shape* (each value's index, type, TTL
+# and permissions, which seeded records share) and inserts a whole record with one statement in
+# which those are literals: only key, handle, timestamp and each value's data are bound.
+
+#: records ready to insert, as ``prepare_bulk`` makes them: the keys, then ``(shape, rows)``
+#: groups (shape None: one 13-column row per value). Only tuples, lists, str, bytes and ints, so
+#: ``marshal`` carries it from a generating process to the loading one.
+BulkRows = tuple[list[str], list[tuple[Any, list[tuple[Any, ...]]]]]
+Shape = tuple[tuple[int, str, int, int, int], ...]
+
+_MAX_SHAPE_VALUES = 64  #: a record with more values goes one row per value
+#: page cache of a bulk load (KiB): a chunk's new pages stay in memory until its commit instead of
+#: being spilled to the WAL early; the connection's usual size comes back after each chunk
+_BULK_CACHE_KIB = 256 * 1024
+_ANY_IN_RANGE = "SELECT 1 FROM handles WHERE hkey >= ? AND hkey <= ? LIMIT 1"
+
+
+def _shape(record: Record) -> Shape | None:
+    """Each value's (index, type, ttl type, ttl, permissions), or None when the record needs the
+    general path: no values, too many, references, or values with different timestamps."""
+    values = record.values
+    if not values or len(values) > _MAX_SHAPE_VALUES:
+        return None
+    stamp = values[0].timestamp
+    shape = []
+    for v in values:
+        if v.references or v.timestamp != stamp or not v.type.isprintable():
+            return None
+        shape.append((v.index, v.type, v.ttl_type, v.ttl, v.permissions))
+    return tuple(shape)
+
+
+@functools.lru_cache(maxsize=1024)
+def _shape_sql(shape: Shape) -> str:
+    rows = []
+    for n, (index, type_, ttl_type, ttl, perms) in enumerate(shape):
+        if not (isinstance(type_, str) and type_.isprintable()):
+            raise ValueError(f"value type {type_!r} cannot be a SQL literal")
+        literal = "'" + type_.replace("'", "''") + "'"
+        bits = ",".join(str((int(perms) >> shift) & 1) for shift in (3, 2, 1, 0))
+        rows.append(
+            f"(?1,?2,{int(index)},{literal},?{n + 4},{int(ttl_type)},{int(ttl)},?3,NULL,{bits})"
+        )
+    return "INSERT OR REPLACE INTO handles VALUES " + ",".join(rows)
+
+
+def prepare_bulk(records: Iterable[tuple[str, Record]]) -> BulkRows:
+    """Turn ``(key, record)`` pairs into ``BulkRows``; pure, so any process may run it.
+
+    A key given twice keeps its later record. Keys come out sorted: SQLite appends in key order
+    much faster than it inserts at random places.
+    """
+    latest = dict(records)
+    keys = sorted(latest)
+    groups: dict[Shape | None, list[tuple[Any, ...]]] = {}
+    for key in keys:
+        record = latest[key]
+        shape = _shape(record)
+        if shape is None:
+            groups.setdefault(None, []).extend(_rows(key, record))
+        else:
+            row = [key, record.handle, record.values[0].timestamp]
+            row.extend([v.data for v in record.values])
+            groups.setdefault(shape, []).append(tuple(row))
+    return keys, list(groups.items())
+
+
+def _load(conn: sqlite3.Connection, batch: BulkRows) -> int:
+    keys, groups = batch
+    if not keys:
+        return 0
+    # Replacing means deleting each key's old values first. A fresh load (seeding) writes keys that
+    # nothing holds yet: one probe of the chunk's key range spares it a DELETE per key.
+    if conn.execute(_ANY_IN_RANGE, (min(keys), max(keys))).fetchone() is not None:
+        conn.executemany("DELETE FROM handles WHERE hkey = ?", [(k,) for k in keys])
+    for shape, rows in groups:
+        conn.executemany(_INSERT if shape is None else _shape_sql(tuple(shape)), rows)
+    return len(keys)
+
+
+def _bulk(conn: sqlite3.Connection, batch: BulkRows) -> int:
+    (usual,) = conn.execute("PRAGMA cache_size").fetchone()
+    conn.execute(f"PRAGMA cache_size={-_BULK_CACHE_KIB}")
+    try:
+        return _load(conn, batch)
+    finally:
+        # Shrinking never writes a dirty page out early: the commit that follows writes them all.
+        conn.execute(f"PRAGMA cache_size={int(usual)}")
+
+
 class _Op:
     __slots__ = ("key", "mutation", "future", "result", "error")
 
@@ -133,9 +236,14 @@ def _deliver(ops: list[_Op]) -> None:
 class SQLiteStore(Store):
     """SQLite file ``<data_dir>/idnode.sqlite3``; see the module docstring."""
 
-    def __init__(self, data_dir: str | Path, *, max_batch: int = 512) -> None:
+    def __init__(
+        self, data_dir: str | Path, *, max_batch: int = 512, metrics: StoreMetrics | None = None
+    ) -> None:
         self.path = Path(data_dir) / "idnode.sqlite3"
         self.max_batch = max_batch
+        self.metrics = metrics
+        #: the writer's (prefix, n, is_count) changes of the batch being committed
+        self._changes: list[tuple[str, int, bool]] = []
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._read_queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -195,13 +303,17 @@ class SQLiteStore(Store):
                         self._read_queue.put(_STOP)
                         break
                     batch.append(item)
+                metrics = self.metrics
                 for op in batch:
+                    started = perf_counter()
                     try:
                         op.result = op.mutation(conn)  # type: ignore[arg-type]
                     except sqlite3.Error as exc:
                         op.error = StoreError(str(exc))
                     except Exception as exc:
                         op.error = exc
+                    if metrics is not None:
+                        metrics.read.observe(perf_counter() - started)
                 if not loop.is_closed():
                     loop.call_soon_threadsafe(_deliver, batch)
         finally:
@@ -222,10 +334,7 @@ class SQLiteStore(Store):
         high = ascii_upper(prefix) + "0"  # '0' follows '/' in code point order
 
         def work(conn: sqlite3.Connection) -> tuple[int, list[str]]:
-            (total,) = conn.execute(
-                "SELECT COUNT(DISTINCT hkey) FROM handles WHERE hkey >= ? AND hkey < ?",
-                (low, high),
-            ).fetchone()
+            (total,) = conn.execute(_COUNT_UNDER, (low, high)).fetchone()
             rows = conn.execute(
                 "SELECT handle FROM handles WHERE hkey >= ? AND hkey < ? GROUP BY hkey"
                 " ORDER BY hkey LIMIT ? OFFSET ?",
@@ -266,24 +375,45 @@ class SQLiteStore(Store):
         def run(conn: sqlite3.Connection) -> bool:
             if homed:
                 cur = conn.execute("INSERT OR IGNORE INTO nas VALUES (?, ?)", (key, prefix))
+                if self.metrics is not None:
+                    self._count_under(conn, key)
             else:
                 cur = conn.execute("DELETE FROM nas WHERE na_key = ?", (key,))
             return cur.rowcount > 0
 
         return bool(await self._call_writer(run))
 
-    async def bulk_load(self, records: Iterable[tuple[str, Record]]) -> int:
-        def run(conn: sqlite3.Connection) -> int:
-            count = 0
-            rows: list[tuple[Any, ...]] = []
-            for key, record in records:
-                conn.execute("DELETE FROM handles WHERE hkey = ?", (key,))
-                rows.extend(_rows(key, record))
-                count += 1
-            conn.executemany(_INSERT, rows)
-            return count
+    async def count_identifiers(self, prefixes: Iterable[str]) -> dict[str, int]:
+        """Handles stored under each prefix (upper-cased), counted in the writer's transaction.
 
-        return int(await self._call_writer(run))
+        With metrics the counts replace the maintained numbers: the node runs this once at start,
+        and a loader that writes around ``mutate`` (``bulk_load``) runs it after loading.
+        """
+        keys = [ascii_upper(p) for p in prefixes]
+
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            return {key: self._count_under(conn, key) for key in keys}
+
+        result: dict[str, int] = await self._call_writer(run)
+        return result
+
+    def _count_under(self, conn: sqlite3.Connection, key: str) -> int:
+        (n,) = conn.execute(_COUNT_UNDER, (key + "/", key + "0")).fetchone()
+        self._changes.append((key, int(n), True))
+        return int(n)
+
+    async def bulk_load(self, records: Iterable[tuple[str, Record]]) -> int:
+        """Insert many records (seeding) in one transaction; existing keys are replaced.
+
+        ``records`` is consumed in the writer thread. Call it with large chunks (tens of thousands
+        of records): each call is one commit, with ``synchronous=FULL`` as every write.
+        """
+        return int(await self._call_writer(lambda conn: _bulk(conn, prepare_bulk(records))))
+
+    async def bulk_load_prepared(self, batch: BulkRows) -> int:
+        """``bulk_load`` of records already turned into rows by ``prepare_bulk`` (possibly in
+        another process, so that generating data and loading it use two cores)."""
+        return int(await self._call_writer(lambda conn: _bulk(conn, batch)))
 
     async def _call_writer(self, fn: Any) -> Any:
         """Run ``fn(conn)`` inside the writer's next transaction (a raw op, not a mutation)."""
@@ -318,6 +448,9 @@ class SQLiteStore(Store):
                 return
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        started = perf_counter()
+        written = conn.total_changes
+        self._changes.clear()
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op in batch:
@@ -330,14 +463,20 @@ class SQLiteStore(Store):
             conn.execute("COMMIT")
             self.commits += 1
             self.committed_writes += len(batch)
+            if self.metrics is not None:
+                self.metrics.committed(
+                    perf_counter() - started,
+                    len(batch),
+                    self._changes,
+                    fsynced=conn.total_changes != written,
+                )
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             for op in batch:
                 op.result, op.error = None, StoreError(f"commit failed: {exc}")
 
-    @staticmethod
-    def _apply(conn: sqlite3.Connection, op: _Op) -> Any:
+    def _apply(self, conn: sqlite3.Connection, op: _Op) -> Any:
         """Run one op. A mutation writes only after everything that can refuse has run, so a
         refusal needs no rollback; a raw op (homing, bulk load) gets a savepoint of its own."""
         if not op.key:
@@ -359,4 +498,6 @@ class SQLiteStore(Store):
             conn.execute("DELETE FROM handles WHERE hkey = ?", (op.key,))
         if rows:
             conn.executemany(_INSERT, rows)
+        if self.metrics is not None and (current is None) != (not rows):  # created or deleted
+            self._changes.append((op.key.partition("/")[0], 1 if rows else -1, False))
         return new

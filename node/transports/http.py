@@ -3,6 +3,8 @@
 Shapes and status codes follow the CNRI HANDLE.NET servlet (``shared/reference/handle-system.md``):
 the adapter only turns query parameters, ``Authorization: Basic`` and JSON bodies into typed
 requests, and responses into JSON with the status from ``protocol.codes.http_status``.
+Every API request is counted (``node.metrics``) with the op it asked for and the response code it
+got, however it ended; ``GET /metrics`` serves the node's metrics.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
 
+from node.metrics import CONTENT_TYPE_LATEST, NodeMetrics, OpStats
 from node.service import Service
 from protocol.codes import OpCode, OpFlag, ResponseCode, http_status
 from protocol.errors import ProtocolError
@@ -41,7 +46,17 @@ _TRUE = ("true", "1", "yes")
 _PUBLIC_ONLY = int(OpFlag.PUBLIC_ONLY)
 _AUTHORITATIVE = int(OpFlag.AUTHORITATIVE)
 _DO_NOT_REFER = int(OpFlag.DO_NOT_REFER)
+_REST_OPS = (
+    OpCode.RESOLUTION,
+    OpCode.CREATE_HANDLE,
+    OpCode.ADD_VALUE,
+    OpCode.DELETE_HANDLE,
+    OpCode.REMOVE_VALUE,
+    OpCode.LIST_HANDLES,
+)
 SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
+#: an API answer and the Handle response code it carries, for the metrics
+Counted = tuple[int, web.Response]
 
 
 def _dumps(obj: Any, pretty: bool = False) -> bytes:
@@ -113,19 +128,46 @@ def _indexes(request: web.Request) -> tuple[int, ...]:
 class HandlesAPI:
     """Route handlers; each builds one typed request and calls the service."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service, metrics: NodeMetrics) -> None:
         self.service = service
+        self.metrics = metrics.transports["http"]
+        self._resolution = self.metrics.op(OpCode.RESOLUTION)
+        self._stats = {op: self.metrics.op(op) for op in _REST_OPS}
 
-    async def _call(self, request: web.Request, build: Any) -> web.Response:
+    async def _counted(self, stats: OpStats, answer: Awaitable[Counted]) -> web.Response:
+        """Await ``answer`` (an API handler's), counting it under ``stats`` however it ends."""
+        started = perf_counter()
+        metrics = self.metrics
+        metrics.in_progress += 1
+        try:
+            code, reply = await answer
+        finally:
+            metrics.in_progress -= 1
+        stats.done(code, started)
+        return reply
+
+    async def _call(self, request: web.Request, build: Any) -> Counted:
         try:
             typed: Request = build(credential(request))
         except ProtocolError as exc:
-            return _error(exc.code, exc.message, request.match_info.get("handle", ""))
+            return exc.code, _error(exc.code, exc.message, request.match_info.get("handle", ""))
         response = await self.service.handle(typed)
         handle = getattr(typed, "handle", "")
-        return _reply(response, pretty=_flag(request, "pretty", False), handle=handle)
+        pretty = _flag(request, "pretty", False)
+        return response.code, _reply(response, pretty=pretty, handle=handle)
 
     async def resolve(self, request: web.Request) -> web.Response:
+        started = perf_counter()
+        metrics = self.metrics
+        metrics.in_progress += 1
+        try:
+            code, reply = await self._resolve(request)
+        finally:
+            metrics.in_progress -= 1
+        self._resolution.done(code, started)
+        return reply
+
+    async def _resolve(self, request: web.Request) -> Counted:
         if not request.query_string and "Authorization" not in request.headers:
             # most traffic: anonymous, no options; often answered from the cache without a wait
             typed = ResolveRequest(handle=request.match_info["handle"], flags=_PUBLIC_ONLY)
@@ -134,22 +176,24 @@ class HandlesAPI:
             try:
                 typed = self._resolve_request(request)
             except ProtocolError as exc:
-                return _error(exc.code, exc.message, request.match_info["handle"])
+                return exc.code, _error(exc.code, exc.message, request.match_info["handle"])
             resolution = await self.service.resolve(typed)
         response, entry, key = resolution
+        code = response.code
         pretty = _flag(request, "pretty", False)
         callback = request.query.get("callback")
         if callback is not None:
             if not _CALLBACK.match(callback):
-                return _error(ResponseCode.PROTOCOL_ERROR, "callback is not a JavaScript name")
+                bad = ResponseCode.PROTOCOL_ERROR
+                return bad, _error(bad, "callback is not a JavaScript name")
             body = callback.encode() + b"(" + _dumps(response_to_json(response), pretty) + b");"
-            return web.Response(body=body, content_type="application/javascript")
+            return code, web.Response(body=body, content_type="application/javascript")
         if entry is not None and not pretty:
             body = self.service.cache.encoded(
                 key, entry, "json", lambda: _dumps(response_to_json(response))
             )
-            return _reply(response, body=body)
-        return _reply(response, pretty=pretty)
+            return code, _reply(response, body=body)
+        return code, _reply(response, pretty=pretty)
 
     @staticmethod
     def _resolve_request(request: web.Request) -> ResolveRequest:
@@ -170,24 +214,25 @@ class HandlesAPI:
         )
 
     async def put(self, request: web.Request) -> web.Response:
+        op = OpCode.ADD_VALUE if "index" in request.query else OpCode.CREATE_HANDLE
+        return await self._counted(self._stats[op], self._put(request))
+
+    async def _put(self, request: web.Request) -> Counted:
         handle = request.match_info["handle"]
+        bad = ResponseCode.PROTOCOL_ERROR
         if request.content_type != JSON:
-            return _error(
-                ResponseCode.PROTOCOL_ERROR, "Content-Type must be application/json", handle
-            )
+            return bad, _error(bad, "Content-Type must be application/json", handle)
         try:
             body = json.loads(await request.read())
         except web.HTTPRequestEntityTooLarge:
             limit = self.service.config.max_http_body_bytes
-            return _error(
-                ResponseCode.PROTOCOL_ERROR, f"request body over {limit} bytes", status=413
-            )
+            return bad, _error(bad, f"request body over {limit} bytes", status=413)
         except (ValueError, UnicodeDecodeError, RecursionError):
-            return _error(ResponseCode.PROTOCOL_ERROR, "the body is not valid JSON", handle)
+            return bad, _error(bad, "the body is not valid JSON", handle)
         try:
             values = values_from_body(body, handle)
         except ProtocolError as exc:
-            return _error(exc.code, exc.message, handle)
+            return exc.code, _error(exc.code, exc.message, handle)
         overwrite = _flag(request, "overwrite", True)
         flags = OpFlag.OVERWRITE if overwrite else 0
         if "index" in request.query:
@@ -203,6 +248,10 @@ class HandlesAPI:
         )
 
     async def delete(self, request: web.Request) -> web.Response:
+        op = OpCode.REMOVE_VALUE if "index" in request.query else OpCode.DELETE_HANDLE
+        return await self._counted(self._stats[op], self._delete(request))
+
+    async def _delete(self, request: web.Request) -> Counted:
         handle = request.match_info["handle"]
         if "index" in request.query:
             return await self._call(
@@ -214,11 +263,15 @@ class HandlesAPI:
         return await self._call(request, lambda c: DeleteRequest(handle=handle, credential=c))
 
     async def list_handles(self, request: web.Request) -> web.Response:
+        return await self._counted(self._stats[OpCode.LIST_HANDLES], self._list_handles(request))
+
+    async def _list_handles(self, request: web.Request) -> Counted:
         try:
             page = int(request.query.get("page", "0"))
             page_size = int(request.query.get("pageSize", "100"))
         except ValueError:
-            return _error(ResponseCode.PROTOCOL_ERROR, "page and pageSize must be integers")
+            bad = ResponseCode.PROTOCOL_ERROR
+            return bad, _error(bad, "page and pageSize must be integers")
         prefix = request.query.get("prefix", "")
         return await self._call(
             request,
@@ -255,10 +308,30 @@ class HandlesAPI:
         return web.json_response(body, status=200 if ready else 503)
 
 
-def make_app(service: Service) -> web.Application:
+def _metrics_handler(metrics: NodeMetrics) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def serve_metrics(request: web.Request) -> web.Response:
+        response = web.Response(body=metrics.exposition())
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST  # keeps its version parameter
+        return response
+
+    return serve_metrics
+
+
+def make_metrics_app(metrics: NodeMetrics) -> web.Application:
+    """The app of the separate ``metrics_port``: ``GET /metrics`` only."""
+    app = web.Application()
+    app.router.add_get("/metrics", _metrics_handler(metrics))
+    return app
+
+
+def make_app(service: Service, metrics: NodeMetrics | None = None) -> web.Application:
+    """The HTTP API of ``service``, counted in ``metrics`` (a fresh set when not given)."""
+    if metrics is None:
+        metrics = NodeMetrics()
+        metrics.service = service
     app = web.Application(client_max_size=service.config.max_http_body_bytes)
     app[SERVICE] = service
-    api = HandlesAPI(service)
+    api = HandlesAPI(service, metrics)
     app.router.add_get("/api/handles", api.list_handles)
     app.router.add_route("*", "/api/handles/", api.empty_handle)
     app.router.add_get("/api/handles/{handle:.+}", api.resolve)
@@ -266,5 +339,6 @@ def make_app(service: Service) -> web.Application:
     app.router.add_delete("/api/handles/{handle:.+}", api.delete)
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.readyz)
+    app.router.add_get("/metrics", _metrics_handler(metrics))
     app.router.add_route("*", "/{tail:.*}", api.no_route)  # last: JSON errors, no middleware cost
     return app

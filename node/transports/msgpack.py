@@ -4,14 +4,18 @@ Both feed bytes to ``protocol.wire`` and hand typed requests to the service core
 good frame gets an error answer and the connection goes on; a frame over the limit cannot be skipped,
 so it is answered and the connection closed. UDP requests beyond the queue bound are dropped (the
 client retries), and answers over 1,400 bytes go out truncated so the client asks again over TCP.
+Every answer, refusals of bad messages included, is counted (``node.metrics``) from the moment its
+request was decoded until the answer is handed to the transport.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from time import perf_counter
 from typing import Any
 
+from node.metrics import Rejections, TransportMetrics
 from node.service import Resolution, Service
 from protocol.codes import OpCode
 from protocol.errors import ProtocolError
@@ -83,8 +87,15 @@ def _log_failure(task: asyncio.Task[None]) -> None:
 class TCPProtocol(asyncio.Protocol):
     """One client connection; registers itself in ``connections`` for orderly shutdown."""
 
-    def __init__(self, service: Service, limits: WireLimits, connections: set[Any]) -> None:
+    def __init__(
+        self,
+        service: Service,
+        limits: WireLimits,
+        connections: set[Any],
+        metrics: TransportMetrics | None = None,
+    ) -> None:
         self.service = service
+        self.metrics = metrics or TransportMetrics("tcp", (), Rejections())
         self.conn = Connection(limits)
         self.connections = connections
         self.transport: asyncio.Transport | None = None
@@ -119,40 +130,51 @@ class TCPProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._touch()
         self.conn.receive_data(data)
+        metrics = self.metrics
         while True:
+            started = perf_counter()
             try:
                 event = self.conn.next_event()
             except ProtocolError as exc:
-                self._refuse(_error_for(exc), exc.fatal)
+                self._refuse(_error_for(exc), exc.fatal, started)
                 if self.transport is None or self.transport.is_closing():
                     return
                 continue
             if event is NEED_DATA:
                 return
             if not isinstance(event, Request):
-                self._refuse(_not_a_request(event), False)  # type: ignore[arg-type]
+                self._refuse(_not_a_request(event), False, started)  # type: ignore[arg-type]
                 continue
             self._errors = 0
             now = answer_now(self.service, event)
             if now is not None:
                 self._write(*now)
+                metrics.for_request(event).done(now[0].code, started)
                 continue
-            task = asyncio.ensure_future(self._serve(event))
+            task = asyncio.ensure_future(self._serve(event, started))
             self.tasks.add(task)
             task.add_done_callback(self._done)
             if len(self.tasks) >= MAX_IN_FLIGHT_PER_CONNECTION and self.transport is not None:
                 self.transport.pause_reading()
                 self._paused = True
 
-    def _refuse(self, error: ErrorResponse, fatal: bool) -> None:
+    def _refuse(self, error: ErrorResponse, fatal: bool, started: float) -> None:
         """Answer a bad message; close on a fatal one or after too many in a row."""
         self._write(error)
+        self.metrics.op(error.op).done(error.code, started)
         self._errors += 1
         if (fatal or self._errors > MAX_CONSECUTIVE_ERRORS) and self.transport is not None:
             self.transport.close()
 
-    async def _serve(self, request: Request) -> None:
-        self._write(*await answer(self.service, request))
+    async def _serve(self, request: Request, started: float) -> None:
+        metrics = self.metrics
+        metrics.in_progress += 1
+        try:
+            response, body = await answer(self.service, request)
+        finally:
+            metrics.in_progress -= 1
+        self._write(response, body)
+        metrics.for_request(request).done(response.code, started)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
@@ -183,9 +205,12 @@ class TCPProtocol(asyncio.Protocol):
 class UDPProtocol(asyncio.DatagramProtocol):
     """One socket for every client; at most ``udp_queue_len`` requests in progress."""
 
-    def __init__(self, service: Service, limits: WireLimits) -> None:
+    def __init__(
+        self, service: Service, limits: WireLimits, metrics: TransportMetrics | None = None
+    ) -> None:
         self.service = service
         self.limits = limits
+        self.metrics = metrics or TransportMetrics("udp", (), Rejections())
         self.transport: asyncio.DatagramTransport | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.max_pending = service.config.udp_queue_len
@@ -197,20 +222,23 @@ class UDPProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if len(self.tasks) >= self.max_pending:
             self.dropped += 1
+            self.metrics.dropped += 1
             return
+        started = perf_counter()
         try:
             request = decode_message(data, self.limits)
         except ProtocolError as exc:
-            self._send(addr, _error_for(exc))
+            self._refuse(addr, _error_for(exc), started)
             return
         if not isinstance(request, Request):
-            self._send(addr, _not_a_request(request))
+            self._refuse(addr, _not_a_request(request), started)
             return
         now = answer_now(self.service, request)
         if now is not None:
             self._send(addr, *now)
+            self.metrics.for_request(request).done(now[0].code, started)
             return
-        task = asyncio.ensure_future(self._serve(request, addr))
+        task = asyncio.ensure_future(self._serve(request, addr, started))
         self.tasks.add(task)
         task.add_done_callback(self._done)
 
@@ -218,8 +246,19 @@ class UDPProtocol(asyncio.DatagramProtocol):
         self.tasks.discard(task)
         _log_failure(task)
 
-    async def _serve(self, request: Request, addr: Any) -> None:
-        self._send(addr, *await answer(self.service, request))
+    def _refuse(self, addr: Any, error: ErrorResponse, started: float) -> None:
+        self._send(addr, error)
+        self.metrics.op(error.op).done(error.code, started)
+
+    async def _serve(self, request: Request, addr: Any, started: float) -> None:
+        metrics = self.metrics
+        metrics.in_progress += 1
+        try:
+            response, body = await answer(self.service, request)
+        finally:
+            metrics.in_progress -= 1
+        self._send(addr, response, body)
+        metrics.for_request(request).done(response.code, started)
 
     def _send(self, addr: Any, response: Response, body: bytes | None = None) -> None:
         if self.transport is not None and not self.transport.is_closing():
