@@ -9,18 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 
 from node import config as config_mod
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
-    )
+from node import logs
 
 
 def _run(coro: object) -> None:
@@ -46,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command in ("serve", "demo"):
         config = config_mod.load(args)
-        _setup_logging(config.log_level)
+        logs.setup(config.log_level)
         from node.server import serve
 
         if args.command == "demo":

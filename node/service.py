@@ -150,10 +150,10 @@ class Service:
         except ProtocolError as exc:
             return self.error(request, exc.code, exc.message)
         except StoreError as exc:
-            log.error("store failure on op %s: %s", int(request.op), exc)
+            log.error("store failure: %s", exc, extra=_log_fields(request))
             return self.error(request, ResponseCode.ERROR, "the store failed; nothing was changed")
         except Exception:  # a bug must still get an answer, never a silent drop
-            log.exception("unexpected failure on op %s", int(request.op))
+            log.exception("unexpected failure", extra=_log_fields(request))
             return self.error(request, ResponseCode.ERROR, "internal error; nothing was changed")
 
     @staticmethod
@@ -206,7 +206,7 @@ class Service:
         except ProtocolError as exc:
             return self.error(request, exc.code, exc.message), None, ""
         except StoreError as exc:
-            log.error("store failure on resolution: %s", exc)
+            log.error("store failure: %s", exc, extra=_log_fields(request))
             return self.error(request, ResponseCode.ERROR, "the store failed"), None, ""
 
     def _answer(
@@ -536,6 +536,15 @@ class Service:
         return SiteInfo(serial=self.config.site_serial, hash_option=0, servers=(server,))
 
 
+def _log_fields(request: Request) -> dict[str, object]:
+    """What a log line about ``request`` carries: its id, op and handle, never its credential."""
+    return {
+        "request_id": request.request_id,
+        "op": OpCode(request.op).name.lower(),
+        "handle": getattr(request, "handle", ""),
+    }
+
+
 def _filter(
     values: tuple[HandleValue, ...], indexes: tuple[int, ...], types: tuple[str, ...]
 ) -> tuple[HandleValue, ...]:
@@ -551,6 +560,3 @@ def _filter(
         or (stems and v.type.upper().startswith(stems))
     )
 
-
-def op_name(op: int) -> str:
-    return OpCode(op).name.lower()
