@@ -2,7 +2,10 @@
 
 Each benchmark is a ``run(...) -> dict`` function registered below by ``module:function``, imported
 only when it runs (the node benchmark pulls in aiohttp and builds a data set; the codec one needs
-nothing). Results go to ``benchmarks/reports/latest-<name>.json`` with when, where and how long, so
+nothing). ``capacity`` (an open-loop ladder
+writing ``benchmarks/reports/<timestamp>/``, minutes long) runs only when named, and ``python -m
+benchmarks openloop --target udp --rate R --port P ...`` runs the open-loop generator on its own.
+Results go to ``benchmarks/reports/latest-<name>.json`` with when, where and how long, so
 two runs can be compared; a new benchmark is one line in ``BENCHMARKS``.
 """
 
@@ -26,6 +29,15 @@ REPORTS = Path(__file__).resolve().parent / "reports"
 BENCHMARKS: dict[str, str] = {
     "codec": "benchmarks.codec:run",
     "node": "benchmarks.node_bench:run",
+    "seed": "benchmarks.seed_bench:run",
+    "capacity": "benchmarks.capacity:run",
+    "workers": "benchmarks.workers_bench:run",
+}
+#: registered but run only when named: the capacity ladder takes minutes of its own
+NOT_BY_DEFAULT = {"capacity"}
+#: name -> "module:function" taking its own command line: ``python -m benchmarks openloop ...``
+COMMANDS: dict[str, str] = {
+    "openloop": "benchmarks.openloop:main",
 }
 
 
@@ -64,15 +76,26 @@ def table(name: str, result: dict[str, Any], wall_s: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in COMMANDS:
+        module, _, function = COMMANDS[argv[0]].partition(":")
+        command: Callable[[list[str]], int] = getattr(importlib.import_module(module), function)
+        return command(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("names", nargs="*", metavar="name", help=f"of {', '.join(BENCHMARKS)}")
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="name",
+        help=f"of {', '.join(BENCHMARKS)} (all but {', '.join(sorted(NOT_BY_DEFAULT))} by "
+        f"default); or a command with its own flags: {', '.join(COMMANDS)}",
+    )
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument("--reports", type=Path, default=REPORTS, help="where the JSON goes")
     args = parser.parse_args(argv)
     if args.list:
         print("\n".join(f"{name:10} {target}" for name, target in BENCHMARKS.items()))
         return 0
-    names = args.names or list(BENCHMARKS)
+    names = args.names or [n for n in BENCHMARKS if n not in NOT_BY_DEFAULT]
     if unknown := [n for n in names if n not in BENCHMARKS]:
         parser.error(f"unknown benchmark {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
     args.reports.mkdir(parents=True, exist_ok=True)

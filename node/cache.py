@@ -2,8 +2,11 @@
 
 Each entry holds one record (or the fact that it does not exist) and, filled lazily, the encoded
 answers transports send for it (REST JSON, msgpack body), so a hot identifier is answered without
-re-encoding. Any write to a handle invalidates its entry. ``generation`` lets a reader that went to
-the store detect that a write happened meanwhile and not cache what may be stale.
+re-encoding. Any write to a handle invalidates its entry, in this process and, through the shared
+version counters of ``node.coherence``, in every other worker: an entry carries the version of its
+key's bucket read before the store read, and is a hit only while the bucket still holds it.
+``generation`` (this process) and the bucket version let a reader that went to the store detect
+that a write happened meanwhile and not cache what may be stale.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 
+from node.coherence import Versions
 from node.store import Record
 
 _ENTRY_OVERHEAD_BYTES = 200  #: dict slot, key and entry object, roughly
@@ -20,13 +24,17 @@ _VALUE_OVERHEAD_BYTES = 120  #: a HandleValue object beyond its data
 class Entry:
     """One cached handle: ``record`` (None: known not to exist) and its encoded answers."""
 
-    __slots__ = ("record", "expires_at", "encoded", "size")
+    __slots__ = ("record", "expires_at", "encoded", "size", "bucket", "version")
 
-    def __init__(self, record: Record | None, expires_at: float, size: int) -> None:
+    def __init__(
+        self, record: Record | None, expires_at: float, size: int, bucket: int, version: int
+    ) -> None:
         self.record = record
         self.expires_at = expires_at
         self.encoded: dict[object, bytes] = {}
         self.size = size
+        self.bucket = bucket  #: the key's version bucket (``node.coherence``)
+        self.version = version  #: the bucket's version read before the store read
 
 
 class _LRU:
@@ -61,8 +69,12 @@ class ResolutionCache:
     records that real traffic resolves.
     """
 
-    def __init__(self, max_bytes: int, negative_ttl_s: float = 60.0) -> None:
+    def __init__(
+        self, max_bytes: int, negative_ttl_s: float = 60.0, versions: Versions | None = None
+    ) -> None:
         self.max_bytes = max_bytes
+        #: shared with the other workers, or private to this process
+        self.versions = versions if versions is not None else Versions()
         self.negative_ttl_s = negative_ttl_s
         self.hits = 0
         self.misses = 0
@@ -83,7 +95,11 @@ class ResolutionCache:
         if entry is None:
             tier = self._missing
             entry = tier.entries.get(key)
-        if entry is None or entry.expires_at <= now:
+        if (
+            entry is None
+            or entry.expires_at <= now
+            or self.versions[entry.bucket] != entry.version  # written since, maybe elsewhere
+        ):
             if entry is not None:
                 tier.drop(key)
             self.misses += count_miss
@@ -92,17 +108,35 @@ class ResolutionCache:
         self.hits += 1
         return entry
 
-    def put(self, key: str, record: Record | None, now: float, generation: int) -> Entry:
-        """Cache what the store returned, unless a write happened since ``generation`` was read."""
+    def version(self, key: str) -> int:
+        """The version of ``key``'s bucket; read it before the store read, pass it to ``put``."""
+        versions = self.versions
+        return versions[versions.bucket(key)]
+
+    def put(
+        self,
+        key: str,
+        record: Record | None,
+        now: float,
+        generation: int,
+        version: int | None = None,
+    ) -> Entry:
+        """Cache what the store returned, unless a write happened since ``generation`` and
+        ``version`` (``version(key)``; None: now) were read."""
+        versions = self.versions
+        bucket = versions.bucket(key)
+        current = versions[bucket]
+        if version is None:
+            version = current
         if record is None:
             expires, size = now + self.negative_ttl_s, _ENTRY_OVERHEAD_BYTES + len(key)
         else:
             expires = min((v.expires_at(now) for v in record.values), default=now)
             size = _ENTRY_OVERHEAD_BYTES + 2 * len(key)
             size += sum(len(v.data) + len(v.type) + _VALUE_OVERHEAD_BYTES for v in record.values)
-        entry = Entry(record, expires, size)
+        entry = Entry(record, expires, size, bucket, version)
         tier = self._found if record is not None else self._missing
-        if generation == self.generation and size <= tier.max_bytes:
+        if generation == self.generation and version == current and size <= tier.max_bytes:
             self._drop(key)
             tier.add(key, entry)
         return entry  # when not kept, still good to answer this one request from
@@ -121,6 +155,8 @@ class ResolutionCache:
         return data
 
     def invalidate(self, key: str) -> None:
+        """After a committed write of ``key``, before its answer: here and in every worker."""
+        self.versions.bump_key(key)
         self.generation += 1
         self._drop(key)
 

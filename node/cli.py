@@ -33,10 +33,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo_p = sub.add_parser("demo", help="seed demo data (once) and run a node on it")
     config_mod.add_arguments(demo_p)
     demo_p.add_argument("--identifiers", type=int, default=10000, help="demo identifiers to seed")
+    from node import seed
+
+    seed_p = sub.add_parser("seed", help="generate enterprises and identifiers into a data dir")
+    seed.add_arguments(seed_p)
     from node import clientcli
 
     clientcli.add_commands(sub)
     args = parser.parse_args(argv)
+    if args.command == "seed":
+        return seed.main(args)
     if args.command in ("serve", "demo"):
         config = config_mod.load(args)
         logs.setup(config.log_level)
@@ -48,6 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = prepare(config, args.identifiers)
             _run(serve(config, on_started=lambda node: print(banner(node), flush=True)))
             return 0
+        workers = config_mod.worker_count(config)
+        if workers > 1:
+            from node.workers import serve_workers
+
+            return serve_workers(config, workers)
         _run(serve(config))
         return 0
     return clientcli.run(args)

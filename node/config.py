@@ -48,6 +48,11 @@ class Config:
     tcp_idle_timeout_s: float = _f(60.0, "close a TCP connection idle this long")
     udp_queue_len: int = _f(1024, "UDP requests waiting at most; more are dropped")
     write_batch_max: int = _f(512, "most writes committed in one transaction (group commit)")
+    workers: int = _f(
+        0,
+        "worker processes sharing the ports and the store (SO_REUSEPORT); "
+        "0: one per CPU this process may run on; 1: a single process",
+    )
     shutdown_grace_s: float = _f(5.0, "how long in-flight requests may finish on shutdown")
     site_serial: int = _f(1, "serial number of this node's site information")
     log_level: str = _f("INFO", "DEBUG, INFO, WARNING or ERROR")
@@ -123,6 +128,15 @@ def load(
         }
         config = config.merged(flags)
     return config
+
+
+def worker_count(config: Config) -> int:
+    """``config.workers``, with 0 resolved to the CPUs this process may run on."""
+    if config.workers > 0:
+        return config.workers
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Config:

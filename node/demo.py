@@ -1,173 +1,42 @@
 """``idnode demo``: a node with a few enterprises and their product identifiers, ready to query.
 
-``prepare`` picks a demo data directory and secret, homes a handful of enterprise prefixes from
-several industries (through ``Service.home_prefix``, so each gets its ``<prefix>/ADMIN``) and seeds
-about ``identifiers`` product identifiers once, straight into the store with ``bulk_load``; a later
-start finds them and seeds nothing. The data is deterministic (``random.Random(SEED)``): the same
-suffixes and values every time, so ``banner`` can name an identifier that exists.
+``prepare`` picks a demo data directory and secret and seeds it once with ``node.seed`` (about
+``identifiers`` identifiers of one enterprise in each of four industries, each prefix homed with its
+``<prefix>/ADMIN``); a later start finds the manifest and seeds nothing. The seed is fixed, so the
+data is the same every time, and ``banner`` names an identifier the manifest lists.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
-import random
 import shlex
 import shutil
 import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
+from node import seed
 from node.config import Config
 from node.server import Node
-from node.service import Service
-from node.store import Record
-from node.store.sqlite import SQLiteStore
-from protocol.identifiers import Handle, gtin_check_digit
-from protocol.records import HandleValue
 
 SEED = 2026
 DEFAULT_DATA_DIR = "./data"
 DEMO_DATA_DIR = "./data/demo"
 DEMO_SECRET = "demo-secret"
-_CHUNK = 20000  #: identifiers generated and loaded per store transaction
+#: the demo's enterprises lead these industries: 88.118.8, 88.101.1021, 88.106.3 and 88.112.27
+INDUSTRIES = ("automobiles", "steel", "electric power", "food and beverage")
 
 
-@dataclass(frozen=True)
-class Product:
-    code: str  #: product class in the suffix, e.g. BRK
-    name: str  #: product name (value 2)
-    models: tuple[str, ...]  #: model numbers (value 3)
-
-
-@dataclass(frozen=True)
-class Enterprise:
-    prefix: str  #: enterprise prefix, ``88.<industry>.<enterprise>``
-    industry: str  #: shown in the banner
-    name: str  #: manufacturer (value 6)
-    domain: str  #: host of the traceability URLs (value 1)
-    gs1_company: str  #: 7-digit GS1 company prefix of the GTINs (value 7)
-    products: tuple[Product, ...]
-
-
-ENTERPRISES = (
-    Enterprise(
-        "88.118.8",
-        "automobiles",
-        "Huaxia Auto Brake Systems Co., Ltd.",
-        "trace.huaxia-brake.example.cn",
-        "6901180",
-        (
-            Product("BRK", "Disc brake caliper", ("HX-BC200", "HX-BC260", "HX-BC310")),
-            Product("ECU", "Brake control unit", ("HX-EBS9", "HX-EBS11")),
-            Product("PAD", "Ceramic brake pad set", ("HX-P45", "HX-P52", "HX-P60")),
-        ),
-    ),
-    Enterprise(
-        "88.101.1021",
-        "steel",
-        "Northern Special Steel Group Co., Ltd.",
-        "id.nss-steel.example.cn",
-        "6921021",
-        (
-            Product("COIL", "Hot-rolled steel coil", ("Q235B-4.0", "Q345B-6.0", "SPHC-2.5")),
-            Product("PLT", "Shipbuilding steel plate", ("AH36-20", "DH36-32")),
-            Product("RBR", "Ribbed rebar bundle", ("HRB400E-16", "HRB500E-25")),
-        ),
-    ),
-    Enterprise(
-        "88.106.3",
-        "electric power",
-        "Eastern Grid Equipment Co., Ltd.",
-        "trace.egrid-equip.example.cn",
-        "6931063",
-        (
-            Product("XFMR", "Distribution transformer", ("S13-M-400", "SCB12-1000")),
-            Product("MTR", "Smart electricity meter", ("DDZY-102", "DTZY-341")),
-            Product("SWG", "Ring main unit switchgear", ("XGN15-12", "HXGN-24")),
-        ),
-    ),
-    Enterprise(
-        "88.112.27",
-        "food and beverage",
-        "Green Valley Dairy Co., Ltd.",
-        "trace.greenvalley-dairy.example.cn",
-        "6941127",
-        (
-            Product("UHT", "UHT whole milk 250 ml x 24", ("GV-UHT250", "GV-UHT250L")),
-            Product("YOG", "Set yogurt 100 g x 12", ("GV-Y100", "GV-Y100S")),
-        ),
-    ),
-)
-
-
-def _identifiers(count: int, now: int) -> Iterator[tuple[str, tuple[HandleValue, ...]]]:
-    """``count`` deterministic (handle, values), spread round-robin over the enterprises."""
-    rng = random.Random(SEED)
-    first_day = date(2025, 1, 1)
-    days = (date(2026, 11, 30) - first_day).days
-    for i in range(count):
-        ent = ENTERPRISES[i % len(ENTERPRISES)]
-        serial = i // len(ENTERPRISES) + 1
-        product = rng.choice(ent.products)
-        model_no = rng.randrange(len(product.models))
-        made = first_day + timedelta(days=rng.randrange(days))
-        suffix = f"PRD-{product.code}-{made.year}-{made.month:02d}-{serial:06d}"
-        item = sum(ord(c) for c in product.code) * 10 + model_no  # stable item reference
-        body = f"0{ent.gs1_company}{item % 100000:05d}"
-        gtin = body + str(gtin_check_digit(body))
-        batch = f"B{made:%Y%m%d}-L{rng.randrange(1, 9):02d}"
-        strings = (
-            (1, "URL", f"https://{ent.domain}/p/{suffix}"),
-            (2, "PRODUCT_NAME", product.name),
-            (3, "MODEL", product.models[model_no]),
-            (4, "BATCH", batch),
-            (5, "PRODUCTION_DATE", made.isoformat()),
-            (6, "MANUFACTURER", ent.name),
-            (7, "GTIN", gtin),
-        )
-        values = tuple(HandleValue(n, t, d.encode(), timestamp=now) for n, t, d in strings)
-        yield f"{ent.prefix}/{suffix}", values
-
-
-def sample_handle() -> str:
-    """The first seeded identifier (it exists whenever anything was seeded)."""
-    return next(_identifiers(1, 0))[0]
-
-
-async def seed(config: Config, identifiers: int) -> int:
-    """Home the demo prefixes and seed ``identifiers`` identifiers unless already there.
-
-    Returns how many identifiers were loaded (0 when the store already held them).
-    """
-    store = SQLiteStore(config.data_dir, max_batch=config.write_batch_max)
-    await store.open()
-    try:
-        service = Service(config, store)
-        homed = {p.upper() for p in await store.homed_prefixes()}
-        for ent in ENTERPRISES:
-            if ent.prefix.upper() not in homed:
-                await service.home_prefix(ent.prefix, config.admin_secret)
-        if await store.count() >= identifiers + len(ENTERPRISES):
-            return 0
-        now = int(time.time())
-        loaded = 0
-        chunk: list[tuple[str, Record]] = []
-        for text, values in _identifiers(identifiers, now):
-            prefix, _, suffix = text.partition("/")
-            key = Handle(prefix, suffix).key(case_sensitive_suffix=config.case_sensitive_suffix)
-            chunk.append((key, Record(text, values)))
-            if len(chunk) >= _CHUNK:
-                loaded += await store.bulk_load(chunk)
-                chunk = []
-        if chunk:
-            loaded += await store.bulk_load(chunk)
-        return loaded
-    finally:
-        await store.close()
+def spec(identifiers: int, config: Config) -> seed.SeedSpec:
+    return seed.SeedSpec(
+        seed=SEED,
+        identifiers=identifiers,
+        industries=seed.select_industries(",".join(INDUSTRIES)),
+        enterprises_per_industry=1,
+        case_sensitive_suffix=config.case_sensitive_suffix,
+    )
 
 
 def prepare(config: Config, identifiers: int = 10000) -> Config:
@@ -178,14 +47,23 @@ def prepare(config: Config, identifiers: int = 10000) -> Config:
     if not config.admin_secret:
         changes["admin_secret"] = DEMO_SECRET
     config = config.merged(changes)
-    started = time.perf_counter()
-    loaded = asyncio.run(seed(config, identifiers))
-    if loaded:
-        took = time.perf_counter() - started
-        print(f"demo: seeded {loaded} identifiers in {config.data_dir} ({took:.1f} s)", flush=True)
+    result = asyncio.run(seed.seed(config, spec(identifiers, config)))
+    if result.loaded:
+        print(
+            f"demo: seeded {result.loaded} identifiers in {config.data_dir}"
+            f" ({result.seconds:.1f} s)",
+            flush=True,
+        )
     else:
         print(f"demo: identifiers already seeded in {config.data_dir}", flush=True)
     return config
+
+
+def manifest(config: Config) -> dict[str, Any]:
+    """The manifest ``prepare`` left in the data dir."""
+    text = (Path(config.data_dir) / seed.MANIFEST).read_text(encoding="utf-8")
+    result: dict[str, Any] = json.loads(text)
+    return result
 
 
 def _idnode_command() -> str:
@@ -206,10 +84,12 @@ def banner(node: Node) -> str:
     config = node.config
     host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
     http = f"http://{host}:{node.ports['http']}"
-    handle = sample_handle()
+    seeded = manifest(config)
+    handle = str(seeded["sample"][0]["handle"])  # the most popular comes first
     prefix = handle.partition("/")[0]
     secret = config.admin_secret if config.admin_secret == DEMO_SECRET else "<admin secret>"
-    prefixes = ", ".join(f"{e.prefix} ({e.industry})" for e in ENTERPRISES)
+    names = {i["code"]: i["name"] for i in seeded["industries"]}
+    prefixes = ", ".join(f"{e['prefix']} ({names[e['industry']]})" for e in seeded["enterprises"])
     user = f"300%3A{prefix}/ADMIN:{secret}"
     lines = [
         "",

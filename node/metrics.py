@@ -15,15 +15,20 @@ by ``GET /metrics`` on the HTTP port and, when ``metrics_port`` is set, on a por
 values come from small fixed sets (transports, op names, response codes, store operations, homed
 prefixes): never an identifier, a credential or a client address.
 
-One process only: prometheus-client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) does not run
-custom collectors, so workers sharing the ports will have to merge these plain numbers themselves.
+Several workers (``idnode serve --workers N``): prometheus-client's multiprocess mode does not run
+custom collectors, so the workers merge these plain numbers themselves. Each writes ``snapshot()``
+to ``<data_dir>/metrics/worker-<id>.json`` every second and on stop (``node.workers``); a scrape of
+any worker adds the other workers' last snapshots (``NodeMetrics.peers``) to its own live numbers,
+so what other workers answered shows up at most about one second late. Counters, histograms and
+gauges (in progress, cache entries and bytes) are summed; identifiers per prefix are one worker's
+count plus the creates and deletes the others committed since.
 """
 
 from __future__ import annotations
 
 import platform
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from importlib import metadata
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -201,7 +206,7 @@ class StoreMetrics:
     in the order the writer ran them.
     """
 
-    __slots__ = ("read", "commit", "batch", "fsyncs", "identifiers")
+    __slots__ = ("read", "commit", "batch", "fsyncs", "identifiers", "deltas")
 
     def __init__(self) -> None:
         self.read = Histogram(STORE_BUCKETS_S)
@@ -209,6 +214,8 @@ class StoreMetrics:
         self.batch = Histogram(BATCH_BUCKETS)
         self.fsyncs = 0  #: commits that wrote, with synchronous=FULL: one fsync each
         self.identifiers: dict[str, int] = {}
+        #: creates minus deletes this process committed per prefix (other workers add them)
+        self.deltas: dict[str, int] = {}
 
     def committed(
         self,
@@ -227,8 +234,11 @@ class StoreMetrics:
         self.batch.observe(writes)
         self.fsyncs += fsynced
         ids = self.identifiers
+        deltas = self.deltas
         for prefix, n, is_count in changes:
             ids[prefix] = n if is_count else ids.get(prefix, 0) + n
+            if not is_count:
+                deltas[prefix] = deltas.get(prefix, 0) + n
 
 
 class NodeMetrics:
@@ -242,12 +252,114 @@ class NodeMetrics:
         self.store = StoreMetrics()
         self.referrals_followed = 0  #: referrals followed for clients (the hierarchy comes later)
         self.service: Service | None = None  #: cache and homed prefixes; set by the node
+        #: the other workers' last ``snapshot()``s, merged into every scrape (None: one process)
+        self.peers: Callable[[], list[dict[str, Any]]] | None = None
+        #: cache numbers (hits, misses, entries, bytes) replacing the service's, in merged totals
+        self.cache_totals: list[int] | None = None
         self.registry = CollectorRegistry()
         self.registry.register(NodeCollector(self))
 
     def exposition(self) -> bytes:
         """The text exposition format (``CONTENT_TYPE_LATEST``) of every metric."""
         return generate_latest(self.registry)
+
+    # -- several workers ----------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every number, JSON-able, for the other workers to add to their scrapes."""
+        cache = self.service.cache if self.service is not None else None
+        s = self.store
+        return {
+            "transports": {
+                name: {
+                    "in_progress": tm.in_progress,
+                    "dropped": tm.dropped,
+                    "ops": {
+                        op: {
+                            "success": st.success,
+                            "codes": {str(c): n for c, n in st.codes.items()},
+                            "latency": [list(st.latency.counts), st.latency.sum],
+                        }
+                        for op, st in list(tm.ops.items())
+                    },
+                }
+                for name, tm in self.transports.items()
+            },
+            "auth": dict(self.rejections.auth),
+            "quota": self.rejections.quota,
+            "referrals": self.referrals_followed,
+            "cache": (
+                [cache.hits, cache.misses, len(cache), cache.used_bytes]
+                if cache is not None
+                else None
+            ),
+            "store": {
+                "read": [list(s.read.counts), s.read.sum],
+                "commit": [list(s.commit.counts), s.commit.sum],
+                "batch": [list(s.batch.counts), s.batch.sum],
+                "fsyncs": s.fsyncs,
+                "identifiers": dict(s.identifiers),
+                "deltas": dict(s.deltas),
+            },
+        }
+
+    def merged(self, peers: list[dict[str, Any]]) -> NodeMetrics:
+        """A new ``NodeMetrics`` holding this one's live numbers plus ``peers``' snapshots."""
+        total = NodeMetrics()
+        total.service = self.service
+        total.cache_totals = [0, 0, 0, 0]
+        mine = self.snapshot()
+        for snap in (mine, *peers):
+            total._add(snap)
+        # identifiers: this worker's count plus what the others committed since they counted
+        ids = dict(mine["store"]["identifiers"])
+        for snap in peers:
+            for prefix, n in snap["store"]["deltas"].items():
+                ids[prefix] = ids.get(prefix, 0) + n
+        for snap in peers:  # a prefix this worker never counted (homed elsewhere since)
+            for prefix, n in snap["store"]["identifiers"].items():
+                if prefix not in mine["store"]["identifiers"]:
+                    others = sum(
+                        p["store"]["deltas"].get(prefix, 0) for p in (mine, *peers) if p is not snap
+                    )
+                    ids[prefix] = n + others
+        total.store.identifiers = ids
+        return total
+
+    def _add(self, snap: dict[str, Any]) -> None:
+        for name, t in snap["transports"].items():
+            tm = self.transports.get(name)
+            if tm is None:
+                continue
+            tm.in_progress += t["in_progress"]
+            tm.dropped += t["dropped"]
+            for op, o in t["ops"].items():
+                st = tm.ops.get(op)
+                if st is None:
+                    st = tm.ops[op] = OpStats(self.rejections)
+                st.success += o["success"]
+                for code, n in o["codes"].items():
+                    st.codes[int(code)] = st.codes.get(int(code), 0) + n
+                _add_histogram(st.latency, o["latency"])
+        for reason, n in snap["auth"].items():
+            self.rejections.auth[reason] = self.rejections.auth.get(reason, 0) + n
+        self.rejections.quota += snap["quota"]
+        self.referrals_followed += snap["referrals"]
+        if snap["cache"] is not None and self.cache_totals is not None:
+            self.cache_totals = [
+                a + b for a, b in zip(self.cache_totals, snap["cache"], strict=True)
+            ]
+        store = snap["store"]
+        for name in ("read", "commit", "batch"):
+            _add_histogram(getattr(self.store, name), store[name])
+        self.store.fsyncs += store["fsyncs"]
+
+
+def _add_histogram(hist: Histogram, data: list[Any]) -> None:
+    counts, total = data
+    for i, n in enumerate(counts[: len(hist.counts)]):
+        hist.counts[i] += n
+    hist.sum += total
 
 
 class NodeCollector:
@@ -258,6 +370,8 @@ class NodeCollector:
 
     def collect(self) -> Iterator[Metric]:
         m = self.metrics
+        if m.peers is not None:
+            m = m.merged(m.peers())
         yield from self._requests(m)
         yield from self._cache(m)
         yield from self._store(m)
@@ -322,25 +436,27 @@ class NodeCollector:
     @staticmethod
     def _cache(m: NodeMetrics) -> Iterator[Metric]:
         cache = m.service.cache if m.service is not None else None
+        if m.cache_totals is not None:
+            hits, misses, entries, used = m.cache_totals
+        elif cache is not None:
+            hits, misses, entries, used = cache.hits, cache.misses, len(cache), cache.used_bytes
+        else:
+            hits = misses = entries = used = 0
         yield CounterMetricFamily(
-            "idnode_cache_hits",
-            "Resolutions answered from the resolution cache.",
-            value=cache.hits if cache else 0,
+            "idnode_cache_hits", "Resolutions answered from the resolution cache.", value=hits
         )
         yield CounterMetricFamily(
-            "idnode_cache_misses",
-            "Resolutions that had to read the store.",
-            value=cache.misses if cache else 0,
+            "idnode_cache_misses", "Resolutions that had to read the store.", value=misses
         )
         yield GaugeMetricFamily(
             "idnode_cache_entries",
             "Handles (found and not found) held by the resolution cache.",
-            value=len(cache) if cache else 0,
+            value=entries,
         )
         yield GaugeMetricFamily(
             "idnode_cache_bytes",
             "Estimated size of the resolution cache (bounded by cache_max_bytes).",
-            value=cache.used_bytes if cache else 0,
+            value=used,
         )
 
     @staticmethod

@@ -4,7 +4,8 @@ Like uvicorn's ``server.py``: start binds every port (port 0 picks one; TCP and 
 Handle port number), stop stops accepting, lets in-flight requests finish within
 ``shutdown_grace_s``, then closes the store so that every acknowledged write is on disk.
 Each node has its own metrics (``node.metrics``): ``GET /metrics`` on the HTTP port, and on
-``metrics_port`` too when that is set.
+``metrics_port`` too when that is set. A ``Node`` is one process; ``idnode serve --workers N``
+(``node.workers``) runs N of them on shared ports (``reuse_port``) and shared ``versions``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from node.coherence import Versions
 from node.config import Config
 from node.metrics import NodeMetrics
 from node.service import Service
@@ -32,13 +34,17 @@ log = logging.getLogger("idnode.server")
 class Node:
     """One node process; ``ports`` holds the bound ports once started."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self, config: Config, *, versions: Versions | None = None, reuse_port: bool = False
+    ) -> None:
         self.config = config
+        #: bind with SO_REUSEPORT (workers share the ports; the ports must be given, not 0)
+        self.reuse_port = reuse_port
         self.metrics = NodeMetrics()
         self.store = SQLiteStore(
             config.data_dir, max_batch=config.write_batch_max, metrics=self.metrics.store
         )
-        self.service = Service(config, self.store)
+        self.service = Service(config, self.store, versions=versions)
         self.metrics.service = self.service
         self.limits = WireLimits(max_frame_bytes=config.max_frame_bytes)
         self.connections: set[Any] = set()
@@ -64,7 +70,8 @@ class Node:
             shutdown_timeout=self.config.shutdown_grace_s,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, self.config.http_port)
+        reuse = self.reuse_port or None  # None: aiohttp's default (off)
+        site = web.TCPSite(self._runner, host, self.config.http_port, reuse_port=reuse)
         await site.start()
         http_port = self._runner.addresses[0][1]
         for attempt in range(20):
@@ -74,12 +81,14 @@ class Node:
                 ),
                 host,
                 self.config.port,
+                reuse_port=reuse,
             )
             port = self._tcp.sockets[0].getsockname()[1]
             try:
                 _, udp = await loop.create_datagram_endpoint(
                     lambda: UDPProtocol(self.service, self.limits, self.metrics.transports["udp"]),
                     local_addr=(host, port),
+                    reuse_port=reuse,
                 )
                 break
             except OSError:  # the UDP twin of a picked TCP port is taken: pick again
@@ -92,7 +101,9 @@ class Node:
         if self.config.metrics_port:
             self._metrics_runner = web.AppRunner(make_metrics_app(self.metrics), access_log=None)
             await self._metrics_runner.setup()
-            await web.TCPSite(self._metrics_runner, host, self.config.metrics_port).start()
+            await web.TCPSite(
+                self._metrics_runner, host, self.config.metrics_port, reuse_port=reuse
+            ).start()
             self.ports["metrics"] = self._metrics_runner.addresses[0][1]
         log.info("listening on %s: http=%d tcp=%d udp=%d", host, http_port, port, port)
 
@@ -116,7 +127,7 @@ class Node:
 
 
 async def serve(config: Config, on_started: Callable[[Node], None] | None = None) -> None:
-    """Run a node until SIGTERM or SIGINT."""
+    """Run a node (one process) until SIGTERM or SIGINT."""
     node = Node(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -3,10 +3,16 @@
 Validation, authentication, authorization, the homed-prefix check, the cache and the store are
 used here and nowhere else, so HTTP, TCP and UDP answer alike. Rules raise ``ProtocolError`` with
 the response code to send; ``handle`` turns any of them into an ``ErrorResponse`` in one place.
+
+With several worker processes (``node.workers``) what one process remembers can be stale: the
+resolution cache and the verified-secret memo are checked against the shared version counters of
+``node.coherence``, and homing or unhoming advances a shared epoch on which every worker reloads
+its homed prefixes from the store before answering.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -16,6 +22,7 @@ from typing import Any
 
 from node import auth
 from node.cache import Entry, ResolutionCache
+from node.coherence import Versions
 from node.config import Config
 from node.store import DELETE, Record, Store, StoreError
 from protocol.codes import ALL_ADMIN_PERMISSIONS, OpCode, ResponseCode
@@ -104,17 +111,28 @@ class Service:
     """Request -> response for one node; see the module docstring."""
 
     def __init__(
-        self, config: Config, store: Store, clock: Callable[[], float] = time.time
+        self,
+        config: Config,
+        store: Store,
+        clock: Callable[[], float] = time.time,
+        versions: Versions | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.clock = clock
         self.profile = PROFILES[config.profile]
-        self.cache = ResolutionCache(config.cache_max_bytes, config.negative_cache_ttl_s)
+        #: shared with the other workers, or private to this process
+        self.versions = versions if versions is not None else Versions()
+        self.cache = ResolutionCache(
+            config.cache_max_bytes, config.negative_cache_ttl_s, self.versions
+        )
         self.homed: dict[str, str] = {}  #: upper-cased prefix -> as written
         self.ready = False
         self.ports: dict[str, int] = {}  #: transport -> bound port, set by the server
-        self._verified: dict[str, set[tuple[int, str]]] = {}
+        #: key -> (its bucket's version when verified, fingerprints verified against it)
+        self._verified: dict[str, tuple[int, set[tuple[int, str]]]] = {}
+        self._homed_epoch = -1  #: the shared homed epoch ``homed`` was loaded at
+        self._homed_lock = asyncio.Lock()
         self._keys: dict[str, tuple[str, str]] = {}  #: handle text -> (prefix, key), see resolve
         self._handlers: dict[type[Request], Callable[[Any], Awaitable[Response]]] = {
             ResolveRequest: self._resolve_only,
@@ -132,8 +150,7 @@ class Service:
 
     async def start(self) -> None:
         """Load homed prefixes and home the configured ones."""
-        for prefix in await self.store.homed_prefixes():
-            self.homed[ascii_upper(prefix)] = prefix
+        await self.reload_homed()
         for prefix in self.config.home:
             if ascii_upper(prefix) not in self.homed:
                 if not self.config.admin_secret:
@@ -141,11 +158,28 @@ class Service:
                 await self.home_prefix(prefix, self.config.admin_secret)
         self.ready = True
 
+    async def reload_homed(self) -> None:
+        """Load the homed prefixes from the store when another worker (or this one) changed them.
+
+        The epoch is read before the store read, so a change committed meanwhile leaves the epoch
+        unequal and the next request loads again; one load at a time keeps them in order.
+        """
+        async with self._homed_lock:
+            epoch = self.versions.homed_epoch
+            if epoch == self._homed_epoch:
+                return
+            prefixes = await self.store.homed_prefixes()
+            # cached entries may stay: a prefix is checked against ``homed`` before the cache
+            self.homed = {ascii_upper(p): p for p in prefixes}
+            self._homed_epoch = epoch
+
     # -- the one entry point -----------------------------------------------------------------
 
     async def handle(self, request: Request) -> Response:
         """Answer any request; errors become ``ErrorResponse`` here and only here."""
         try:
+            if self.versions.homed_epoch != self._homed_epoch:
+                await self.reload_homed()
             return await self._handlers[type(request)](request)
         except ProtocolError as exc:
             return self.error(request, exc.code, exc.message)
@@ -177,6 +211,8 @@ class Service:
         """
         if request.authoritative or (request.credential is not None and not request.public_only):
             return None
+        if self.versions.homed_epoch != self._homed_epoch:
+            return None  # homed prefixes changed: ``resolve`` reloads them first
         try:
             _, key = self._resolution_key(request.handle)
             entry = self.cache.get(key, self.clock(), count_miss=False)
@@ -192,12 +228,15 @@ class Service:
         Transports use the entry to reuse an already encoded answer (``cache.encoded``).
         """
         try:
+            if self.versions.homed_epoch != self._homed_epoch:
+                await self.reload_homed()
             prefix, key = self._resolution_key(request.handle)
             now = self.clock()
-            entry = None if request.authoritative else self.cache.get(key, now)
+            cache = self.cache
+            entry = None if request.authoritative else cache.get(key, now)
             if entry is None:
-                generation = self.cache.generation
-                entry = self.cache.put(key, await self.store.get(key), now, generation)
+                generation, version = cache.generation, cache.version(key)
+                entry = cache.put(key, await self.store.get(key), now, generation, version)
             public_only = request.public_only or request.credential is None
             if not public_only and entry.record is not None:
                 principal = await self._authenticate(request.credential)
@@ -277,9 +316,12 @@ class Service:
         # only a prefix's ADMIN handle administers it; other identities authenticate but own nothing
         owns = handle.prefix if ascii_upper(handle.suffix) == ADMIN_SUFFIX else ""
         fingerprint = (credential.index, auth.fingerprint(credential.secret))
-        if fingerprint in self._verified.get(key, ()):
+        versions = self.versions
+        bucket = versions.bucket(key)
+        memo = self._verified.get(key)
+        if memo is not None and fingerprint in memo[1] and versions[bucket] == memo[0]:
             return Principal(identity, owns)
-        generation = self.cache.generation
+        generation, version = self.cache.generation, versions[bucket]
         record = await self.store.get(key)
         stored = next(
             (
@@ -291,8 +333,11 @@ class Service:
         )
         if stored is None or not auth.verify_secret(credential.secret, stored):
             raise failed
-        if generation == self.cache.generation:  # no write since the read: safe to remember
-            self._verified.setdefault(key, set()).add(fingerprint)
+        # no write since the read, here or in another worker: safe to remember
+        if generation == self.cache.generation and version == versions[bucket]:
+            if memo is None or memo[0] != version:
+                memo = self._verified[key] = (version, set())
+            memo[1].add(fingerprint)
         return Principal(identity, owns)
 
     async def _writer(self, request: Request, prefix: str) -> Principal:
@@ -489,6 +534,7 @@ class Service:
             raise _fail(ResponseCode.SERVER_NOT_RESPONSIBLE, f"{prefix} is not homed here")
         self.homed.pop(ascii_upper(prefix), None)
         self.cache.clear()
+        self.versions.bump_homed()  # committed: every worker reloads before its next answer
         return DoneResponse(request_id=request.request_id, flags=request.flags, answers=request.op)
 
     async def home_prefix(self, prefix: str, secret: str) -> None:
@@ -517,6 +563,7 @@ class Service:
         await self.store.set_homed(prefix, True)
         self._written(key)
         self.homed[ascii_upper(prefix)] = prefix
+        self.versions.bump_homed()  # committed: every worker reloads before its next answer
         log.info("homed prefix %s", prefix)
 
     async def _site_info(self, request: GetSiteInfoRequest) -> Response:
@@ -559,4 +606,3 @@ def _filter(
         or v.type.upper() in exact
         or (stems and v.type.upper().startswith(stems))
     )
-

@@ -193,6 +193,10 @@ class Target:
     times_itself: bool = False  #: ``run`` returns the seconds its slowest step took
 
 
+#: times a slow input is run again, keeping the fastest, before it counts as slow: a busy
+#: machine (a test run beside other work) must not turn the 10 ms rule into a lottery
+SLOW_RETRIES = 3
+
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
@@ -281,7 +285,9 @@ class Harness:
         stats = self.stats[name]
         stats.inputs += 1
         elapsed = self._run(target, data)
-        if elapsed > self.limit_s and self.retry_slow:
+        for _ in range(SLOW_RETRIES if self.retry_slow else 0):
+            if elapsed <= self.limit_s:
+                break
             elapsed = min(elapsed, self._run(target, data, record=False))
         if elapsed * 1000 > stats.max_ms:
             stats.max_ms, stats.slowest = elapsed * 1000, data

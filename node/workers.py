@@ -1,0 +1,326 @@
+"""``idnode serve --workers N``: N node processes on the same ports and the same SQLite store.
+
+The parent homes the configured prefixes once (so workers never race to create ``<prefix>/ADMIN``),
+reserves the ports (port 0: it binds with SO_REUSEPORT, keeps the sockets until every worker has
+bound, so no other program can take them meanwhile), creates the shared version counters
+(``node.coherence``) and starts the workers with multiprocessing's "spawn" (a fresh interpreter:
+no event loop, thread or SQLite connection is inherited). Each worker is an ordinary ``Node`` bound
+with ``reuse_port``: the kernel spreads connections and datagrams over them, and each has its own
+store threads and connections; SQLite's file lock serialises their writers (``busy_timeout``).
+
+Once every worker is listening the parent prints ``idnode listening on HOST: http=N tcp=M udp=M
+workers=N``. It forwards SIGTERM and SIGINT to every worker, each drains its in-flight requests
+(``Node.stop``), and the parent exits 0 once all have exited. A worker that dies otherwise is
+logged and not restarted; the others keep serving. Workers die with the parent (PR_SET_PDEATHSIG
+on Linux, and a once-a-second check of the parent's pid elsewhere), so a ``kill -9`` of the parent
+leaves no worker behind.
+
+Metrics: each worker writes ``NodeMetrics.snapshot()`` to ``<data_dir>/metrics/worker-<id>.json``
+(written aside, then renamed) every ``METRICS_INTERVAL_S`` and on stop, and adds the other workers'
+files to its own live numbers when scraped: other workers' figures are at most about a second old.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import time
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from node.coherence import Versions
+from node.config import Config
+from node.metrics import NodeMetrics
+
+log = logging.getLogger("idnode.workers")
+
+METRICS_INTERVAL_S = 1.0  #: how often a worker publishes its metrics to the others
+START_TIMEOUT_S = 60.0  #: a worker not listening by then fails the start
+_PR_SET_PDEATHSIG = 1
+
+
+# -- metrics shared through files ----------------------------------------------------------------
+
+
+class MetricsFiles:
+    """``<data_dir>/metrics/worker-<id>.json`` of every worker; see the module docstring."""
+
+    def __init__(self, data_dir: str | Path, worker_id: int) -> None:
+        self.dir = Path(data_dir) / "metrics"
+        self.worker_id = worker_id
+        self.path = self.dir / f"worker-{worker_id}.json"
+
+    @staticmethod
+    def clear(data_dir: str | Path) -> None:
+        """Forget a previous run's workers (the parent does this before starting them)."""
+        folder = Path(data_dir) / "metrics"
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("worker-*.json*"):
+            old.unlink(missing_ok=True)
+
+    def write(self, metrics: NodeMetrics) -> None:
+        data = json.dumps(metrics.snapshot(), separators=(",", ":"))
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(data)
+        os.replace(tmp, self.path)  # readers see the old file or the new one, never half
+
+    def peers(self) -> list[dict[str, Any]]:
+        """The other workers' last snapshots."""
+        out = []
+        for path in sorted(self.dir.glob("worker-*.json")):
+            if path == self.path:
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                out.append(json.loads(path.read_text()))
+        return out
+
+    @staticmethod
+    def read_all(data_dir: str | Path) -> dict[int, dict[str, Any]]:
+        """Every worker's last snapshot by worker id (for tests and operators)."""
+        out = {}
+        for path in (Path(data_dir) / "metrics").glob("worker-*.json"):
+            with contextlib.suppress(OSError, ValueError):
+                out[int(path.stem.split("-", 1)[1])] = json.loads(path.read_text())
+        return out
+
+
+# -- the parent --------------------------------------------------------------------------------
+
+
+def _bind(host: str, port: int, kind: socket.SocketKind) -> socket.socket:
+    family = socket.getaddrinfo(host, port, type=kind)[0][0]
+    sock = socket.socket(family, kind)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def reserve_ports(config: Config) -> tuple[Config, list[socket.socket]]:
+    """Config with port 0 replaced by reserved ports (TCP and UDP share one), and the sockets
+    holding them. They are bound, not listening: the kernel gives no connection to them."""
+    socks: list[socket.socket] = []
+    http_port, port = config.http_port, config.port
+    if http_port == 0:
+        socks.append(_bind(config.host, 0, socket.SOCK_STREAM))
+        http_port = socks[-1].getsockname()[1]
+    if port == 0:
+        for attempt in range(20):
+            tcp = _bind(config.host, 0, socket.SOCK_STREAM)
+            port = tcp.getsockname()[1]
+            try:
+                udp = _bind(config.host, port, socket.SOCK_DGRAM)
+            except OSError:  # the UDP twin is taken: pick again
+                tcp.close()
+                if attempt == 19:
+                    raise
+                continue
+            socks += [tcp, udp]
+            break
+    return dataclasses.replace(config, http_port=http_port, port=port), socks
+
+
+async def _prepare(config: Config) -> None:
+    """Home the configured prefixes once, before any worker runs."""
+    from node.service import Service
+    from node.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(config.data_dir, max_batch=config.write_batch_max)
+    await store.open()
+    try:
+        await Service(config, store).start()
+    finally:
+        await store.close()
+
+
+def serve_workers(config: Config, workers: int) -> int:
+    """Run ``workers`` worker processes until SIGTERM or SIGINT; the exit status."""
+    asyncio.run(_prepare(config))
+    config, reserved = reserve_ports(config)
+    MetricsFiles.clear(config.data_dir)
+    ctx = multiprocessing.get_context("spawn")
+    versions = Versions.shared(ctx)
+    procs: list[Any] = []
+    signalled: set[int] = set()
+    stopping = False
+
+    def forward() -> None:
+        for p in procs:
+            if p.pid is not None and p.exitcode is None and p.pid not in signalled:
+                signalled.add(p.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGTERM)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        forward()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        readers: dict[Connection, int] = {}
+        for worker_id in range(workers):
+            reader, writer = ctx.Pipe(duplex=False)
+            args = (config, worker_id, versions.array, versions.lock, versions.buckets)
+            p = ctx.Process(
+                target=worker_main,
+                args=(*args, writer, os.getpid()),
+                name=f"idnode-worker-{worker_id}",
+            )
+            p.start()
+            writer.close()
+            procs.append(p)
+            readers[reader] = worker_id
+        if not _wait_ready(procs, readers, lambda: stopping):
+            stopping = True
+            forward()
+            _reap(procs, config.shutdown_grace_s + 5)
+            return 1
+        for sock in reserved:  # the UDP one would take a share of the datagrams from now on
+            sock.close()
+        reserved.clear()
+        metrics = f" metrics={config.metrics_port}" if config.metrics_port else ""
+        print(
+            f"idnode listening on {config.host}: http={config.http_port} "
+            f"tcp={config.port} udp={config.port}{metrics} workers={workers}",
+            flush=True,
+        )
+        log.info("%d workers: pids %s", workers, " ".join(str(p.pid) for p in procs))
+        _supervise(procs, lambda: stopping)
+        forward()
+        _reap(procs, config.shutdown_grace_s + 5)
+        return 0 if stopping else 1
+    finally:
+        for sock in reserved:
+            sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _wait_ready(procs: list[Any], readers: dict[Connection, int], stopping: Any) -> bool:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    pending = dict(readers)
+    while pending:
+        if stopping() or time.monotonic() > deadline:
+            log.error("workers did not start: %s still starting", sorted(pending.values()))
+            return False
+        for reader in wait(list(pending), timeout=0.5):
+            assert isinstance(reader, Connection)
+            worker_id = pending.pop(reader)
+            try:
+                status, detail = reader.recv()
+            except EOFError:
+                status, detail = "error", "exited before listening"
+            reader.close()
+            if status != "ready":
+                log.error("worker %d failed to start: %s", worker_id, detail)
+                return False
+    return True
+
+
+def _supervise(procs: list[Any], stopping: Any) -> None:
+    """Until every worker has exited; a worker that dies unasked is logged."""
+    alive = {p.sentinel: p for p in procs}
+    while alive:
+        for sentinel in wait(list(alive), timeout=0.5):
+            p = alive.pop(sentinel)
+            p.join()
+            if not stopping():
+                log.error("worker %s (pid %d) died with exit code %s", p.name, p.pid, p.exitcode)
+
+
+def _reap(procs: list[Any], grace_s: float) -> None:
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.exitcode is None:
+            log.error("worker %s (pid %d) did not stop: killed", p.name, p.pid)
+            p.kill()
+            p.join(5)
+
+
+# -- a worker ----------------------------------------------------------------------------------
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before that took effect
+        os._exit(1)
+
+
+def worker_main(
+    config: Config,
+    worker_id: int,
+    array: Any,
+    lock: Any,
+    buckets: int,
+    ready: Connection,
+    parent_pid: int,
+) -> None:
+    """Entry point of a spawned worker process."""
+    _die_with_parent(parent_pid)
+    from node import logs
+    from node.cli import _run
+
+    logs.setup(config.log_level)
+    versions = Versions(buckets, array, lock)
+    _run(_worker(config, worker_id, versions, ready, parent_pid))
+
+
+async def _worker(
+    config: Config, worker_id: int, versions: Versions, ready: Connection, parent_pid: int
+) -> None:
+    from node.server import Node
+
+    node = Node(config, versions=versions, reuse_port=True)
+    files = MetricsFiles(config.data_dir, worker_id)
+    node.metrics.peers = files.peers
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await node.start()
+    except BaseException as exc:
+        ready.send(("error", repr(exc)))
+        ready.close()
+        with contextlib.suppress(Exception):
+            await node.store.close()
+        raise
+    files.write(node.metrics)
+    ready.send(("ready", os.getpid()))
+    ready.close()
+    publisher = asyncio.create_task(_publish(node.metrics, files, stop, parent_pid))
+    await stop.wait()
+    await node.stop()
+    publisher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await publisher
+    files.write(node.metrics)
+
+
+async def _publish(
+    metrics: NodeMetrics, files: MetricsFiles, stop: asyncio.Event, parent_pid: int
+) -> None:
+    while True:
+        await asyncio.sleep(METRICS_INTERVAL_S)
+        try:
+            files.write(metrics)
+        except OSError as exc:
+            log.warning("could not publish metrics: %s", exc)
+        if os.getppid() != parent_pid:
+            log.error("the parent process is gone: stopping")
+            stop.set()

@@ -1,0 +1,286 @@
+"""``idnode serve --workers 2``: shared ports, one store, coherent caches, merged metrics, shutdown.
+
+Each test runs a real two-worker node as a subprocess and talks to it over fresh connections (a new
+TCP connection or UDP socket per request), so the kernel's SO_REUSEPORT spreading sends requests to
+both workers. Coherence is the point: after a write is acknowledged, no worker may answer what it
+cached before, whichever transport asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+import pytest
+
+from node.workers import METRICS_INTERVAL_S, MetricsFiles
+from protocol.codes import ResponseCode
+from protocol.messages import (
+    Credential,
+    HomePrefixRequest,
+    ResolveRequest,
+    ResolveResponse,
+    Response,
+)
+from tests.node.conftest import (
+    PREFIX,
+    SECRET,
+    NodeProcess,
+    basic,
+    create,
+    http,
+    next_request_id,
+    tcp_request,
+    udp_request,
+    value,
+)
+
+pytestmark = pytest.mark.timeout(120)
+NODE_ADMIN = Credential(f"0.NA/{PREFIX}", 300, SECRET)
+WORKERS = ["--workers", "2", "--log-level", "WARNING"]
+MISSING = "missing"
+NOT_HERE = "not responsible"
+FOUND = "found"  #: a record without a value at index 1
+
+
+def worker_pids(node: NodeProcess) -> list[int]:
+    """The parent's worker processes (not multiprocessing's resource tracker)."""
+    children = psutil.Process(node.proc.pid).children()
+    return [c.pid for c in children if "resource_tracker" not in " ".join(c.cmdline())]
+
+
+def _spawn(spawn_node: Any, tmp_path: Path) -> NodeProcess:
+    node: NodeProcess = spawn_node(tmp_path / "data", extra=WORKERS)
+    assert re.search(r" workers=2\b", node.line), node.line
+    return node
+
+
+async def _gather(n: int, one: Callable[[], Awaitable[Any]], concurrency: int = 32) -> list[Any]:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def bounded() -> Any:
+        async with gate:
+            return await one()
+
+    return await asyncio.gather(*(bounded() for _ in range(n)))
+
+
+def _msgpack_outcome(response: Response) -> str:
+    if isinstance(response, ResolveResponse):
+        return next((v.data.decode() for v in response.values if v.index == 1), FOUND)
+    if response.code == ResponseCode.HANDLE_NOT_FOUND:
+        return MISSING
+    if response.code == ResponseCode.SERVER_NOT_RESPONSIBLE:
+        return NOT_HERE
+    return f"code {int(response.code)}"
+
+
+def outcomes(node: NodeProcess, handle: str, n: int = 60) -> dict[str, list[str]]:
+    """What ``n`` resolutions of ``handle`` per transport answered (index 1's data, or why not),
+    each over a fresh connection."""
+
+    async def over_http(session: aiohttp.ClientSession) -> str:
+        async with session.get(node.url(f"/api/handles/{handle}")) as resp:
+            body = await resp.json()
+        if resp.status == 200:
+            return next((str(v["data"]["value"]) for v in body["values"] if v["index"] == 1), FOUND)
+        if body.get("responseCode") == int(ResponseCode.HANDLE_NOT_FOUND):
+            return MISSING
+        if body.get("responseCode") == int(ResponseCode.SERVER_NOT_RESPONSIBLE):
+            return NOT_HERE
+        return f"status {resp.status}"
+
+    async def go() -> dict[str, list[str]]:
+        connector = aiohttp.TCPConnector(force_close=True)  # one connection per request
+        async with aiohttp.ClientSession(connector=connector) as session:
+            by_http = await _gather(n, lambda: over_http(session))
+        tcp = await _gather(
+            n,
+            lambda: tcp_request(
+                node.ports["tcp"], ResolveRequest(request_id=next_request_id(), handle=handle)
+            ),
+        )
+        udp = await _gather(
+            n,
+            lambda: udp_request(
+                node.ports["udp"], ResolveRequest(request_id=next_request_id(), handle=handle)
+            ),
+        )
+        return {
+            "http": by_http,
+            "tcp": [_msgpack_outcome(r) for r in tcp],
+            "udp": [_msgpack_outcome(r) for r in udp],
+        }
+
+    return asyncio.run(asyncio.wait_for(go(), 60))
+
+
+def assert_all(node: NodeProcess, handle: str, expected: str) -> None:
+    got = outcomes(node, handle)
+    wrong = {t: [o for o in answers if o != expected] for t, answers in got.items()}
+    assert not any(wrong.values()), f"expected only {expected!r}, also got {wrong}"
+
+
+def served(snapshot: dict[str, Any], transport: str) -> int:
+    ops = snapshot["transports"][transport]["ops"].values()
+    return sum(o["success"] + sum(o["codes"].values()) for o in ops)
+
+
+def wait_snapshots(node: NodeProcess, check: Callable[[dict[int, Any]], bool]) -> dict[int, Any]:
+    """The workers' published metrics once ``check`` holds (they lag by up to a second)."""
+    deadline = time.monotonic() + 5 * METRICS_INTERVAL_S
+    while True:
+        snaps = MetricsFiles.read_all(node.data_dir)
+        if check(snaps) or time.monotonic() > deadline:
+            return snaps
+        time.sleep(0.1)
+
+
+def test_listening_line_and_both_workers_serve_every_transport(
+    tmp_path: Path, spawn_node: Any
+) -> None:
+    node = _spawn(spawn_node, tmp_path)
+    assert node.ports["tcp"] == node.ports["udp"] and 0 not in node.ports.values()
+    create(node, f"{PREFIX}/spread", value(1, "URL", "https://spread/1"))
+    got = outcomes(node, f"{PREFIX}/spread", n=100)
+    assert all(o == "https://spread/1" for answers in got.values() for o in answers), got
+
+    def both_served(snaps: dict[int, Any]) -> bool:
+        return len(snaps) == 2 and all(
+            served(s, t) > 0 for s in snaps.values() for t in ("http", "tcp", "udp")
+        )
+
+    snaps = wait_snapshots(node, both_served)
+    assert both_served(snaps), {
+        w: {t: served(s, t) for t in ("http", "tcp", "udp")} for w, s in snaps.items()
+    }
+    assert node.terminate() == 0
+
+
+def test_a_write_in_one_worker_is_seen_by_every_worker_at_once(
+    tmp_path: Path, spawn_node: Any
+) -> None:
+    node = _spawn(spawn_node, tmp_path)
+    handle = f"{PREFIX}/coherent"
+    # a not-found cached in both workers, then created: found everywhere immediately
+    assert_all(node, handle, MISSING)
+    create(node, handle, value(1, "URL", "https://v/1"))
+    assert_all(node, handle, "https://v/1")  # also warms both workers' caches
+    snaps = wait_snapshots(
+        node, lambda s: len(s) == 2 and all(x["cache"][0] > 0 for x in s.values())
+    )
+    assert all(s["cache"][0] > 0 for s in snaps.values()), "a worker never answered from its cache"
+    for version in range(2, 5):  # modify: never the old value
+        create(node, handle, value(1, "URL", f"https://v/{version}"))
+        assert_all(node, handle, f"https://v/{version}")
+    reply = http(node, "DELETE", f"/api/handles/{handle}", auth=True)
+    assert reply.status == 200, reply.body
+    assert_all(node, handle, MISSING)  # delete: never the old record
+    assert node.terminate() == 0
+
+
+def test_a_changed_secret_is_not_remembered_by_other_workers(
+    tmp_path: Path, spawn_node: Any
+) -> None:
+    node = _spawn(spawn_node, tmp_path)
+    user = f"{PREFIX}/user"
+    seckey = {"index": 300, "type": "HS_SECKEY", "data": {"format": "string", "value": "old"}}
+    create(node, user, value(1, "URL", "https://u"), seckey)
+    old = basic(f"300%3A{user}", "old")
+    new = basic(f"300%3A{user}", "new")
+    for _ in range(20):  # both workers verify (and remember) the old secret
+        assert http(node, "GET", f"/api/handles/{user}", headers=old).status == 200
+    seckey["data"] = {"format": "string", "value": "new"}
+    create(node, user, value(1, "URL", "https://u"), seckey)
+    for _ in range(20):
+        reply = http(node, "GET", f"/api/handles/{user}", headers=old)
+        assert reply.status != 200, reply.body  # the old secret, remembered nowhere
+        assert http(node, "GET", f"/api/handles/{user}", headers=new).status == 200
+    assert node.terminate() == 0
+
+
+def test_a_prefix_homed_in_one_worker_is_served_by_every_worker(
+    tmp_path: Path, spawn_node: Any
+) -> None:
+    node = _spawn(spawn_node, tmp_path)
+    other = "88.100.7"
+    assert_all(node, f"{other}/ADMIN", NOT_HERE)  # both workers know it is not theirs
+    homed = asyncio.run(
+        tcp_request(
+            node.ports["tcp"],
+            HomePrefixRequest(request_id=next_request_id(), prefix=other, credential=NODE_ADMIN),
+        )
+    )
+    assert homed.code == ResponseCode.SUCCESS, homed
+    assert_all(node, f"{other}/ADMIN", FOUND)
+    assert node.terminate() == 0
+
+
+def test_metrics_on_any_worker_add_up_every_worker(tmp_path: Path, spawn_node: Any) -> None:
+    node = _spawn(spawn_node, tmp_path)
+    create(node, f"{PREFIX}/m", value(1, "URL", "https://m"))
+    sent = 150
+    outcomes(node, f"{PREFIX}/m", n=sent // 3)
+
+    def scraped() -> dict[str, float]:
+        text = http(node, "GET", "/metrics").body.decode()
+        out: dict[str, float] = {}
+        pattern = r'idnode_requests_total\{code="1",op="resolution",transport="(\w+)"\} (\S+)'
+        for transport, n in re.findall(pattern, text):
+            out[transport] = float(n)
+        return out
+
+    expected = {"http": sent // 3, "tcp": sent // 3, "udp": sent // 3}
+    deadline = time.monotonic() + 3 * METRICS_INTERVAL_S + 2
+    while (got := scraped()) != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert got == expected
+    text = http(node, "GET", "/metrics").body.decode()
+    assert re.search(rf'idnode_identifiers\{{prefix="{re.escape(PREFIX)}"\}} 2\.0', text), text
+    assert node.terminate() == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_every_worker(tmp_path: Path, spawn_node: Any, sig: signal.Signals) -> None:
+    node = _spawn(spawn_node, tmp_path)
+    workers = worker_pids(node)
+    assert len(workers) == 2, workers
+    assert http(node, "GET", "/healthz").status == 200
+    node.proc.send_signal(sig)
+    assert node.proc.wait(15) == 0, node.stderr()[-2000:]
+    _gone(workers)
+    node.close()
+
+
+def test_kill_9_of_the_parent_takes_the_workers_down(tmp_path: Path, spawn_node: Any) -> None:
+    node = _spawn(spawn_node, tmp_path)
+    workers = worker_pids(node)
+    assert len(workers) == 2, workers
+    node.kill()
+    _gone(workers)
+
+
+def _gone(pids: list[int], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            try:  # a zombie is gone too (its parent, the test's child, reaps it)
+                if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"worker {pid} still running")
