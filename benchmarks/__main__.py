@@ -2,9 +2,9 @@
 
 Each benchmark is a ``run(...) -> dict`` function registered below by ``module:function``, imported
 only when it runs (the node benchmark pulls in aiohttp and builds a data set; the codec one needs
-nothing). ``capacity`` (an open-loop ladder
-writing ``benchmarks/reports/<timestamp>/``, minutes long) runs only when named, and ``python -m
-benchmarks openloop --target udp --rate R --port P ...`` runs the open-loop generator on its own.
+nothing). ``capacity`` is the open-loop ladder that writes ``benchmarks/reports/<timestamp>/``,
+and ``python -m benchmarks openloop --target udp --rate R --port P ...`` runs the open-loop
+generator on its own.
 Results go to ``benchmarks/reports/latest-<name>.json`` with when, where and how long, so
 two runs can be compared; a new benchmark is one line in ``BENCHMARKS``.
 """
@@ -33,8 +33,6 @@ BENCHMARKS: dict[str, str] = {
     "capacity": "benchmarks.capacity:run",
     "workers": "benchmarks.workers_bench:run",
 }
-#: registered but run only when named: the capacity ladder takes minutes of its own
-NOT_BY_DEFAULT = {"capacity"}
 #: name -> "module:function" taking its own command line: ``python -m benchmarks openloop ...``
 COMMANDS: dict[str, str] = {
     "openloop": "benchmarks.openloop:main",
@@ -86,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         "names",
         nargs="*",
         metavar="name",
-        help=f"of {', '.join(BENCHMARKS)} (all but {', '.join(sorted(NOT_BY_DEFAULT))} by "
-        f"default); or a command with its own flags: {', '.join(COMMANDS)}",
+        help=f"of {', '.join(BENCHMARKS)} (all by default); or a command with its own flags: "
+        f"{', '.join(COMMANDS)}",
     )
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument("--reports", type=Path, default=REPORTS, help="where the JSON goes")
@@ -95,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(f"{name:10} {target}" for name, target in BENCHMARKS.items()))
         return 0
-    names = args.names or [n for n in BENCHMARKS if n not in NOT_BY_DEFAULT]
+    names = args.names or list(BENCHMARKS)
     if unknown := [n for n in names if n not in BENCHMARKS]:
         parser.error(f"unknown benchmark {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
     args.reports.mkdir(parents=True, exist_ok=True)
