@@ -1,18 +1,21 @@
 """``idnode seed``: realistic enterprises and product identifiers per industry, loaded fast.
 
 ``make_plan`` picks enterprises for each industry of ``INDUSTRIES`` (stable codes, GB/T 4754
-classes, a metadata template each) and shares the identifiers among them; ``generate`` yields every
+classes, a metadata template each) and shares the identifiers among them; ``chunks`` generates every
 identifier as a factory registers it: suffix ``PRD-<class>-<yyyymm>-<serial>``, values 1 URL,
 2 product name, 3 model, 4 batch, 5 production date, 6 manufacturer, 7 GTIN-14 (where goods carry
 one) and the industry's template attributes from index 2000. Every choice comes from
-``random.Random`` seeded with the seed and values are stamped with the time their batch was made, so
-the same seed gives the same records, byte for byte.
+``random.Random`` seeded with the seed, and values are stamped with the time their batch was made,
+so the same seed gives the same records, byte for byte.
 
-``seed`` homes each enterprise prefix through ``Service.home_prefix``, loads the records with
-``SQLiteStore.bulk_load`` in chunks of ``CHUNK`` (one commit each) and writes
+Speed decides the shape of the code. SQLite needs about 18 us of a core per identifier (ten value
+rows); the rest must stay small. So identifiers are generated in store key order straight into the
+rows ``SQLiteStore.bulk_load_prepared`` inserts (``generate`` turns them into records for anyone
+else), values shared by a batch are encoded once, and large loads generate in a second process
+(``produce_main``) that sends those rows over a pipe. ``seed`` loads in chunks of ``CHUNK``, one
+commit each, then homes every enterprise prefix through ``Service.home_prefix`` and writes
 ``<data_dir>/manifest.json`` for load tests: the plan and a few thousand sampled handles with Zipf
-popularity weights (1/rank). SQLite alone needs most of a core for 50,000 identifiers a second, so
-large loads generate in a second process (``produce_main``) that sends rows ready for SQLite.
+popularity weights (1/rank).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -45,6 +49,7 @@ MANIFEST = "manifest.json"
 CHUNK = 20_000  #: identifiers per ``bulk_load`` call, each one commit
 SAMPLE = 5_000  #: handles in the manifest's sample (all of them when fewer were seeded)
 WORKER_FROM = 200_000  #: from this many identifiers on, a second process generates them
+MAX_ENTERPRISES = 5_000  #: per industry (enterprise segments have at most four digits)
 FIRST_MONTH = date(2025, 1, 1)  #: production dates run from this month for ``MONTHS`` months,
 MONTHS = 22  #: fixed (to 2026-10) so that the data never depends on the day it is generated
 _FRAME = struct.Struct(">cQ")  #: a frame from the generating process: tag, payload length
@@ -408,9 +413,10 @@ _URLS = ("https://{d}/p/{s}", "https://{d}/trace?id={h}", "https://{d}/id/{h}")
 
 
 def _enterprises(
-    industry: Industry, rng: random.Random, count: int, names: set[str]
+    industry: Industry, rng: random.Random, count: int, names: set[str], gs1: set[str]
 ) -> list[Enterprise]:
-    """``count`` enterprises of ``industry``: its anchor first, then made-up ones."""
+    """``count`` enterprises of ``industry``: its anchor first, then made-up ones (``names`` and
+    ``gs1``, the GS1 company prefixes, are those taken)."""
     out = []
     codes: set[int] = set()
     if industry.anchor is not None:
@@ -424,6 +430,7 @@ def _enterprises(
         )  # fmt: skip
         codes.add(int(a.code))
         names.add(a.name)
+        gs1.add(a.gs1_company)
     while len(out) < count:
         width = rng.choices((1, 2, 3, 4), (1, 3, 4, 2))[0]
         number = rng.randrange(10 ** (width - 1), 10**width)
@@ -432,19 +439,25 @@ def _enterprises(
         codes.add(number)
         # segment widths vary in the wild, zero-padded ones included (88.101.0042)
         code = f"{number:04d}" if width < 4 and rng.random() < 0.1 else str(number)
-        word = rng.choice(industry.words)
-        name = f"{rng.choice(_REGIONS)} {word} {rng.choice(_LEGAL)}"
-        while name in names:
-            name = f"{rng.choice(_REGIONS)} {name}"
+        region, word, legal = rng.choice(_REGIONS), rng.choice(industry.words), rng.choice(_LEGAL)
+        name = f"{region} {word} {legal}"
+        twin = 1
+        while name in names:  # the works of a big group are numbered
+            twin += 1
+            name = f"{region} {word} No. {twin} {legal}"
         names.add(name)
         slug = "-".join(name.lower().replace(",", "").replace(".", "").split()[:2])
         domain = f"{rng.choice(_HOSTS)}.{slug}{number}.example.cn"
         k = rng.randint(2, min(4, len(industry.products)))
         picked = sorted(rng.sample(range(len(industry.products)), k))
         url = rng.choice(_URLS).replace("{d}", domain)
+        company = f"69{rng.randrange(10**5):05d}"  # China's GS1 prefixes are 690-699
+        while company in gs1:
+            company = f"69{rng.randrange(10**5):05d}"
+        gs1.add(company)
         out.append(
             Enterprise(
-                f"{industry.prefix}.{code}", industry, name, domain, f"69{rng.randrange(10**5):05d}",
+                f"{industry.prefix}.{code}", industry, name, domain, company,
                 tuple(industry.products[i] for i in picked), rng.choice((5, 6, 6, 7)), url,
             )
         )  # fmt: skip
@@ -507,16 +520,19 @@ def _shares(total: int, weights: Sequence[float]) -> list[int]:
 
 def make_plan(spec: SeedSpec) -> Plan:
     """The enterprises of the chosen industries and how many identifiers each registers."""
-    if spec.identifiers < 0 or spec.enterprises_per_industry < 1:
-        raise ValueError("needs identifiers >= 0 and enterprises per industry >= 1")
+    if spec.identifiers < 0 or not 1 <= spec.enterprises_per_industry <= MAX_ENTERPRISES:
+        raise ValueError(
+            f"needs identifiers >= 0 and 1 to {MAX_ENTERPRISES} enterprises per industry"
+        )
     by_code = {i.code: i for i in INDUSTRIES}
     industries = tuple(by_code[c] for c in spec.industries or by_code)
     rng = random.Random(spec.seed)
     enterprises: list[Enterprise] = []
     weights: list[float] = []
     names: set[str] = set()
+    gs1: set[str] = set()
     for industry in industries:
-        for ent in _enterprises(industry, rng, spec.enterprises_per_industry, names):
+        for ent in _enterprises(industry, rng, spec.enterprises_per_industry, names, gs1):
             enterprises.append(ent)
             weights.append(industry.weight * rng.lognormvariate(0.0, 1.0))
     counts = _shares(spec.identifiers, weights)
@@ -679,6 +695,7 @@ def generate(plan: Plan) -> Iterator[tuple[str, Record]]:
 class SeedResult:
     loaded: int  #: identifiers loaded by this call (0: the data dir held them already)
     seconds: float  #: wall time of the whole call
+    load_seconds: float  #: of which loading identifiers (not homing, not the manifest)
     manifest: dict[str, Any]
     path: Path  #: of the manifest
 
@@ -744,7 +761,7 @@ def produce_main(argv: Sequence[str]) -> int:
 
 
 async def _load_from_worker(
-    store: SQLiteStore, spec: SeedSpec, sample: list[str], progress: Progress
+    store: SQLiteStore, spec: SeedSpec, sample: list[str], loaded_one: Callable[[BulkRows], None]
 ) -> int:
     """Load what ``produce_main`` generates in a second process: SQLite's work and the
     generation's run on two cores, and ``marshal`` carries rows at a microsecond each."""
@@ -769,12 +786,20 @@ async def _load_from_worker(
             if tag != b"R":
                 raise RuntimeError(str(payload))
             loaded += await store.bulk_load_prepared(payload)
-            progress.update(loaded)
+            loaded_one(payload)
     finally:
-        if proc.poll() is None and reader.is_alive():
+        if reader.is_alive():
             proc.kill()  # stopped early: the process we started goes too
+
+        def drain() -> None:  # the reader may wait to put a frame nobody takes any more
+            while reader.is_alive():
+                try:
+                    frames.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+
+        await loop.run_in_executor(None, drain)
         await loop.run_in_executor(None, proc.wait)
-        await loop.run_in_executor(None, reader.join)
         assert proc.stdout is not None
         proc.stdout.close()
 
@@ -837,17 +862,53 @@ async def _seeded(store: SQLiteStore, path: Path, plan: Plan) -> dict[str, Any] 
     return old if same else None
 
 
+class _Homing:
+    """Homes the enterprise prefixes through ``Service.home_prefix`` (its ``<prefix>/ADMIN``).
+
+    Each is homed once the load has passed all of its keys (``passed``): an ADMIN handle written
+    earlier would sit in the key range the load appends to, and SQLite inserts in front of an
+    existing key much more slowly than at the end. The homings run while the writer loads (their
+    PBKDF2 on this thread, SQLite's work on the writer's) and share its commits.
+    """
+
+    def __init__(self, store: SQLiteStore, config: Config, plan: Plan, homed: list[str]) -> None:
+        from node.service import Service  # brings the cache and auth along: only when seeding
+
+        self.service = Service(config, store)
+        self.secret = config.admin_secret
+        taken = {ascii_upper(p) for p in homed}
+        self.waiting = deque(
+            e.prefix for e in plan.enterprises if ascii_upper(e.prefix) not in taken
+        )
+        self.started: list[asyncio.Future[None]] = []
+
+    def passed(self, key: str | None) -> None:
+        """The load has passed ``key`` (None: everything)."""
+        while self.waiting and (key is None or ascii_upper(self.waiting[0]) + "0" <= key):
+            prefix = self.waiting.popleft()  # '0' follows '/': all of its keys come before key
+            self.started.append(
+                asyncio.ensure_future(self.service.home_prefix(prefix, self.secret))
+            )
+
+    async def finish(self) -> None:
+        self.passed(None)
+        await asyncio.gather(*self.started)
+
+    async def cancel(self) -> None:
+        for task in self.started:
+            task.cancel()
+        await asyncio.gather(*self.started, return_exceptions=True)
+
+
 async def seed(
     config: Config, spec: SeedSpec, *, progress: bool = False, worker: bool | None = None
 ) -> SeedResult:
-    """Home every enterprise prefix of ``spec`` and load its identifiers into ``config.data_dir``.
+    """Load the identifiers of ``spec`` into ``config.data_dir`` and home every enterprise prefix.
 
     Once is enough: when the manifest there describes this spec and the store holds its sample,
     nothing is loaded; otherwise every record is (re)written under its key, never duplicated.
     ``worker`` None: a second process generates from ``WORKER_FROM`` identifiers on.
     """
-    from node.service import Service  # brings the cache and auth along: only when seeding
-
     started = time.perf_counter()
     if not config.admin_secret:
         raise ValueError("seeding homes prefixes, which needs an admin secret (--admin-secret)")
@@ -855,37 +916,41 @@ async def seed(
     path = Path(config.data_dir) / MANIFEST
     store = SQLiteStore(config.data_dir, max_batch=config.write_batch_max)
     await store.open()
+    homing = _Homing(store, config, plan, await store.homed_prefixes())
     try:
-        homed = {ascii_upper(p) for p in await store.homed_prefixes()}
-        service = Service(config, store)
-        await asyncio.gather(  # concurrent homings share the writer's commits
-            *(
-                service.home_prefix(e.prefix, config.admin_secret)
-                for e in plan.enterprises
-                if ascii_upper(e.prefix) not in homed
-            )
-        )
         manifest = await _seeded(store, path, plan)
         if manifest is not None:
-            return SeedResult(0, time.perf_counter() - started, manifest, path)
+            await homing.finish()
+            return SeedResult(0, time.perf_counter() - started, 0.0, manifest, path)
         path.unlink(missing_ok=True)  # no manifest while the data may not match it
         bar = Progress(spec.identifiers, progress)
         sample: list[str] = []
+        loaded = 0
+
+        def loaded_one(batch: BulkRows) -> None:
+            nonlocal loaded
+            loaded += len(batch[0])
+            bar.update(loaded)
+            homing.passed(batch[0][-1])
+
+        loading = time.perf_counter()
         if worker if worker is not None else spec.identifiers >= WORKER_FROM:
-            loaded = await _load_from_worker(store, spec, sample, bar)
+            await _load_from_worker(store, spec, sample, loaded_one)
         else:
-            loaded = 0
             for batch in chunks(plan, sample):
-                loaded += await store.bulk_load_prepared(batch)
-                bar.update(loaded)
+                await store.bulk_load_prepared(batch)
+                loaded_one(batch)
+        load_seconds = time.perf_counter() - loading
         bar.update(loaded, last=True)
+        await homing.finish()
     finally:
+        await homing.cancel()  # nothing left to cancel unless the load failed
         await store.close()  # its checkpoint leaves everything in the database file
     manifest = manifest_for(plan, sample)
     partial = path.with_name(MANIFEST + ".part")
     partial.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", "utf-8")
     os.replace(partial, path)
-    return SeedResult(loaded, time.perf_counter() - started, manifest, path)
+    return SeedResult(loaded, time.perf_counter() - started, load_seconds, manifest, path)
 
 
 # -- command line --------------------------------------------------------------------------------
@@ -938,10 +1003,10 @@ def main(args: argparse.Namespace) -> int:
     if not args.quiet:
         m = result.manifest
         if result.loaded:
+            rate = result.loaded / result.load_seconds
             print(
                 f"seeded {result.loaded:,} identifiers of {len(m['enterprises'])} enterprises in"
-                f" {result.seconds:.1f} s ({result.loaded / result.seconds:,.0f} ids/s);"
-                f" manifest {result.path}"
+                f" {result.seconds:.1f} s (loading {rate:,.0f} ids/s); manifest {result.path}"
             )
         else:
             print(f"already seeded ({m['identifiers']:,} identifiers); manifest {result.path}")

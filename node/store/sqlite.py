@@ -17,6 +17,7 @@ the writer's order.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import functools
 import itertools
 import operator
@@ -128,19 +129,20 @@ def _read(conn: sqlite3.Connection, key: str) -> Record | None:
 # and permissions, which seeded records share) and inserts a whole record with one statement in
 # which those are literals: only key, handle, timestamp and each value's data are bound.
 
-#: records ready to insert, as ``prepare_bulk`` makes them: the keys, then ``(shape, rows)``
-#: groups. A shape (``bulk_shape``) is each value's (index, type, ttl type, ttl, permissions), and
-#: its rows are ``(key, handle, timestamp, data of each value...)``; shape None: the rows are
-#: ``handles`` rows, one per value. Only tuples, lists, str, bytes and ints, so ``marshal``
-#: carries it from a generating process to the loading one.
+#: records ready to insert, as ``prepare_bulk`` makes them: the keys (each once), then
+#: ``(shape, rows)`` groups. A shape (``bulk_shape``) is each value's (index, type, ttl type, ttl,
+#: permissions), and its rows are ``(key, handle, timestamp, data of each value...)``; shape None:
+#: the rows are ``handles`` rows, one per value. Only tuples, lists, str, bytes and ints, so
+#: ``marshal`` carries it from a generating process to the loading one.
 BulkRows = tuple[list[str], list[tuple[Any, list[tuple[Any, ...]]]]]
 Shape = tuple[tuple[int, str, int, int, int], ...]
 
 _MAX_SHAPE_VALUES = 64  #: a record with more values goes one row per value
 #: page cache of a bulk load (KiB): a chunk's new pages stay in memory until its commit instead of
 #: being spilled to the WAL early; the connection's usual size comes back after each chunk
-_BULK_CACHE_KIB = 256 * 1024
+_BULK_CACHE_KIB = 128 * 1024
 _ANY_IN_RANGE = "SELECT 1 FROM handles WHERE hkey >= ? AND hkey <= ? LIMIT 1"
+_DELETE = "DELETE FROM handles WHERE hkey = ?"
 
 
 _SHAPE_OF = operator.attrgetter("index", "type", "ttl_type", "ttl", "permissions")
@@ -253,10 +255,14 @@ def _load(conn: sqlite3.Connection, batch: BulkRows) -> int:
     try:
         # Replacing means deleting each key's old values first. A fresh load (seeding) writes keys
         # nothing holds yet: one probe of each prefix's key range spares it a DELETE per key.
-        for _, run in itertools.groupby(sorted(keys), lambda key: key.partition("/")[0]):
-            under = list(run)
-            if conn.execute(_ANY_IN_RANGE, (under[0], under[-1])).fetchone() is not None:
-                conn.executemany("DELETE FROM handles WHERE hkey = ?", [(k,) for k in under])
+        ordered = sorted(keys)
+        start = 0
+        while start < len(ordered):
+            prefix = ordered[start].partition("/")[0]
+            end = bisect.bisect_left(ordered, prefix + "0", start)  # '0' follows '/'
+            if conn.execute(_ANY_IN_RANGE, (ordered[start], ordered[end - 1])).fetchone():
+                conn.executemany(_DELETE, [(k,) for k in ordered[start:end]])
+            start = end
         for sql, params in plan:
             if params:
                 conn.executemany(sql, params)

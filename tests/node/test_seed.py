@@ -134,6 +134,10 @@ def test_prefixes_and_suffixes_are_shaped_like_real_ones() -> None:
         assert enterprise.isdigit()
         widths.add(len(enterprise))
     assert len(widths) >= 3  # widths vary (1 to 4 digits, zero-padded ones too)
+    assert len({e.name for e in plan.enterprises}) == len(plan.enterprises)
+    assert len({e.gs1_company for e in plan.enterprises}) == len(plan.enterprises)
+    with pytest.raises(ValueError):
+        make_plan(SeedSpec(enterprises_per_industry=0))
     for _, record in generate(plan):
         assert SUFFIX.match(record.handle.partition("/")[2])
 
