@@ -68,6 +68,12 @@ _COUNT_UNDER = "SELECT COUNT(DISTINCT hkey) FROM handles WHERE hkey >= ? AND hke
 _STOP = object()
 
 
+def _count(conn: sqlite3.Connection, key: str) -> int:
+    """Handles stored under the upper-cased prefix ``key``."""
+    (n,) = conn.execute(_COUNT_UNDER, (key + "/", key + "0")).fetchone()
+    return int(n)
+
+
 def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
@@ -463,23 +469,31 @@ class SQLiteStore(Store):
         return bool(await self._call_writer(run))
 
     async def count_identifiers(self, prefixes: Iterable[str]) -> dict[str, int]:
-        """Handles stored under each prefix (upper-cased), counted in the writer's transaction.
+        """Handles stored under each prefix (upper-cased), counted on the reader, then published.
 
         With metrics the counts replace the maintained numbers: the node runs this once at start,
         and a loader that writes around ``mutate`` (``bulk_load``) runs it after loading.
         """
         keys = [ascii_upper(p) for p in prefixes]
 
-        def run(conn: sqlite3.Connection) -> dict[str, int]:
-            return {key: self._count_under(conn, key) for key in keys}
+        def count(conn: sqlite3.Connection) -> dict[str, int]:
+            return {key: _count(conn, key) for key in keys}
 
-        result: dict[str, int] = await self._call_writer(run)
+        # Counting a large store takes seconds: do it on the reader (WAL readers take no lock),
+        # then hand the totals to the writer, so other workers' writes are not kept waiting.
+        counts: dict[str, int] = await self._run_read(count)
+
+        def publish(conn: sqlite3.Connection) -> dict[str, int]:
+            self._changes.extend((key, n, True) for key, n in counts.items())
+            return counts
+
+        result: dict[str, int] = await self._call_writer(publish)
         return result
 
     def _count_under(self, conn: sqlite3.Connection, key: str) -> int:
-        (n,) = conn.execute(_COUNT_UNDER, (key + "/", key + "0")).fetchone()
-        self._changes.append((key, int(n), True))
-        return int(n)
+        n = _count(conn, key)
+        self._changes.append((key, n, True))
+        return n
 
     async def bulk_load(self, records: Iterable[tuple[str, Record]]) -> int:
         """Insert many records (seeding) in one transaction; existing keys are replaced.
