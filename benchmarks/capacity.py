@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.loadgen import run_load
-from benchmarks.node_bench import SECRET, _floor, _key, _pin, _Proc, dataset
+from benchmarks.node_bench import _floor, _key, _pin, _Proc, dataset, serve_args
 from benchmarks.openloop import OpenLoopResult, _templates, requests_for, run_openloop
 from benchmarks.report import DOORS, build_report, error_share, headline, write_steps
 
@@ -102,23 +102,7 @@ def run(
     gc.collect()
     gc.freeze()  # the request lists never change: keep them out of every later collection
     floors = {door: _floor(door) for door in DOORS}
-    node = _Proc(
-        [
-            "-m",
-            "node",
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--http-port",
-            "0",
-            "--port",
-            "0",
-            "--admin-secret",
-            SECRET,
-            "--log-level",
-            "WARNING",
-        ]
-    )
+    node = _Proc(serve_args(data_dir))
     rows: list[dict[str, Any]] = []
     try:
         # warm the node's cache with the same Zipf traffic (closed loop, msgpack ids fixed)

@@ -133,6 +133,14 @@ class _Proc:
             self.proc.kill()
 
 
+def serve_args(data_dir: Path) -> list[str]:
+    """``python`` arguments that serve ``data_dir`` on free ports, quietly, in one process."""
+    return [
+        "-m", "node", "serve", "--data-dir", str(data_dir), "--http-port", "0", "--port", "0",
+        "--workers", "1", "--admin-secret", SECRET, "--log-level", "WARNING",
+    ]  # fmt: skip
+
+
 def _floor(kind: str) -> _Proc:
     portfile = tempfile.mktemp(prefix=f"idnode-floor-{kind}-")
     return _Proc(["-m", "benchmarks.floors", kind, portfile], portfile)
@@ -187,23 +195,7 @@ def run(
     ]
     framed = [frame(m) for m in msgpack_reqs]
     procs = {kind: _floor(kind) for kind in ("http", "tcp", "udp")}
-    node = _Proc(
-        [
-            "-m",
-            "node",
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--http-port",
-            "0",
-            "--port",
-            "0",
-            "--admin-secret",
-            SECRET,
-            "--log-level",
-            "WARNING",
-        ]
-    )
+    node = _Proc(serve_args(data_dir))
     fp = {kind: proc.ports["port"] for kind, proc in procs.items()}
     np_ = node.ports
     # name: (transport, port, requests, concurrency, HTTP status that counts as success)

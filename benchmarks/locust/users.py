@@ -19,6 +19,7 @@ slow answer delays the next sends, and that delay counts there).
 
 from __future__ import annotations
 
+import abc
 import base64
 import json
 import random
@@ -98,17 +99,21 @@ class WorkloadMixin:
 
     # -- the operations, per transport -----------------------------------------------------------
 
+    @abc.abstractmethod
     def resolve(self, handle: str, found: bool) -> bool:
-        raise NotImplementedError
+        """Run one resolve over this user's transport; True when it succeeded."""
 
+    @abc.abstractmethod
     def create(self, handle: str) -> bool:
-        raise NotImplementedError
+        """Run one create over this user's transport; True when it succeeded."""
 
+    @abc.abstractmethod
     def modify(self, handle: str) -> bool:
-        raise NotImplementedError
+        """Run one modify over this user's transport; True when it succeeded."""
 
+    @abc.abstractmethod
     def delete(self, handle: str) -> bool:
-        raise NotImplementedError
+        """Run one delete over this user's transport; True when it succeeded."""
 
     # -- the task ----------------------------------------------------------------------------------
 
