@@ -276,12 +276,13 @@ class MsgpackUser(WorkloadMixin, User):
         self.credential = Credential(f"{self.picker.home}/ADMIN", ADMIN_INDEX, self.admin_secret)
         self.open(settings.msgpack_host, settings)
 
+    @abc.abstractmethod
     def open(self, host: str, settings: options.Settings) -> None:
-        raise NotImplementedError
+        """Connect this user's client to the node."""
 
+    @abc.abstractmethod
     def exchange(self, request: Request) -> tuple[Response, int, bool]:
         """The answer, its size in bytes, and whether it came over TCP after a truncated one."""
-        raise NotImplementedError
 
     @task
     def work(self) -> None:
