@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from benchmarks.loadgen import LoadResult, http_get, run_load
-from benchmarks.node_bench import SECRET, _key, dataset
+from benchmarks.node_bench import SECRET, _fig, _key, dataset
 from protocol.codes import OpFlag
 from protocol.messages import ResolveRequest
 from protocol.wire import encode_message, frame
@@ -41,16 +41,6 @@ def _stop(proc: subprocess.Popen[str]) -> None:
         proc.wait(20)
     except subprocess.TimeoutExpired:
         proc.kill()
-
-
-def _fig(r: LoadResult) -> dict[str, Any]:
-    return {
-        "rate_per_s": round(r.rate),
-        "p50_ms": round(r.p50_ms, 3),
-        "p99_ms": round(r.p99_ms, 3),
-        "errors": r.errors,
-        "generator_cpu_share": round(r.generator_cpu_s / r.seconds, 2),
-    }
 
 
 def run(

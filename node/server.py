@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -131,8 +132,8 @@ async def serve(config: Config, on_started: Callable[[Node], None] | None = None
     node = Node(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
+    if sys.platform != "win32":  # Windows event loops have no signal handlers
+        for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
     await node.start()
     metrics = f" metrics={node.ports['metrics']}" if "metrics" in node.ports else ""
