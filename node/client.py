@@ -36,6 +36,7 @@ import yarl
 
 from protocol.codes import OpCode, OpFlag, ResponseCode
 from protocol.errors import ProtocolError
+from protocol.identifiers import NA_PREFIX, ascii_upper
 from protocol.jsonapi import response_from_json, value_to_json
 from protocol.messages import (
     AddValuesRequest,
@@ -55,10 +56,13 @@ from protocol.messages import (
     ResolveRequest,
     ResolveResponse,
     Response,
+    Server,
+    SiteInfo,
     TruncatedResponse,
     UnhomePrefixRequest,
 )
 from protocol.records import HandleValue
+from protocol.site import query_interface, server_for
 from protocol.wire import (
     DEFAULT_LIMITS,
     NEED_DATA,
@@ -148,6 +152,10 @@ class Client(abc.ABC):
             credential=credential,
         )
         return (await self._send(request, retry=True))[0]
+
+    async def resolve_request(self, request: ResolveRequest, retry: bool = False) -> Response:
+        """Send a prepared resolution (its flags and filters as given); for resolvers."""
+        return (await self._send(request, retry=retry))[0]
 
     async def create(
         self,
@@ -506,6 +514,39 @@ class UDPClient(Client):
         if self._tcp is not None:
             await self._tcp.close()
             self._tcp = None
+
+
+class SiteClient(Client):
+    """msgpack over TCP to a site of several servers: each request goes to the server the site's
+    MD5-mod-N rule picks for its handle (``protocol.site.server_for``); requests naming no handle
+    go to the first server. ``site`` comes from ``site_info()`` of any of its servers or from a
+    referral's HS_SITE value."""
+
+    def __init__(self, site: SiteInfo, **options: Any) -> None:
+        super().__init__(**options)
+        self.site = site
+        self._clients: dict[int, TCPClient] = {}
+        for server in site.servers:
+            interface = query_interface(server, 1)
+            if interface is None:
+                raise ValueError(f"server {server.server_id} of the site lists no TCP interface")
+            self._clients[server.server_id] = TCPClient(server.address, interface.port)
+
+    def server(self, handle: str) -> Server:
+        """The server of the site responsible for ``handle`` (``0.NA/`` handles: the first)."""
+        prefix, _, suffix = handle.partition("/")
+        if ascii_upper(prefix) == NA_PREFIX:
+            return self.site.servers[0]
+        return server_for(self.site, prefix, suffix)
+
+    async def _exchange(self, request: Request) -> Response:
+        handle = getattr(request, "handle", None)
+        server = self.site.servers[0] if handle is None else self.server(handle)
+        return await self._clients[server.server_id]._exchange(request)
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
 
 
 # ---------------------------------------------------------------------------------------------

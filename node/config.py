@@ -38,7 +38,33 @@ class Config:
     )
     home: list[str] = _f([], "prefix to home at start (repeatable)")
     admin_secret: str = _f("", "secret of the node admin and of homed prefixes' ADMIN handles")
-    role: str = _f("secondary", "secondary (top-level and recursive come later)")
+    role: str = _f(
+        "secondary",
+        "secondary (serves its homed prefixes), toplevel (holds the 0.NA/ prefix records and "
+        "refers), or recursive (holds no data; resolves anything through the hierarchy)",
+    )
+    toplevel: str = _f(
+        "",
+        "HOST:PORT of the top-level node's Handle protocol port (msgpack over TCP); a secondary "
+        "registers its prefixes there, a recursive node starts its walks there; empty: none",
+    )
+    toplevel_secret: str = _f(
+        "", "secret the top-level node accepts for 300:0.NA/<prefix>; empty: admin_secret"
+    )
+    heartbeat_interval_s: float = _f(
+        10.0, "how often a secondary re-registers with the top-level (its heartbeat)"
+    )
+    heartbeat_stale_s: float = _f(
+        30.0, "top-level: a node silent this long is reported stale (never dropped)"
+    )
+    recursion_limit: int = _f(8, "referrals followed for one request; more: RECURSION_LIMIT (6)")
+    hop_timeout_s: float = _f(2.0, "how long one hop of a recursive resolution may take")
+    site: list[str] = _f(
+        [],
+        "HOST:PORT:HTTP_PORT of every server of this node's site, in order (repeatable); "
+        "empty: a site of this node alone",
+    )
+    site_server_id: int = _f(1, "this node's position (from 1) in --site")
     case_sensitive_suffix: bool = _f(False, "compare suffixes case-sensitively")
     profile: str = _f("protocol", "identifier limits: protocol (2048) or snms (255/64)")
     cache_max_bytes: int = _f(64 * 1024 * 1024, "bound of the resolution cache")

@@ -250,7 +250,7 @@ class NodeMetrics:
             name: TransportMetrics(name, STANDING_OPS, self.rejections) for name in TRANSPORTS
         }
         self.store = StoreMetrics()
-        self.referrals_followed = 0  #: referrals followed for clients (the hierarchy comes later)
+        self.referrals_followed = 0  #: referrals followed on clients' behalf
         self.service: Service | None = None  #: cache and homed prefixes; set by the node
         #: the other workers' last ``snapshot()``s, merged into every scrape (None: one process)
         self.peers: Callable[[], list[dict[str, Any]]] | None = None
@@ -258,6 +258,9 @@ class NodeMetrics:
         self.cache_totals: list[int] | None = None
         self.registry = CollectorRegistry()
         self.registry.register(NodeCollector(self))
+
+    def referral_followed(self) -> None:
+        self.referrals_followed += 1
 
     def exposition(self) -> bytes:
         """The text exposition format (``CONTENT_TYPE_LATEST``) of every metric."""
@@ -392,7 +395,7 @@ class NodeCollector:
         )
         yield CounterMetricFamily(
             "idnode_referrals_followed",
-            "Referrals followed on a client's behalf (0 until the hierarchy exists).",
+            "Referrals followed on a client's behalf (recursive resolution).",
             value=m.referrals_followed,
         )
         yield InfoMetricFamily(

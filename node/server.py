@@ -22,6 +22,7 @@ from aiohttp import web
 
 from node.coherence import Versions
 from node.config import Config
+from node.delegation import Monitor, Registrar
 from node.metrics import NodeMetrics
 from node.service import Service
 from node.store.sqlite import SQLiteStore
@@ -47,6 +48,13 @@ class Node:
         )
         self.service = Service(config, self.store, versions=versions)
         self.metrics.service = self.service
+        if self.service.resolver is not None:
+            self.service.resolver.on_follow = self.metrics.referral_followed
+        #: a secondary's registration with its top-level node; a top-level's delegation checks
+        self.registrar = (
+            Registrar(self.service) if config.toplevel and config.role == "secondary" else None
+        )
+        self.monitor = Monitor(self.service) if config.role == "toplevel" else None
         self.limits = WireLimits(max_frame_bytes=config.max_frame_bytes)
         self.connections: set[Any] = set()
         self._runner: web.AppRunner | None = None
@@ -66,7 +74,7 @@ class Node:
         loop = asyncio.get_running_loop()
         host = self.config.host
         self._runner = web.AppRunner(
-            make_app(self.service, self.metrics),
+            make_app(self.service, self.metrics, self.registrar, self.monitor),
             access_log=None,
             shutdown_timeout=self.config.shutdown_grace_s,
         )
@@ -106,11 +114,26 @@ class Node:
                 self._metrics_runner, host, self.config.metrics_port, reuse_port=reuse
             ).start()
             self.ports["metrics"] = self._metrics_runner.addresses[0][1]
-        log.info("listening on %s: http=%d tcp=%d udp=%d", host, http_port, port, port)
+        if self.registrar is not None:  # after binding: the site it registers names the ports
+            self.service.on_homed = self.registrar.poke
+            self.registrar.start()
+        if self.monitor is not None:
+            self.monitor.start()
+        log.info(
+            "%s listening on %s: http=%d tcp=%d udp=%d",
+            self.config.role,
+            host,
+            http_port,
+            port,
+            port,
+        )
 
     async def stop(self) -> None:
         """Stop accepting, drain in-flight requests within the grace period, close the store."""
         grace = self.config.shutdown_grace_s
+        for task in (self.registrar, self.monitor):
+            if task is not None:
+                await task.stop()
         if self._tcp is not None:
             self._tcp.close()
         drains = [c.drain() for c in list(self.connections)]
@@ -123,6 +146,8 @@ class Node:
             await self._runner.cleanup()
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
+        if self.service.resolver is not None:
+            await self.service.resolver.close()
         await self.store.close()
         log.info("stopped")
 

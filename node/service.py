@@ -13,6 +13,7 @@ its homed prefixes from the store before answering.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import logging
 import time
@@ -24,8 +25,9 @@ from node import auth
 from node.cache import Entry, ResolutionCache
 from node.coherence import Versions
 from node.config import Config
+from node.resolver import Resolver, parse_address
 from node.store import DELETE, Record, Store, StoreError
-from protocol.codes import ALL_ADMIN_PERMISSIONS, OpCode, ResponseCode
+from protocol.codes import ALL_ADMIN_PERMISSIONS, OpCode, OpFlag, ResponseCode
 from protocol.errors import InvalidValue, ProtocolError
 from protocol.identifiers import (
     NA_PREFIX,
@@ -33,6 +35,7 @@ from protocol.identifiers import (
     Handle,
     ascii_upper,
     check_prefix,
+    parent_chain,
     parse_handle,
 )
 from protocol.messages import (
@@ -51,6 +54,7 @@ from protocol.messages import (
     ListHomedPrefixesRequest,
     ListPrefixesResponse,
     ModifyValuesRequest,
+    ReferralResponse,
     RemoveValuesRequest,
     Request,
     ResolveRequest,
@@ -68,6 +72,7 @@ from protocol.records import (
     HandleValue,
     validate_record,
 )
+from protocol.site import HASH_BY_HANDLE, HASH_BY_PREFIX, server_for
 
 log = logging.getLogger("idnode.service")
 
@@ -80,11 +85,27 @@ ADMIN_VALUE_INDEX = 100  #: index of HS_ADMIN
 MAX_PAGE_SIZE = 10000
 MAX_PARSED_KEYS = 65536  #: handle texts whose parse the resolution path remembers
 MAX_PAGE = 10**9  #: keeps page * pageSize inside SQL's 64-bit OFFSET
+NOT_HERE = "That prefix doesn't live here"  #: the reference server's 301 message
+_NA_KEY = NA_PREFIX + "/"
 _SECKEY_PERMISSIONS = 0xC  #: admin read and write, never public
+
+
+ROLES = ("secondary", "toplevel", "recursive")
+SITE_TYPES = frozenset({"HS_SITE", "HS_SITE.PREFIX", "HS_SERV", "HS_SERV.PREFIX"})
+_DO_NOT_REFER = int(OpFlag.DO_NOT_REFER)
 
 
 def _fail(code: ResponseCode, message: str) -> ProtocolError:
     return ProtocolError(message, code=code)
+
+
+class NotServed(ProtocolError):
+    """The handle's prefix is not served here: SERVER_NOT_RESPONSIBLE, unless a referral can be
+    found (``Service.elsewhere``)."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__(NOT_HERE, code=ResponseCode.SERVER_NOT_RESPONSIBLE)
+        self.prefix = prefix
 
 
 class Principal:
@@ -117,10 +138,21 @@ class Service:
         clock: Callable[[], float] = time.time,
         versions: Versions | None = None,
     ) -> None:
+        if config.role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, not {config.role!r}")
+        if config.role == "recursive" and not config.toplevel:
+            raise ValueError("a recursive node needs the top-level node's address (--toplevel)")
         self.config = config
         self.store = store
         self.clock = clock
+        self.role = config.role
         self.profile = PROFILES[config.profile]
+        #: walks referrals: for a recursive node, for RECURSIVE requests, to find referrals
+        self.resolver = Resolver(config, clock) if config.toplevel else None
+        #: this node's site when it is one of several servers (``--site``), else None
+        self.site = _configured_site(config)
+        #: called after a prefix is homed (the node's registrar registers it upward)
+        self.on_homed: Callable[[], None] = lambda: None
         #: shared with the other workers, or private to this process
         self.versions = versions if versions is not None else Versions()
         self.cache = ResolutionCache(
@@ -219,6 +251,10 @@ class Service:
             if entry is None:
                 return None
             return self._answer(request, entry, key, public_only=True)
+        except NotServed:
+            if self.refers:
+                return None  # ``resolve`` finds the referral
+            return self.error(request, ResponseCode.SERVER_NOT_RESPONSIBLE, NOT_HERE), None, ""
         except ProtocolError as exc:
             return self.error(request, exc.code, exc.message), None, ""
 
@@ -236,12 +272,15 @@ class Service:
             entry = None if request.authoritative else cache.get(key, now)
             if entry is None:
                 generation, version = cache.generation, cache.version(key)
-                entry = cache.put(key, await self.store.get(key), now, generation, version)
+                record = await self._fetch(request, key)
+                entry = cache.put(key, record, now, generation, version)
             public_only = request.public_only or request.credential is None
             if not public_only and entry.record is not None:
                 principal = await self._authenticate(request.credential)
                 public_only = not principal.may_write(prefix)
             return self._answer(request, entry, key, public_only=public_only)
+        except NotServed as exc:
+            return await self.elsewhere(request, exc.prefix), None, ""
         except ProtocolError as exc:
             return self.error(request, exc.code, exc.message), None, ""
         except StoreError as exc:
@@ -273,28 +312,105 @@ class Service:
     async def _resolve_only(self, request: ResolveRequest) -> Response:
         return (await self.resolve(request))[0]
 
+    async def _fetch(self, request: ResolveRequest, key: str) -> Record | None:
+        """The record behind ``key``: from the store, or for a recursive node, the hierarchy."""
+        if self.role != "recursive":
+            return await self.store.get(key)
+        assert self.resolver is not None
+        plain = ResolveRequest(handle=request.handle)  # cached whole; filters apply after
+        answer = await self.resolver.resolve(plain)
+        if isinstance(answer, ResolveResponse):
+            return Record(answer.handle, answer.values)
+        if answer.code == ResponseCode.HANDLE_NOT_FOUND:
+            return None
+        message = answer.message if isinstance(answer, ErrorResponse) else ""
+        raise _fail(ResponseCode(answer.code), message)
+
+    @property
+    def refers(self) -> bool:
+        """Whether a handle not served here may get a referral instead of 301."""
+        return self.role == "toplevel" or self.resolver is not None
+
     def _resolution_key(self, text: str) -> tuple[str, str]:
-        """(upper-cased prefix, cache key) of a handle to resolve; each text is parsed once."""
+        """(upper-cased prefix, cache key) of a handle to resolve; each text is parsed once.
+
+        Raises ``NotServed`` when this node does not hold the handle.
+        """
         known = self._keys.get(text)
         if known is None:
             handle = parse_handle(text, self.profile)
             prefix = handle.suffix if handle.is_prefix_handle else handle.prefix
-            known = (ascii_upper(prefix), self._key(handle))
+            # a key served by another server of this site is marked by a leading space
+            mark = "" if self._on_this_server(handle) else " "
+            known = (mark + ascii_upper(prefix), self._key(handle))
             if len(self._keys) >= MAX_PARSED_KEYS:
                 self._keys.clear()
             self._keys[text] = known
-        if known[0] not in self.homed:
-            raise _fail(ResponseCode.SERVER_NOT_RESPONSIBLE, "That prefix doesn't live here")
+        if known[0] not in self.homed and not self._serves_all(known[1]):
+            raise NotServed(known[0].lstrip())
         return known
+
+    def _serves_all(self, key: str) -> bool:
+        """Recursive nodes answer for everything; top-level nodes hold every ``0.NA/`` handle."""
+        role = self.role
+        return role == "recursive" or (role == "toplevel" and key.startswith(_NA_KEY))
+
+    def _on_this_server(self, handle: Handle) -> bool:
+        site = self.site
+        if site is None or handle.is_prefix_handle:
+            return True
+        return (
+            server_for(site, handle.prefix, handle.suffix).server_id == self.config.site_server_id
+        )
 
     def _homed_handle(self, text: str, *, mint: bool = False) -> Handle:
         if mint and text.endswith("/"):
             text += "_"  # a placeholder suffix, replaced by the minted one
         handle = parse_handle(text, self.profile)
         prefix = handle.suffix if handle.is_prefix_handle else handle.prefix
-        if ascii_upper(prefix) not in self.homed:
-            raise _fail(ResponseCode.SERVER_NOT_RESPONSIBLE, "That prefix doesn't live here")
+        served = ascii_upper(prefix) in self.homed and (mint or self._on_this_server(handle))
+        if not served and not (self.role == "toplevel" and handle.is_prefix_handle):
+            raise _fail(ResponseCode.SERVER_NOT_RESPONSIBLE, NOT_HERE)
         return handle
+
+    # -- referrals --------------------------------------------------------------------------------
+
+    async def elsewhere(self, request: ResolveRequest, prefix: str) -> Response:
+        """The answer for a handle not served here: followed (RECURSIVE), a referral, or 301."""
+        if self.role == "toplevel":
+            if request.flags & _DO_NOT_REFER:
+                return self.error(request, ResponseCode.SERVER_NOT_RESPONSIBLE, NOT_HERE)
+            return await self._referral(request, prefix)
+        resolver = self.resolver
+        if resolver is None or request.flags & _DO_NOT_REFER:
+            return self.error(request, ResponseCode.SERVER_NOT_RESPONSIBLE, NOT_HERE)
+        if request.recursive:
+            answer = await resolver.resolve(request)
+        else:
+            answer = await resolver.delegation(request, prefix)
+            if not isinstance(answer, ReferralResponse):  # the top-level knows no node for it
+                return self.error(request, ResponseCode.SERVER_NOT_RESPONSIBLE, NOT_HERE)
+        return dataclasses.replace(answer, request_id=request.request_id, flags=request.flags)
+
+    async def _referral(self, request: ResolveRequest, prefix: str) -> Response:
+        """Top-level: PREFIX_REFERRAL with the service information of the longest delegated
+        prefix of ``prefix``, or SERVER_NOT_RESPONSIBLE when none is."""
+        for prefix_handle in parent_chain(prefix)[:-1]:  # not the root 0.NA/0.NA
+            record = await self.store.get(prefix_handle)
+            values = tuple(v for v in record.values if v.type in SITE_TYPES) if record else ()
+            if values:
+                return ReferralResponse(
+                    request_id=request.request_id,
+                    flags=request.flags,
+                    code=ResponseCode.PREFIX_REFERRAL,
+                    answers=request.op,
+                    handle=request.handle,
+                    prefix_handle=record.handle if record else prefix_handle,
+                    values=values,
+                )
+        return self.error(
+            request, ResponseCode.SERVER_NOT_RESPONSIBLE, f"No node is registered for {prefix}"
+        )
 
     # -- authentication -------------------------------------------------------------------------
 
@@ -381,6 +497,8 @@ class Service:
         if request.mint_suffix:
             stem = "" if handle.suffix == "_" and request.handle.endswith("/") else handle.suffix
             handle = Handle(handle.prefix, stem + uuid.uuid4().hex)
+            while not self._on_this_server(handle):  # a site's other servers hold the rest
+                handle = Handle(handle.prefix, stem + uuid.uuid4().hex)
         if not request.values:
             raise InvalidValue("a handle needs at least one value")
         values = self._stamp(request.values)
@@ -486,7 +604,7 @@ class Service:
     async def _list_handles(self, request: ListHandlesRequest) -> Response:
         prefix = check_prefix(request.prefix, self.profile)
         if ascii_upper(prefix) not in self.homed:
-            raise _fail(ResponseCode.SERVER_NOT_RESPONSIBLE, "That prefix doesn't live here")
+            raise _fail(ResponseCode.SERVER_NOT_RESPONSIBLE, NOT_HERE)
         await self._writer(request, prefix)
         if not 0 <= request.page <= MAX_PAGE or not 0 < request.page_size <= MAX_PAGE_SIZE:
             raise _fail(
@@ -564,6 +682,7 @@ class Service:
         self._written(key)
         self.homed[ascii_upper(prefix)] = prefix
         self.versions.bump_homed()  # committed: every worker reloads before its next answer
+        self.on_homed()
         log.info("homed prefix %s", prefix)
 
     async def _site_info(self, request: GetSiteInfoRequest) -> Response:
@@ -572,7 +691,9 @@ class Service:
         )
 
     def site_info(self) -> SiteInfo:
-        """This node as a one-server site (query and admin on every transport)."""
+        """This node's site: the configured one, or this node alone (every transport)."""
+        if self.site is not None:
+            return self.site
         ports = self.ports
         interfaces = tuple(
             Interface(3, proto, ports[name])
@@ -580,7 +701,31 @@ class Service:
             if name in ports
         )
         server = Server(1, self.config.host, interfaces)
-        return SiteInfo(serial=self.config.site_serial, hash_option=0, servers=(server,))
+        return SiteInfo(
+            serial=self.config.site_serial, hash_option=HASH_BY_PREFIX, servers=(server,)
+        )
+
+
+def _configured_site(config: Config) -> SiteInfo | None:
+    """The site of ``config.site`` (servers ``HOST:PORT:HTTP_PORT``), hashed by whole handle."""
+    if not config.site:
+        return None
+    servers = []
+    for number, text in enumerate(config.site, 1):
+        address, _, http = text.rpartition(":")
+        host, port = parse_address(address)
+        if not http.isdigit():
+            raise ValueError(f"site server {text!r}: expected HOST:PORT:HTTP_PORT")
+        interfaces = (Interface(3, 0, port), Interface(3, 1, port), Interface(3, 2, int(http)))
+        servers.append(Server(number, host, interfaces))
+    if not 1 <= config.site_server_id <= len(servers):
+        raise ValueError(f"site_server_id must be 1-{len(servers)}")
+    return SiteInfo(
+        serial=config.site_serial,
+        hash_option=HASH_BY_HANDLE,
+        servers=tuple(servers),
+        multi_primary=True,
+    )
 
 
 def _log_fields(request: Request) -> dict[str, object]:

@@ -4,7 +4,8 @@ Follows the CNRI HANDLE.NET JSON servlet as collected in ``shared/reference/hand
 ``data`` is ``{"format", "value"}`` (a bare string on input means format string), timestamps are
 ISO-8601 UTC, ``permissions`` appears only when not the default 1110, ``ttl`` defaults to 86400.
 A body of the wrong shape is PROTOCOL_ERROR (4), as the reference server answers; a value that has
-the right shape but breaks a rule is INVALID_VALUE (202).
+the right shape but breaks a rule is INVALID_VALUE (202). A referral (302, 303) names the prefix
+record under ``"referral"`` and carries its HS_SITE values, shown as ``"format": "site"``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from protocol.messages import (
     CreateResponse,
     ErrorResponse,
     ListHandlesResponse,
+    ReferralResponse,
     ResolveResponse,
     Response,
 )
@@ -34,6 +36,7 @@ from protocol.records import (
 
 MIN_TIMESTAMP = -62135596800  #: 0001-01-01T00:00:00Z, the first second a timestamp can show
 MAX_TIMESTAMP = 253402300799  #: 9999-12-31T23:59:59Z, the last
+_REFERRALS = (ResponseCode.SERVICE_REFERRAL, ResponseCode.PREFIX_REFERRAL)
 
 
 @lru_cache(maxsize=4096)  # values written together share timestamps: format each once
@@ -167,8 +170,15 @@ def response_to_json(response: Response) -> dict[str, Any]:
             "pageSize": response.page_size,
             "handles": list(response.handles),
         }
-    if isinstance(response, ErrorResponse):
+    if isinstance(response, ReferralResponse):
         out: dict[str, Any] = {"responseCode": int(response.code)}
+        if response.handle:
+            out["handle"] = response.handle
+        out["referral"] = response.prefix_handle
+        out["values"] = [value_to_json(v) for v in response.values]
+        return out
+    if isinstance(response, ErrorResponse):
+        out = {"responseCode": int(response.code)}
         if response.handle:
             out["handle"] = response.handle
         if response.code == ResponseCode.VALUES_NOT_FOUND and response.op == OpCode.RESOLUTION:
@@ -187,6 +197,15 @@ def response_from_json(obj: Any, op: OpCode) -> Response:
     handle = obj.get("handle", "")
     if not isinstance(handle, str):
         raise MalformedMessage("handle must be a string")
+    referral, values = obj.get("referral"), obj.get("values")
+    if code in _REFERRALS and isinstance(referral, str) and isinstance(values, list):
+        return ReferralResponse(
+            code=ResponseCode(code),
+            answers=op,
+            handle=handle,
+            prefix_handle=referral,
+            values=tuple(value_from_json(v) for v in values),
+        )
     if code != ResponseCode.SUCCESS:
         message = obj.get("message", "")
         return ErrorResponse(
@@ -196,7 +215,6 @@ def response_from_json(obj: Any, op: OpCode) -> Response:
             message=message if isinstance(message, str) else "",
         )
     if op == OpCode.RESOLUTION:
-        values = obj.get("values")
         if not isinstance(values, list):
             raise MalformedMessage("values must be a list")
         return ResolveResponse(handle=handle, values=tuple(value_from_json(v) for v in values))

@@ -248,6 +248,20 @@ class ErrorResponse(Response):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReferralResponse(Response):
+    """SERVICE_REFERRAL (302) or PREFIX_REFERRAL (303): ask the service these values describe."""
+
+    answers: OpCode  #: the op referred (RESOLUTION, or a write)
+    handle: str = ""  #: the handle asked about
+    prefix_handle: str  #: the prefix record the service information is from, e.g. ``0.NA/88.100``
+    values: tuple[HandleValue, ...]  #: its HS_SITE / HS_SITE.PREFIX / HS_SERV values
+
+    @property
+    def op(self) -> OpCode:  # type: ignore[override]
+        return self.answers
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TruncatedResponse(Response):
     """A UDP answer that did not fit: the client must ask again over TCP."""
 

@@ -1,9 +1,10 @@
 """Handle values and records (RFC 3651 section 3), HS_ADMIN and HS_VLIST data, the value-type registry.
 
 A value is ``index, type, data`` plus ttl, timestamp, permissions and references. ``data`` is always
-bytes; how it is shown in JSON (string, base64, hex, admin, vlist) is decided by the value-type
-registry, which, like dnspython's ``rdata.py``, falls back to a generic codec so that a type nobody
-registered round-trips its bytes unchanged.
+bytes; how it is shown in JSON (string, base64, hex, admin, vlist, site) is decided by the
+value-type registry, which, like dnspython's ``rdata.py``, falls back to a generic codec so that a
+type nobody registered round-trips its bytes unchanged. HS_SITE data is parsed by ``protocol.site``,
+imported where it is used: that module builds on ``protocol.messages``, which builds on this one.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ HS_ADMIN = "HS_ADMIN"
 HS_VLIST = "HS_VLIST"
 HS_SECKEY = "HS_SECKEY"
 HS_SITE = "HS_SITE"
+HS_SITE_PREFIX = "HS_SITE.PREFIX"
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +262,20 @@ class _VListFormat:
         return pack_vlist(tuple(_reference_from_json(item) for item in value))
 
 
+class _SiteFormat:
+    name = "site"
+
+    def to_json(self, data: bytes) -> Any:
+        from protocol.site import site_data_to_json
+
+        return site_data_to_json(data)
+
+    def from_json(self, value: Any) -> bytes:
+        from protocol.site import encode_site, site_from_json
+
+        return encode_site(site_from_json(value))
+
+
 def _reference_from_json(item: Any) -> Reference:
     if not isinstance(item, dict):
         raise InvalidValue("a reference must be an object with handle and index")
@@ -272,7 +288,14 @@ def _reference_from_json(item: Any) -> Reference:
 
 FORMATS: dict[str, DataFormat] = {
     f.name: f
-    for f in (_StringFormat(), _Base64Format(), _HexFormat(), _AdminFormat(), _VListFormat())
+    for f in (
+        _StringFormat(),
+        _Base64Format(),
+        _HexFormat(),
+        _AdminFormat(),
+        _VListFormat(),
+        _SiteFormat(),
+    )
 }
 
 
@@ -302,6 +325,22 @@ class _TypedFormat(ValueType):
         return self.fmt
 
 
+class _SiteType(ValueType):
+    """HS_SITE data: any the CNRI layout parses; shown as site when that shape holds it exactly."""
+
+    def validate(self, data: bytes) -> None:
+        from protocol.site import decode_site
+
+        decode_site(data)
+
+    def format_for(self, data: bytes) -> DataFormat:
+        try:
+            FORMATS["site"].to_json(data)
+        except InvalidValue:  # malformed, or with keys or attributes: shown as plain bytes
+            return super().format_for(data)
+        return FORMATS["site"]
+
+
 class TypeRegistry:
     """Value types by name; registering a name twice is an error."""
 
@@ -325,6 +364,8 @@ class TypeRegistry:
 REGISTRY = TypeRegistry()
 REGISTRY.register(HS_ADMIN, _TypedFormat(FORMATS["admin"]))
 REGISTRY.register(HS_VLIST, _TypedFormat(FORMATS["vlist"]))
+REGISTRY.register(HS_SITE, _SiteType())
+REGISTRY.register(HS_SITE_PREFIX, _SiteType())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,12 @@ int4-length bytes, interfaces as int4 count of type byte, protocol byte and int4
 server for a handle: MD5 of the upper-cased hash part (prefix, suffix or the whole handle, by the
 site's hash option), its last 4 bytes as a big-endian signed int, absolute value, modulo the
 number of servers.
+
+The JSON shape (``site_to_json``, ``site_from_json``) is the one HANDLE.NET's REST API writes as
+``{"format": "site", "value": ...}``. idnode keeps no hash filter, attributes or server public
+keys (sessions and signatures come later): they are written empty and ignored on input. A referral
+answer (302, 303) carries a prefix's HS_SITE and HS_SITE.PREFIX values; ``referral_sites`` reads
+them back.
 """
 
 from __future__ import annotations
@@ -16,10 +22,13 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import struct
+from collections.abc import Iterable
+from typing import Any
 
 from protocol.errors import InvalidValue
 from protocol.identifiers import ascii_upper
 from protocol.messages import Interface, Server, SiteInfo
+from protocol.records import DEFAULT_TTL_S, HS_SITE, HS_SITE_PREFIX, HandleValue
 
 DATA_FORMAT_VERSION = 1  #: the HS_SITE layout this module writes
 PROTOCOL_MAJOR, PROTOCOL_MINOR = 2, 11  #: what CNRI servers and the Chinese SDKs speak
@@ -27,6 +36,10 @@ PRIMARY = 0x80  #: primary-mask bit: the site accepts writes
 MULTI_PRIMARY = 0x40  #: primary-mask bit: every server of the site accepts writes
 HASH_BY_PREFIX, HASH_BY_SUFFIX, HASH_BY_HANDLE = 0, 1, 2  #: hash options
 MAX_SERVERS = 1024  #: servers (and interfaces per server) a site may list
+ADMIN, QUERY, ADMIN_AND_QUERY = 1, 2, 3  #: interface kinds
+UDP, TCP, HTTP, HTTPS = 0, 1, 2, 3  #: interface protocols
+_PROTOCOL_NAMES = {UDP: "UDP", TCP: "TCP", HTTP: "HTTP", HTTPS: "HTTPS"}
+_PROTOCOLS = {name: number for number, name in _PROTOCOL_NAMES.items()}
 _ADDRESS_BYTES = 16
 
 
@@ -147,3 +160,126 @@ def server_for(site: SiteInfo, prefix: str, suffix: str) -> Server:
     digest = hashlib.md5(ascii_upper(part).encode("utf-8"), usedforsecurity=False).digest()
     value = int.from_bytes(digest[-4:], "big", signed=True)
     return site.servers[abs(value) % len(site.servers)]
+
+
+def query_interface(server: Server, protocol: int) -> Interface | None:
+    """The first interface of ``server`` that answers queries over ``protocol`` (0 UDP ... 3 HTTPS)."""
+    for interface in server.interfaces:
+        if interface.protocol == protocol and interface.kind in (QUERY, ADMIN_AND_QUERY):
+            return interface
+    return None
+
+
+def referral_sites(values: Iterable[HandleValue]) -> tuple[SiteInfo, ...]:
+    """The sites of a prefix record's HS_SITE values, then its HS_SITE.PREFIX ones, by index."""
+    chosen = [v for v in values if v.type == HS_SITE or v.type == HS_SITE_PREFIX]
+    chosen.sort(key=lambda v: (v.type != HS_SITE, v.index))
+    return tuple(decode_site(v.data) for v in chosen)
+
+
+def site_value(site: SiteInfo, index: int = 1, ttl: int = DEFAULT_TTL_S) -> HandleValue:
+    """An HS_SITE value describing ``site``."""
+    return HandleValue(index, HS_SITE, encode_site(site), ttl=ttl)
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON (HANDLE.NET's ``"format": "site"``)
+
+
+def site_to_json(site: SiteInfo) -> dict[str, Any]:
+    """``site`` in the REST shape; ``InvalidValue`` if an interface kind or protocol has no name."""
+    servers = []
+    for server in site.servers:
+        interfaces = []
+        for i in server.interfaces:
+            if i.kind not in (ADMIN, QUERY, ADMIN_AND_QUERY) or i.protocol not in _PROTOCOL_NAMES:
+                raise InvalidValue(f"no site name for interface {i.kind} over {i.protocol}")
+            interfaces.append(
+                {
+                    "query": i.kind != ADMIN,
+                    "admin": i.kind != QUERY,
+                    "protocol": _PROTOCOL_NAMES[i.protocol],
+                    "port": i.port,
+                }
+            )
+        servers.append(
+            {
+                "serverId": server.server_id,
+                "address": server.address,
+                "publicKey": {"format": "hex", "value": ""},
+                "interfaces": interfaces,
+            }
+        )
+    return {
+        "version": DATA_FORMAT_VERSION,
+        "protocolVersion": f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}",
+        "serialNumber": site.serial,
+        "primaryMask": {"primary": site.primary, "multiPrimary": site.multi_primary},
+        "hashOption": site.hash_option,
+        "hashFilter": "",
+        "attributes": [],
+        "servers": servers,
+    }
+
+
+def site_data_to_json(data: bytes) -> dict[str, Any]:
+    """HS_SITE data in the REST shape; ``InvalidValue`` unless that shape holds it byte for byte."""
+    site = decode_site(data)
+    if encode_site(site) != data:  # a key, attribute, hash filter or other version: keep as bytes
+        raise InvalidValue("HS_SITE data holds fields the site format does not carry")
+    return site_to_json(site)
+
+
+_JSON_NAMES = {
+    int: "an integer",
+    str: "a string",
+    bool: "true or false",
+    list: "an array",
+    dict: "an object",
+}
+
+
+def _field(obj: Any, key: str, kind: type, what: str, default: Any = None) -> Any:
+    if not isinstance(obj, dict):
+        raise InvalidValue(f"site {what} must be an object")
+    value = obj.get(key, default)
+    if type(value) is not kind:
+        raise InvalidValue(f"site {what} field {key!r} must be {_JSON_NAMES[kind]}")
+    return value
+
+
+def _items(obj: Any, key: str, what: str) -> list[Any]:
+    items: list[Any] = _field(obj, key, list, what)
+    if len(items) > MAX_SERVERS:
+        raise InvalidValue(f"site {what} lists over {MAX_SERVERS} {key}")
+    return items
+
+
+def _interface_from_json(obj: Any) -> Interface:
+    query = _field(obj, "query", bool, "interface")
+    admin = _field(obj, "admin", bool, "interface")
+    protocol = _PROTOCOLS.get(_field(obj, "protocol", str, "interface"))
+    if protocol is None or not (query or admin):
+        raise InvalidValue("site interface needs protocol UDP, TCP, HTTP or HTTPS, query or admin")
+    kind = ADMIN_AND_QUERY if query and admin else QUERY if query else ADMIN
+    return Interface(kind, protocol, _field(obj, "port", int, "interface"))
+
+
+def site_from_json(obj: Any) -> SiteInfo:
+    """Parse the REST shape (version, protocol version, hash filter, attributes, keys ignored)."""
+    mask = _field(obj, "primaryMask", dict, "info", {"primary": True, "multiPrimary": False})
+    servers = tuple(
+        Server(
+            _field(server, "serverId", int, "server"),
+            _field(server, "address", str, "server"),
+            tuple(_interface_from_json(i) for i in _items(server, "interfaces", "server")),
+        )
+        for server in _items(obj, "servers", "info")
+    )
+    return SiteInfo(
+        serial=_field(obj, "serialNumber", int, "info"),
+        hash_option=_field(obj, "hashOption", int, "info"),
+        servers=servers,
+        primary=_field(mask, "primary", bool, "primaryMask", False),
+        multi_primary=_field(mask, "multiPrimary", bool, "primaryMask", False),
+    )

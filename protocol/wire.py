@@ -37,6 +37,7 @@ from protocol.messages import (
     ListPrefixesResponse,
     Message,
     ModifyValuesRequest,
+    ReferralResponse,
     RemoveValuesRequest,
     Request,
     ResolveRequest,
@@ -57,6 +58,7 @@ UDP_MAX_ANSWER_BYTES: Final = 1400  #: answers above this go out truncated
 # calling an enum or reading a member off its class costs more than the rest of a check
 _TRUNCATED: Final = int(MessageFlag.TRUNCATED)
 _SUCCESS: Final = int(ResponseCode.SUCCESS)
+_REFERRALS: Final = frozenset((302, 303))  #: SERVICE_REFERRAL, PREFIX_REFERRAL
 _OP_CODES: dict[int, OpCode] = {int(op): op for op in OpCode}
 
 
@@ -150,6 +152,11 @@ _ENCODERS: dict[type[Message], Callable[[Any], dict[str, Any]]] = {
     ListPrefixesResponse: lambda m: {"px": list(m.prefixes)},
     SiteInfoResponse: lambda m: {"s": _site(m.site)},
     ErrorResponse: lambda m: {"m": m.message, "h": m.handle},
+    ReferralResponse: lambda m: {
+        "h": m.handle,
+        "ph": m.prefix_handle,
+        "v": [_value(v) for v in m.values],
+    },
     TruncatedResponse: lambda m: {},
 }
 
@@ -542,6 +549,20 @@ def decode_message(payload: bytes, limits: WireLimits = DEFAULT_LIMITS) -> Messa
         if mflags & _TRUNCATED:
             return TruncatedResponse(request_id=rid, flags=flags, code=rc, answers=answers)
         if rc != _SUCCESS:
+            if rc in _REFERRALS and "ph" in body:  # a referral without service info is an error
+                if too_many:
+                    raise LimitExceeded(
+                        f"message holds over {limits.max_items} values and references"
+                    )
+                return ReferralResponse(
+                    request_id=rid,
+                    flags=flags,
+                    code=ResponseCode(rc),
+                    answers=answers,
+                    handle=_str(body, "h", ""),
+                    prefix_handle=_str(body, "ph"),
+                    values=_values(body),
+                )
             return ErrorResponse(
                 request_id=rid,
                 flags=flags,

@@ -20,6 +20,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from node.delegation import Monitor, Registrar
 from node.metrics import CONTENT_TYPE_LATEST, NodeMetrics, OpStats
 from node.service import Service
 from protocol.codes import OpCode, OpFlag, ResponseCode, http_status
@@ -46,6 +47,7 @@ _TRUE = ("true", "1", "yes")
 _PUBLIC_ONLY = int(OpFlag.PUBLIC_ONLY)
 _AUTHORITATIVE = int(OpFlag.AUTHORITATIVE)
 _DO_NOT_REFER = int(OpFlag.DO_NOT_REFER)
+_RECURSIVE = int(OpFlag.RECURSIVE)
 _REST_OPS = (
     OpCode.RESOLUTION,
     OpCode.CREATE_HANDLE,
@@ -130,6 +132,8 @@ class HandlesAPI:
 
     def __init__(self, service: Service, metrics: NodeMetrics) -> None:
         self.service = service
+        self.registrar: Registrar | None = None
+        self.monitor: Monitor | None = None
         self.metrics = metrics.transports["http"]
         self._resolution = self.metrics.op(OpCode.RESOLUTION)
         self._stats = {op: self.metrics.op(op) for op in _REST_OPS}
@@ -205,6 +209,8 @@ class HandlesAPI:
             flags |= _AUTHORITATIVE
         if _flag(request, "doNotRefer", False):
             flags |= _DO_NOT_REFER
+        if _flag(request, "recursive", False):
+            flags |= _RECURSIVE
         return ResolveRequest(
             handle=request.match_info["handle"],
             indexes=_indexes(request),
@@ -295,8 +301,18 @@ class HandlesAPI:
     async def readyz(self, request: web.Request) -> web.Response:
         ready = self.service.ready
         cache = self.service.cache
+        registrar = self.registrar
+        body: dict[str, Any] = {}
+        if registrar is not None:  # a secondary is ready once its top-level took a heartbeat
+            ready = ready and registrar.ready()
+            body["toplevel"] = {
+                "address": self.service.config.toplevel,
+                "registered": registrar.ready(),
+                "failures": registrar.failures,
+            }
         body = {
             "status": "ready" if ready else "starting",
+            **body,
             "cache": {
                 "hits": cache.hits,
                 "misses": cache.misses,
@@ -306,6 +322,18 @@ class HandlesAPI:
             },
         }
         return web.json_response(body, status=200 if ready else 503)
+
+    async def list_delegations(self, request: web.Request) -> web.Response:
+        """Top-level: the registered prefixes, their sites and their nodes' heartbeat state."""
+        if self.monitor is None:
+            return _error(
+                ResponseCode.OPERATION_NOT_SUPPORTED, "only a top-level node holds delegations"
+            )
+        rows = await self.monitor.check()
+        return web.Response(
+            body=_dumps({"responseCode": 1, "delegations": rows}, _flag(request, "pretty", False)),
+            content_type=JSON,
+        )
 
 
 def _metrics_handler(metrics: NodeMetrics) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -324,14 +352,21 @@ def make_metrics_app(metrics: NodeMetrics) -> web.Application:
     return app
 
 
-def make_app(service: Service, metrics: NodeMetrics | None = None) -> web.Application:
-    """The HTTP API of ``service``, counted in ``metrics`` (a fresh set when not given)."""
+def make_app(
+    service: Service,
+    metrics: NodeMetrics | None = None,
+    registrar: Registrar | None = None,
+    monitor: Monitor | None = None,
+) -> web.Application:
+    """The HTTP API of ``service``, counted in ``metrics`` (a fresh set when not given); a
+    secondary's ``registrar`` joins its readiness, a top-level's ``monitor`` lists delegations."""
     if metrics is None:
         metrics = NodeMetrics()
         metrics.service = service
     app = web.Application(client_max_size=service.config.max_http_body_bytes)
     app[SERVICE] = service
     api = HandlesAPI(service, metrics)
+    api.registrar, api.monitor = registrar, monitor
     app.router.add_get("/api/handles", api.list_handles)
     app.router.add_route("*", "/api/handles/", api.empty_handle)
     app.router.add_get("/api/handles/{handle:.+}", api.resolve)
@@ -339,6 +374,7 @@ def make_app(service: Service, metrics: NodeMetrics | None = None) -> web.Applic
     app.router.add_delete("/api/handles/{handle:.+}", api.delete)
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.readyz)
+    app.router.add_get("/api/delegations", api.list_delegations)
     app.router.add_get("/metrics", _metrics_handler(metrics))
     app.router.add_route("*", "/{tail:.*}", api.no_route)  # last: JSON errors, no middleware cost
     return app

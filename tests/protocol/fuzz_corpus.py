@@ -37,6 +37,7 @@ from protocol.messages import (
     ListPrefixesResponse,
     Message,
     ModifyValuesRequest,
+    ReferralResponse,
     RemoveValuesRequest,
     ResolveRequest,
     ResolveResponse,
@@ -47,7 +48,7 @@ from protocol.messages import (
     UnhomePrefixRequest,
 )
 from protocol.records import TTL_ABSOLUTE, AdminValue, HandleValue, Reference, pack_vlist
-from protocol.site import encode_site
+from protocol.site import encode_site, site_value
 from protocol.wire import encode_datagram, encode_message, frame
 
 NOW = 1764300000  #: 2025-11-28T03:20:00Z, the timestamp every seed value carries
@@ -66,6 +67,11 @@ KIND_MSGPACK, KIND_FRAMES, KIND_JSON, KIND_TEXT, KIND_BINARY = (
 # Seeds
 
 
+_SITE = SiteInfo(
+    7, 1, (Server(1, "192.0.2.1", (Interface(3, 0, 2641), Interface(3, 1, 2641))),), True
+)
+
+
 def sample_values() -> tuple[HandleValue, ...]:
     """A factory record: URL, product data, an absolute TTL, HS_ADMIN, HS_VLIST with references."""
     admin = AdminValue("0.NA/88.118.8", 200, ALL_ADMIN_PERMISSIONS).to_bytes()
@@ -80,6 +86,7 @@ def sample_values() -> tuple[HandleValue, ...]:
         HandleValue(5, "SECRET_NOTE", b"\x00\xff\xfe binary", permissions=0x8, timestamp=NOW),
         HandleValue(100, "HS_ADMIN", admin, timestamp=NOW),
         HandleValue(200, "HS_VLIST", vlist, references=(Reference("88.118.8/X", 1),)),
+        site_value(_SITE, index=300),
     )
 
 
@@ -87,9 +94,6 @@ def sample_messages() -> list[Message]:
     """One message of every kind the wire codec knows, most with every optional field set."""
     values = sample_values()
     cred = Credential("88.118.8/ADMIN", 300, "s3cret")
-    site = SiteInfo(
-        7, 1, (Server(1, "192.0.2.1", (Interface(3, 0, 2641), Interface(3, 1, 2641))),), True
-    )
     rid = 0x01020304
     return [
         ResolveRequest(request_id=1, flags=OpFlag.PUBLIC_ONLY, handle=HANDLE),
@@ -121,7 +125,7 @@ def sample_messages() -> list[Message]:
             handles=("88.118.8/a", "88.118.8/b", "88.118.8/c"),
         ),
         ListPrefixesResponse(request_id=9, prefixes=("88.118.8", "88.118.9")),
-        SiteInfoResponse(request_id=2, site=site),
+        SiteInfoResponse(request_id=2, site=_SITE),
         ErrorResponse(
             request_id=1,
             code=ResponseCode.HANDLE_NOT_FOUND,
@@ -130,6 +134,14 @@ def sample_messages() -> list[Message]:
             handle=HANDLE,
         ),
         ErrorResponse(request_id=1, code=999, answers=OpCode(4242), message="future"),
+        ReferralResponse(
+            request_id=1,
+            code=ResponseCode.PREFIX_REFERRAL,
+            answers=OpCode.RESOLUTION,
+            handle="88.100.5/X",
+            prefix_handle="0.NA/88.100",
+            values=(site_value(_SITE),),
+        ),
         TruncatedResponse(request_id=1, code=ResponseCode.SUCCESS, answers=OpCode.RESOLUTION),
     ]
 
@@ -217,7 +229,10 @@ def json_seeds() -> list[bytes]:
     )
     bodies: list[Any] = [{"handle": HANDLE, "values": values}, values, values[0], {"values": []}]
     for m in sample_messages():
-        if isinstance(m, (ResolveResponse, CreateResponse, ListHandlesResponse, ErrorResponse)):
+        if isinstance(
+            m,
+            (ResolveResponse, CreateResponse, ListHandlesResponse, ErrorResponse, ReferralResponse),
+        ):
             bodies.append(response_to_json(m))
     bodies.append({"responseCode": 200, "values": []})
     seeds = [json.dumps(b, ensure_ascii=False).encode() for b in bodies]

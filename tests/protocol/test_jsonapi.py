@@ -27,12 +27,18 @@ from protocol.messages import (
     CreateResponse,
     DoneResponse,
     ErrorResponse,
+    Interface,
     ListHandlesResponse,
+    ReferralResponse,
     ResolveResponse,
     Response,
+    Server,
+    SiteInfo,
 )
 from protocol.records import (
     HS_ADMIN,
+    HS_SITE,
+    HS_SITE_PREFIX,
     HS_VLIST,
     TTL_ABSOLUTE,
     TTL_RELATIVE,
@@ -41,6 +47,7 @@ from protocol.records import (
     Reference,
     pack_vlist,
 )
+from protocol.site import encode_site, site_value
 
 SETTINGS = settings(max_examples=200, deadline=None)
 
@@ -184,6 +191,80 @@ def test_admin_and_vlist_values_in_json() -> None:
     assert value_from_json(value_to_json(vlist)) == vlist
 
 
+SITE = SiteInfo(
+    serial=4,
+    hash_option=1,
+    servers=(Server(1, "192.0.2.1", (Interface(2, 0, 2641), Interface(1, 3, 8443))),),
+    multi_primary=True,
+)
+SITE_JSON = {
+    "version": 1,
+    "protocolVersion": "2.11",
+    "serialNumber": 4,
+    "primaryMask": {"primary": True, "multiPrimary": True},
+    "hashOption": 1,
+    "hashFilter": "",
+    "attributes": [],
+    "servers": [
+        {
+            "serverId": 1,
+            "address": "192.0.2.1",
+            "publicKey": {"format": "hex", "value": ""},
+            "interfaces": [
+                {"query": True, "admin": False, "protocol": "UDP", "port": 2641},
+                {"query": False, "admin": True, "protocol": "HTTPS", "port": 8443},
+            ],
+        }
+    ],
+}
+
+
+@pytest.mark.parametrize("type_name", [HS_SITE, HS_SITE_PREFIX])
+def test_site_values_in_json(type_name: str) -> None:
+    value = HandleValue(1, type_name, encode_site(SITE), timestamp=T0)
+    shown = value_to_json(value)
+    assert shown == {
+        "index": 1,
+        "type": type_name,
+        "data": {"format": "site", "value": SITE_JSON},
+        "ttl": 86400,
+        "timestamp": T0_ISO,
+    }
+    assert value_from_json(roundtrip_json(shown)) == value
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt"),
+    [
+        (b"\x00\x01\xff", "base64"),  # truncated
+        (b"not a site", "string"),
+        (encode_site(SITE) + b"\x00", "base64"),  # trailing bytes
+        (b"\x00\x02" + encode_site(SITE)[2:], "base64"),  # well-formed, another data version
+    ],
+)
+def test_site_data_the_site_shape_cannot_show_is_shown_as_bytes(data: bytes, fmt: str) -> None:
+    value = HandleValue(1, HS_SITE, data, timestamp=T0)
+    shown = value_to_json(value)
+    assert shown["data"]["format"] == fmt
+    assert value_from_json(roundtrip_json(shown)) == value
+
+
+@pytest.mark.parametrize(
+    "site",
+    [
+        {**SITE_JSON, "servers": [{**SITE_JSON["servers"][0], "address": "node.example"}]},
+        {**SITE_JSON, "serialNumber": 70000},
+        {**SITE_JSON, "servers": "192.0.2.1"},
+        {**SITE_JSON, "hashOption": None},
+        [SITE_JSON],
+    ],
+)
+def test_bad_site_json_is_code_202(site: Any) -> None:
+    invalid(
+        value_from_json, {"index": 1, "type": HS_SITE, "data": {"format": "site", "value": site}}
+    )
+
+
 def test_value_from_json_defaults() -> None:
     assert value_from_json({"index": 1, "type": "URL", "data": "https://x"}) == HandleValue(
         1, "URL", b"https://x", ttl=86400, ttl_type=TTL_RELATIVE, timestamp=0, permissions=0xE
@@ -283,8 +364,8 @@ def test_right_shape_wrong_content_is_code_202(obj: Any) -> None:
 
 
 def test_unknown_format_names_it() -> None:
-    error = invalid(value_from_json, {"index": 3, "type": "X", "data": {"format": "site"}})
-    assert error.message == "value 3 has unsupported data format 'site'"
+    error = invalid(value_from_json, {"index": 3, "type": "X", "data": {"format": "key"}})
+    assert error.message == "value 3 has unsupported data format 'key'"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -419,11 +500,68 @@ def test_list_answer_total_count_is_a_string() -> None:
             {"responseCode": 402},
         ),
         (DoneResponse(answers=OpCode.DELETE_HANDLE), {"responseCode": 1}),
+        (
+            ReferralResponse(
+                code=302, answers=OpCode.CREATE_HANDLE, prefix_handle="0.NA/88.100", values=()
+            ),
+            {"responseCode": 302, "referral": "0.NA/88.100", "values": []},
+        ),
     ],
 )
 def test_error_and_done_answer_shapes(response: Response, shown: dict[str, Any]) -> None:
     assert response_to_json(response) == shown
     assert list(response_to_json(response))[0] == "responseCode"
+
+
+def test_referral_answer_shape() -> None:
+    referral = ReferralResponse(
+        code=ResponseCode.PREFIX_REFERRAL,
+        answers=OpCode.RESOLUTION,
+        handle="88.100.5/X",
+        prefix_handle="0.NA/88.100",
+        values=(site_value(SITE),),
+    )
+    shown = response_to_json(referral)
+    assert shown == {
+        "responseCode": 303,
+        "handle": "88.100.5/X",
+        "referral": "0.NA/88.100",
+        "values": [
+            {
+                "index": 1,
+                "type": "HS_SITE",
+                "data": {"format": "site", "value": SITE_JSON},
+                "ttl": 86400,
+                "timestamp": "1970-01-01T00:00:00Z",
+            }
+        ],
+    }
+    assert list(shown) == ["responseCode", "handle", "referral", "values"]
+    assert response_from_json(roundtrip_json(shown), OpCode.RESOLUTION) == referral
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"responseCode": 303, "handle": "88.100.5/X", "message": "elsewhere"},
+        {"responseCode": 303, "referral": "0.NA/88.100"},  # no values
+        {"responseCode": 302, "values": []},  # no referral
+        {"responseCode": 302, "referral": 5, "values": []},
+        {"responseCode": 301, "referral": "0.NA/88.100", "values": []},
+    ],
+)
+def test_referral_codes_without_the_referral_shape_are_errors(obj: dict[str, Any]) -> None:
+    back = response_from_json(obj, OpCode.RESOLUTION)
+    assert type(back) is ErrorResponse
+    assert back.code == obj["responseCode"]
+
+
+def test_referral_values_are_parsed_like_any_values() -> None:
+    bad = {"responseCode": 303, "referral": "0.NA/88", "values": [{"index": 1}]}
+    malformed(response_from_json, bad, OpCode.RESOLUTION)
+    site = {"format": "site", "value": {}}
+    bad["values"] = [{"index": 1, "type": HS_SITE, "data": site}]
+    invalid(response_from_json, bad, OpCode.RESOLUTION)
 
 
 def test_response_from_json_reference_examples() -> None:
@@ -506,7 +644,7 @@ admin_data = st.builds(
     AdminValue, TEXT.filter(bool), INT32, st.integers(0, 0xFFFF).map(AdminPermission)
 ).map(AdminValue.to_bytes)
 vlist_data = st.lists(references, max_size=4).map(lambda refs: pack_vlist(tuple(refs)))
-generic_types = TEXT.filter(lambda t: t not in (HS_ADMIN, HS_VLIST))
+generic_types = TEXT.filter(lambda t: t not in (HS_ADMIN, HS_VLIST, HS_SITE, HS_SITE_PREFIX))
 
 
 def _values(type_names: st.SearchStrategy[str], data: st.SearchStrategy[bytes]) -> Any:
@@ -523,7 +661,27 @@ def _values(type_names: st.SearchStrategy[str], data: st.SearchStrategy[bytes]) 
     )
 
 
+site_interfaces = st.builds(
+    Interface, st.integers(1, 3), st.integers(0, 3), st.integers(-(2**31), 2**31 - 1)
+)
+site_data = st.builds(
+    SiteInfo,
+    serial=st.integers(0, 0xFFFF),
+    hash_option=st.integers(0, 255),
+    servers=st.lists(
+        st.builds(
+            Server,
+            INT32,
+            st.ip_addresses().map(str),
+            st.lists(site_interfaces, max_size=3).map(tuple),
+        ),
+        max_size=3,
+    ).map(tuple),
+    primary=st.booleans(),
+    multi_primary=st.booleans(),
+).map(encode_site)
 json_values = st.one_of(
+    _values(st.sampled_from([HS_SITE, HS_SITE_PREFIX]), st.one_of(site_data, st.binary())),
     _values(generic_types, st.binary(max_size=64)),
     _values(generic_types, TEXT.map(str.encode)),
     _values(st.just(HS_ADMIN), admin_data),
@@ -557,6 +715,15 @@ error_responses = st.builds(
     message=TEXT,
 )
 
+referral_responses = st.builds(
+    ReferralResponse,
+    code=st.sampled_from([302, 303]),
+    answers=st.sampled_from(list(OpCode)),
+    handle=TEXT,
+    prefix_handle=TEXT,
+    values=st.lists(json_values, max_size=3).map(tuple),
+)
+
 
 @SETTINGS
 @given(
@@ -565,6 +732,7 @@ error_responses = st.builds(
         list_responses.map(lambda r: (r, OpCode.LIST_HANDLES)),
         create_responses.map(lambda r: (r, OpCode.CREATE_HANDLE)),
         error_responses.map(lambda r: (r, r.answers)),
+        referral_responses.map(lambda r: (r, r.answers)),
     )
 )
 def test_answers_round_trip_exactly(case: tuple[Response, OpCode]) -> None:

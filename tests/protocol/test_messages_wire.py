@@ -37,6 +37,7 @@ from protocol.messages import (
     ListPrefixesResponse,
     Message,
     ModifyValuesRequest,
+    ReferralResponse,
     RemoveValuesRequest,
     Request,
     ResolveRequest,
@@ -55,6 +56,7 @@ from protocol.records import (
     HandleValue,
     Reference,
 )
+from protocol.site import decode_site, site_value
 from protocol.wire import (
     DEFAULT_LIMITS,
     NEED_DATA,
@@ -91,6 +93,9 @@ REF_VALUE = HandleValue(
 )
 BINARY_VALUE = HandleValue(3, "HS_SECKEY", b"\x00\xff\x10", ttl=60, timestamp=T0 + 1)
 CREDENTIAL = Credential("88.118.8/ADMIN", 300, "s3cret")
+REFERRAL_SITE = SiteInfo(
+    serial=2, hash_option=0, servers=(Server(1, "192.0.2.7", (Interface(3, 1, 2641),)),)
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,6 +170,14 @@ def golden_messages() -> dict[str, Message]:
             message="Handle Not Found",
             handle="88.118.8/NOPE",
         ),
+        "referral_response": ReferralResponse(
+            request_id=14,
+            code=ResponseCode.PREFIX_REFERRAL,
+            answers=OpCode.RESOLUTION,
+            handle="88.100.5/X",
+            prefix_handle="0.NA/88.100",
+            values=(site_value(REFERRAL_SITE),),
+        ),
     }
 
 
@@ -213,6 +226,11 @@ GOLDEN_HEX = {
     ),
     "error_response": (
         "97010c0164000082a16db048616e646c65204e6f7420466f756e64a168ad38382e3131382e382f4e4f5045"
+    ),
+    "referral_response": (
+        "97010e01cd012f000083a168aa38382e3130302e352f58a27068ab302e4e412f38382e313030a17691"
+        "9801a748535f53495445c4360001020b0002800000000000000000000000000100000001000000000000"
+        "000000000000c00002070000000000000001030100000a5100ce00015180000e90"
     ),
 }
 
@@ -273,6 +291,13 @@ def test_golden_vector_envelope_layout() -> None:
     )
     error = msgpack.unpackb(bytes.fromhex(GOLDEN_HEX["error_response"]))
     assert error == [1, 12, 1, 100, 0, 0, {"m": "Handle Not Found", "h": "88.118.8/NOPE"}]
+    referral = msgpack.unpackb(bytes.fromhex(GOLDEN_HEX["referral_response"]))
+    assert referral[:6] == [1, 14, 1, 303, 0, 0]
+    assert list(referral[6]) == ["h", "ph", "v"]
+    assert referral[6]["ph"] == "0.NA/88.100"
+    [[index, type_, data, *rest]] = referral[6]["v"]
+    assert (index, type_, rest) == (1, "HS_SITE", [0, 86400, 0, 0xE, []])
+    assert decode_site(data) == REFERRAL_SITE
 
 
 def test_golden_credential_survives_and_hides_its_secret() -> None:
@@ -336,6 +361,10 @@ def test_responses_that_answer_another_op_report_it() -> None:
     assert DoneResponse(answers=OpCode.ADD_VALUE).op == OpCode.ADD_VALUE
     assert ErrorResponse(code=100, answers=OpCode.DELETE_HANDLE).op == OpCode.DELETE_HANDLE
     assert TruncatedResponse(answers=OpCode.LIST_HANDLES).op == OpCode.LIST_HANDLES
+    referral = ReferralResponse(
+        code=302, answers=OpCode.ADD_VALUE, prefix_handle="0.NA/88.100", values=()
+    )
+    assert (referral.op, referral.handle) == (OpCode.ADD_VALUE, "")
     assert ResolveResponse(handle=HANDLE, values=()).code == ResponseCode.SUCCESS
     assert ListHandlesRequest(prefix=PREFIX).page_size == 100
 
@@ -443,6 +472,16 @@ STRATEGIES: dict[type[Message], st.SearchStrategy[Message]] = {
         answers=ops,
         message=TEXT,
         handle=TEXT,
+    ),
+    ReferralResponse: st.builds(
+        ReferralResponse,
+        request_id=UINT32,
+        flags=UINT32,
+        code=st.sampled_from([302, 303]),
+        answers=ops,
+        handle=TEXT,
+        prefix_handle=TEXT,
+        values=value_tuples,
     ),
     TruncatedResponse: st.builds(
         TruncatedResponse,
@@ -717,6 +756,10 @@ MALFORMED = [
     (_pack(1, 5, 2, 1, 0, 0, {"s": [1, 0, True, False, 5]}), 5, "site info has the wrong shape"),
     (_pack(1, 5, 1, 100, 0, 0, {"m": 5}), 5, "field m has the wrong type"),
     (_pack(1, 5, 302, 1, 0, 0, {}), 5, "field px has the wrong type"),
+    (_pack(1, 5, 1, 303, 0, 0, {"ph": 5, "v": []}), 5, "field ph has the wrong type"),
+    (_pack(1, 5, 1, 303, 0, 0, {"ph": "0.NA/88"}), 5, "field v has the wrong type"),
+    (_pack(1, 5, 1, 302, 0, 0, {"ph": "0.NA/88", "v": [], "h": 1}), 5, "field h"),
+    (_pack(1, 5, 1, 302, 0, 0, {"ph": "0.NA/88", "v": [[1]]}), 5, "array of 8 fields"),
 ]
 
 
@@ -859,3 +902,57 @@ def test_too_many_values_and_references_in_one_message_is_a_limit() -> None:
         decode_message(encode_message(over), limits)
     assert (info.value.code, info.value.request_id, info.value.fatal) == (4, 21, False)
     assert decode_message(encode_message(over)) == over
+
+
+# ---------------------------------------------------------------------------------------------
+# Referrals
+
+
+@pytest.mark.parametrize(
+    ("code", "body"),
+    [
+        (302, {"m": "ask elsewhere", "h": HANDLE}),  # no service information: an error
+        (303, {}),
+        (301, {"ph": "0.NA/88.100", "v": []}),  # "ph" only means something with 302 and 303
+        (200, {"ph": "0.NA/88.100", "v": []}),
+    ],
+)
+def test_referral_codes_without_service_information_stay_errors(
+    code: int, body: dict[str, Any]
+) -> None:
+    decoded = decode_message(_pack(1, 3, 1, code, 0, 0, body))
+    assert type(decoded) is ErrorResponse
+    assert (decoded.code, decoded.answers) == (code, OpCode.RESOLUTION)
+
+
+def test_referral_handle_is_optional() -> None:
+    decoded = decode_message(_pack(1, 3, 104, 302, 0, 0, {"ph": "0.NA/88.100", "v": []}))
+    assert decoded == ReferralResponse(
+        request_id=3,
+        code=ResponseCode.SERVICE_REFERRAL,
+        answers=OpCode.MODIFY_VALUE,
+        prefix_handle="0.NA/88.100",
+        values=(),
+    )
+
+
+def test_referral_values_count_against_the_item_limit() -> None:
+    limits = WireLimits(max_items=10)
+    values = tuple(HandleValue(i, "HS_SITE", b"x" * 40) for i in range(1, 12))
+    referral = ReferralResponse(
+        request_id=22, code=303, answers=OpCode.RESOLUTION, prefix_handle="0.NA/88", values=values
+    )
+    with pytest.raises(LimitExceeded) as info:
+        decode_message(encode_message(referral), limits)
+    assert (info.value.code, info.value.request_id) == (4, 22)
+    assert decode_message(encode_message(referral)) == referral
+
+
+def test_big_referral_is_truncated_over_udp() -> None:
+    values = tuple(HandleValue(i, "HS_SITE", b"x" * 200) for i in range(1, 10))
+    referral = ReferralResponse(
+        request_id=23, code=303, answers=OpCode.RESOLUTION, prefix_handle="0.NA/88", values=values
+    )
+    assert decode_message(encode_datagram(referral)) == TruncatedResponse(
+        request_id=23, code=303, answers=OpCode.RESOLUTION
+    )

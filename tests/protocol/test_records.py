@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -11,10 +13,13 @@ from hypothesis import strategies as st
 from protocol.codes import DEFAULT_PERMISSIONS, AdminPermission, ResponseCode
 from protocol.errors import InvalidValue, ProtocolError
 from protocol.identifiers import PROTOCOL, SNMS
+from protocol.messages import Interface, Server, SiteInfo
 from protocol.records import (
     DEFAULT_TTL_S,
     FORMATS,
     HS_ADMIN,
+    HS_SITE,
+    HS_SITE_PREFIX,
     HS_VLIST,
     MAX_CACHE_TTL_S,
     MAX_DATA_BYTES,
@@ -34,6 +39,7 @@ from protocol.records import (
     validate_record,
     validate_value,
 )
+from protocol.site import encode_site
 
 SETTINGS = settings(max_examples=200, deadline=None)
 
@@ -270,7 +276,7 @@ def test_any_vlist_bytes_parse_exactly_or_raise_invalid_value(data: bytes) -> No
 
 
 def test_format_names() -> None:
-    assert set(FORMATS) == {"string", "base64", "hex", "admin", "vlist"}
+    assert set(FORMATS) == {"string", "base64", "hex", "admin", "vlist", "site"}
     assert {name: fmt.name for name, fmt in FORMATS.items()} == {n: n for n in FORMATS}
 
 
@@ -329,6 +335,35 @@ def test_registry_knows_admin_and_vlist() -> None:
     invalid_value(REGISTRY.data_to_json, HS_ADMIN, b"\x00")
 
 
+@pytest.mark.parametrize("type_name", [HS_SITE, HS_SITE_PREFIX])
+def test_registry_shows_site_data_as_site_when_it_can(type_name: str) -> None:
+    shown = REGISTRY.data_to_json(type_name, SITE_DATA)
+    assert shown["format"] == "site"
+    assert shown["value"]["serialNumber"] == 5
+    assert FORMATS["site"].from_json(shown["value"]) == SITE_DATA
+    for data in (SITE_DATA_V2, b"\xff\x00", SITE_DATA + b"\x00"):  # kept exactly, as bytes
+        shown = REGISTRY.data_to_json(type_name, data)
+        assert shown["format"] == "base64"
+        assert FORMATS["base64"].from_json(shown["value"]) == data
+    assert REGISTRY.data_to_json(type_name, b"site") == {"format": "string", "value": "site"}
+    REGISTRY.get(type_name).validate(SITE_DATA_V2)  # well-formed, only not showable
+    invalid_value(REGISTRY.get(type_name).validate, b"site")
+    invalid_value(FORMATS["site"].to_json, SITE_DATA_V2)
+
+
+def test_records_alone_validates_site_data() -> None:
+    """``protocol.site`` is imported lazily (it builds on this module): a fresh interpreter."""
+    code = (
+        "import protocol.records as r\n"
+        "try:\n"
+        "    r.validate_value(r.HandleValue(1, 'HS_SITE', b'x'))\n"
+        "except r.InvalidValue as e:\n"
+        "    print(e.code)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "202"
+
+
 def test_unknown_types_fall_back_to_string_or_base64() -> None:
     assert type(REGISTRY.get("NO.SUCH.TYPE")) is ValueType
     assert REGISTRY.data_to_json("URL", b"https://x") == {"format": "string", "value": "https://x"}
@@ -337,7 +372,10 @@ def test_unknown_types_fall_back_to_string_or_base64() -> None:
 
 
 @SETTINGS
-@given(st.text(max_size=10).filter(lambda t: t not in (HS_ADMIN, HS_VLIST)), st.binary(max_size=64))
+@given(
+    st.text(max_size=10).filter(lambda t: t not in (HS_ADMIN, HS_VLIST, HS_SITE, HS_SITE_PREFIX)),
+    st.binary(max_size=64),
+)
 def test_unknown_types_round_trip_raw_bytes(type_name: str, data: bytes) -> None:
     shown = REGISTRY.data_to_json(type_name, data)
     try:
@@ -357,10 +395,19 @@ def url(index: int, data: bytes = b"https://example.com", **kw: object) -> Handl
     return HandleValue(index, "URL", data, **kw)  # type: ignore[arg-type]
 
 
+SITE = SiteInfo(
+    serial=5, hash_option=1, servers=(Server(1, "192.0.2.1", (Interface(2, 1, 2641),)),)
+)
+SITE_DATA = encode_site(SITE)
+#: the same site with data format version 2, which the site shape cannot show: kept as bytes
+SITE_DATA_V2 = b"\x00\x02" + SITE_DATA[2:]
+
+
 def test_a_valid_record_passes() -> None:
     admin = HandleValue(100, HS_ADMIN, VALID_ADMIN)
     vlist = HandleValue(200, HS_VLIST, ONE_REF)
-    record = (url(1), url(2, ttl=0, ttl_type=TTL_ABSOLUTE), admin, vlist, url(MAX_INDEX))
+    sites = (HandleValue(3, HS_SITE, SITE_DATA), HandleValue(4, HS_SITE_PREFIX, SITE_DATA_V2))
+    record = (url(1), url(2, ttl=0, ttl_type=TTL_ABSOLUTE), admin, vlist, *sites, url(MAX_INDEX))
     validate_record(record)
     validate_record(record, SNMS)
     validate_record(())
@@ -387,6 +434,9 @@ def test_a_valid_record_passes() -> None:
         ),
         (HandleValue(100, HS_ADMIN, b"\x00"), "HS_ADMIN data is shorter than its permission field"),
         (HandleValue(200, HS_VLIST, b"\x00\x00\x00\x01"), "HS_VLIST count does not match"),
+        (HandleValue(1, HS_SITE, b"\x00\x01"), "HS_SITE data is truncated"),
+        (HandleValue(1, HS_SITE_PREFIX, b"https://x"), "HS_SITE"),
+        (HandleValue(1, HS_SITE, SITE_DATA + b"\x00"), "HS_SITE data has trailing bytes"),
     ],
 )
 def test_value_rules(value: HandleValue, message: str) -> None:
@@ -439,6 +489,14 @@ def test_snms_string_limit_spares_binary_and_admin_data() -> None:
     )
     assert len(admin.data) > 255
     validate_value(admin, SNMS)
+
+
+def test_snms_string_limit_spares_site_data_that_happens_to_be_utf8() -> None:
+    servers = tuple(Server(i, f"10.0.0.{i}", (Interface(3, 1, 2641),)) for i in range(1, 12))
+    data = encode_site(SiteInfo(serial=1, hash_option=0, servers=servers, primary=False))
+    data.decode("utf-8")
+    assert len(data) > 255
+    validate_value(HandleValue(1, HS_SITE, data), SNMS)
 
 
 def test_snms_index_may_not_pass_int32_either() -> None:

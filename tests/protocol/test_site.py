@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.errors import ProtocolError
+from protocol.codes import DEFAULT_PERMISSIONS
+from protocol.errors import InvalidValue, ProtocolError
 from protocol.messages import Interface, Server, SiteInfo
-from protocol.site import decode_site, encode_site, server_for
+from protocol.records import HandleValue
+from protocol.site import (
+    decode_site,
+    encode_site,
+    query_interface,
+    referral_sites,
+    server_for,
+    site_data_to_json,
+    site_from_json,
+    site_to_json,
+    site_value,
+)
 
 SITE = SiteInfo(
     serial=3,
@@ -141,3 +155,208 @@ def test_server_for_spreads_handles_over_servers() -> None:
 def test_server_for_needs_a_server() -> None:
     with pytest.raises(ProtocolError):
         server_for(SiteInfo(serial=1, hash_option=0, servers=()), "88", "x")
+
+
+# ---------------------------------------------------------------------------------------------
+# Referral helpers
+
+
+def _site(serial: int) -> SiteInfo:
+    return SiteInfo(serial=serial, hash_option=0, servers=(Server(1, "192.0.2.1", ()),))
+
+
+def test_site_value() -> None:
+    value = site_value(SITE)
+    assert value == HandleValue(1, "HS_SITE", bytes.fromhex(GOLDEN), ttl=86400)
+    assert (value.timestamp, value.permissions) == (0, DEFAULT_PERMISSIONS)
+    assert site_value(SITE, index=7, ttl=60) == HandleValue(7, "HS_SITE", encode_site(SITE), ttl=60)
+
+
+def test_referral_sites_hs_site_first_then_by_index() -> None:
+    values = [
+        HandleValue(9, "HS_SITE.PREFIX", encode_site(_site(4))),
+        HandleValue(5, "HS_SERV", b"0.NA/88.100"),
+        HandleValue(3, "HS_SITE", encode_site(_site(2))),
+        HandleValue(2, "HS_SITE.PREFIX", encode_site(_site(3))),
+        HandleValue(1, "URL", b"https://x"),
+        HandleValue(8, "HS_SITE", encode_site(_site(1))),
+    ]
+    assert [s.serial for s in referral_sites(values)] == [2, 1, 3, 4]
+    assert referral_sites(iter(values)) == referral_sites(values)
+    assert referral_sites([HandleValue(1, "URL", b"x")]) == ()
+
+
+def test_referral_sites_refuses_a_malformed_one() -> None:
+    values = [site_value(SITE), HandleValue(2, "HS_SITE.PREFIX", b"\x00\x01")]
+    with pytest.raises(InvalidValue) as info:
+        referral_sites(values)
+    assert info.value.code == 202
+
+
+def test_query_interface_picks_the_first_that_answers_queries() -> None:
+    server = Server(
+        1,
+        "192.0.2.1",
+        (Interface(1, 1, 2640), Interface(2, 1, 2641), Interface(3, 1, 2642), Interface(3, 0, 9)),
+    )
+    assert query_interface(server, 1) == Interface(2, 1, 2641)
+    assert query_interface(server, 0) == Interface(3, 0, 9)
+    assert query_interface(server, 2) is None
+    assert query_interface(Server(1, "192.0.2.1", (Interface(1, 2, 80),)), 2) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON
+
+
+GOLDEN_JSON = {
+    "version": 1,
+    "protocolVersion": "2.11",
+    "serialNumber": 3,
+    "primaryMask": {"primary": True, "multiPrimary": False},
+    "hashOption": 2,
+    "hashFilter": "",
+    "attributes": [],
+    "servers": [
+        {
+            "serverId": 1,
+            "address": "127.0.0.1",
+            "publicKey": {"format": "hex", "value": ""},
+            "interfaces": [
+                {"query": True, "admin": True, "protocol": "TCP", "port": 2641},
+                {"query": True, "admin": True, "protocol": "UDP", "port": 2641},
+            ],
+        },
+        {
+            "serverId": 2,
+            "address": "2001:db8::1",
+            "publicKey": {"format": "hex", "value": ""},
+            "interfaces": [{"query": True, "admin": False, "protocol": "HTTP", "port": 8000}],
+        },
+    ],
+}
+
+
+def test_json_shape() -> None:
+    assert site_to_json(SITE) == GOLDEN_JSON
+    assert site_data_to_json(bytes.fromhex(GOLDEN)) == GOLDEN_JSON
+    assert site_from_json(json.loads(json.dumps(GOLDEN_JSON))) == SITE
+
+
+def test_json_interface_kinds_and_protocols() -> None:
+    kinds = [(1, False, True), (2, True, False), (3, True, True)]
+    for kind, query, admin in kinds:
+        for protocol, name in enumerate(["UDP", "TCP", "HTTP", "HTTPS"]):
+            site = SiteInfo(1, 0, (Server(1, "192.0.2.1", (Interface(kind, protocol, 1),)),))
+            [shown] = site_to_json(site)["servers"][0]["interfaces"]
+            assert shown == {"query": query, "admin": admin, "protocol": name, "port": 1}
+            assert site_from_json(site_to_json(site)) == site
+
+
+@pytest.mark.parametrize("interface", [Interface(0, 1, 1), Interface(4, 1, 1), Interface(3, 4, 1)])
+def test_json_refuses_what_it_cannot_name(interface: Interface) -> None:
+    site = SiteInfo(1, 0, (Server(1, "192.0.2.1", (interface,)),))
+    with pytest.raises(InvalidValue):
+        site_to_json(site)
+    with pytest.raises(InvalidValue):
+        site_data_to_json(encode_site(site))
+
+
+def test_json_input_ignores_what_idnode_does_not_keep() -> None:
+    shown: dict[str, Any] = json.loads(json.dumps(GOLDEN_JSON))
+    shown["hashFilter"] = "ab"
+    shown["attributes"] = [{"name": "desc", "value": "x"}]
+    shown["servers"][0]["publicKey"] = {"format": "key", "value": {}}
+    del shown["version"], shown["protocolVersion"], shown["primaryMask"]
+    assert site_from_json(shown) == SITE  # without a mask: primary, not multi-primary
+
+
+def _bad(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    shown: dict[str, Any] = json.loads(json.dumps(GOLDEN_JSON))
+    target: Any = shown
+    for key in path[:-1]:
+        target = target[key]
+    if value is _DELETE:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return shown
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        (None, "site info must be an object"),
+        ([], "site info must be an object"),
+        (_bad(("serialNumber",), _DELETE), "'serialNumber' must be an integer"),
+        (_bad(("serialNumber",), True), "'serialNumber' must be an integer"),
+        (_bad(("hashOption",), "2"), "'hashOption' must be an integer"),
+        (_bad(("primaryMask",), []), "'primaryMask' must be an object"),
+        (_bad(("primaryMask", "primary"), 1), "'primary' must be true or false"),
+        (_bad(("servers",), {}), "'servers' must be an array"),
+        (_bad(("servers",), [5]), "site server must be an object"),
+        (_bad(("servers", 0, "serverId"), "1"), "'serverId' must be an integer"),
+        (_bad(("servers", 0, "address"), 7), "'address' must be a string"),
+        (_bad(("servers", 0, "interfaces"), None), "'interfaces' must be an array"),
+        (_bad(("servers", 0, "interfaces", 0), "TCP"), "site interface must be an object"),
+        (_bad(("servers", 0, "interfaces", 0, "query"), "yes"), "'query' must be true or"),
+        (_bad(("servers", 0, "interfaces", 0, "protocol"), "SCTP"), "UDP, TCP, HTTP or HTTPS"),
+        (_bad(("servers", 0, "interfaces", 0, "protocol"), 1), "'protocol' must be a string"),
+        (_bad(("servers", 0, "interfaces", 0, "port"), 2641.0), "'port' must be an integer"),
+        (_bad(("servers", 1, "interfaces", 0, "query"), False), "query or admin"),
+        (_bad(("servers",), [GOLDEN_JSON["servers"][0]] * 1025), "over 1024 servers"),
+    ],
+)
+def test_bad_json_is_invalid_value(obj: Any, message: str) -> None:
+    with pytest.raises(InvalidValue) as info:
+        site_from_json(obj)
+    assert info.value.code == 202
+    assert message in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("servers", 0, "address"), "node.example", "not an IP address"),
+        (("serialNumber",), 65536, "out of range"),
+        (("servers", 0, "interfaces", 0, "port"), 2**31, "out of range"),
+    ],
+)
+def test_json_that_parses_but_cannot_be_encoded(
+    path: tuple[Any, ...], value: Any, message: str
+) -> None:
+    site = site_from_json(_bad(path, value))
+    with pytest.raises(InvalidValue, match=message):
+        encode_site(site)
+
+
+_json_interfaces = st.builds(
+    Interface, st.integers(1, 3), st.integers(0, 3), st.integers(-(2**31), 2**31 - 1)
+)
+_json_sites = st.builds(
+    SiteInfo,
+    serial=st.integers(0, 0xFFFF),
+    hash_option=st.integers(0, 255),
+    servers=st.lists(
+        st.builds(
+            Server,
+            st.integers(-(2**31), 2**31 - 1),
+            ipv4,
+            st.lists(_json_interfaces, max_size=3).map(tuple),
+        ),
+        max_size=4,
+    ).map(tuple),
+    primary=st.booleans(),
+    multi_primary=st.booleans(),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_json_sites)
+def test_json_round_trip(site: SiteInfo) -> None:
+    shown = json.loads(json.dumps(site_data_to_json(encode_site(site))))
+    assert site_from_json(shown) == site
+    assert encode_site(site_from_json(shown)) == encode_site(site)

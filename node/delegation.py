@@ -1,0 +1,230 @@
+"""Delegations between a secondary node and its top-level node.
+
+A secondary node with ``toplevel`` set registers every prefix it homes as ``0.NA/<prefix>`` at
+the top-level node: a record holding its site (HS_SITE at index 1, what a referral carries) and,
+for the prefixes it was started to serve (``home``; all of them when none was named), a
+heartbeat value at index 2 whose server-set timestamp says when the node last spoke. Registering
+retries until it succeeds (the top-level may start later) and is redone whenever the node's site
+changes (new ports after a restart) or a prefix is homed. Writes authenticate as
+``300:0.NA/<prefix>`` with ``toplevel_secret``.
+
+The top-level node reads those records back (``delegations``): a node whose heartbeat is older
+than ``heartbeat_stale_s`` is reported stale, in ``GET /api/delegations``, in the metrics and in a
+warning log line, and is never dropped: its prefixes still refer to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from node.client import TCPClient
+from node.resolver import parse_address
+from node.service import Service
+from protocol.codes import ResponseCode
+from protocol.identifiers import NA_PREFIX, ascii_upper, na_handle
+from protocol.jsonapi import value_to_json
+from protocol.messages import Credential
+from protocol.records import HandleValue
+from protocol.site import site_value
+
+log = logging.getLogger("idnode.delegation")
+
+SITE_INDEX = 1  #: index of HS_SITE in a prefix record
+HEARTBEAT_INDEX = 2  #: index of the heartbeat value
+HEARTBEAT_TYPE = "IDNODE.HEARTBEAT"  #: its type; its data names the node
+_PAGE = 1000
+
+
+class Registrar:
+    """Keeps a secondary node's prefixes registered at the top-level node, and heartbeats."""
+
+    def __init__(self, service: Service) -> None:
+        config = service.config
+        self.service = service
+        host, port = parse_address(config.toplevel)
+        secret = config.toplevel_secret or config.admin_secret
+        self.client = TCPClient(host, port, timeout_s=config.hop_timeout_s, attempts=1)
+        self.secret = secret
+        self.interval_s = config.heartbeat_interval_s
+        self.last_ok: float | None = None  #: clock time of the last successful heartbeat
+        self.failures = 0  #: attempts in a row that failed
+        self._registered: dict[str, bytes] = {}  #: upper-cased prefix -> the site registered
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    def poke(self) -> None:
+        """Register now (a prefix was homed)."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.client.close()
+
+    @property
+    def name(self) -> str:
+        ports = self.service.ports
+        return f"{self.service.config.host}:{ports.get('tcp', 0)}"
+
+    def heartbeat_prefixes(self) -> list[str]:
+        homed = self.service.homed
+        named = [p for p in self.service.config.home if ascii_upper(p) in homed]
+        return named or list(homed.values())
+
+    async def _run(self) -> None:
+        delay = min(0.2, self.interval_s)
+        while True:
+            try:
+                await self.sync()
+                self.failures = 0
+                delay = self.interval_s
+            except Exception as exc:  # the top-level may be down or slow: try again soon
+                self.failures += 1
+                if self.failures in (1, 10) or self.failures % 100 == 0:
+                    log.warning("registering with the top-level node failed: %s", exc)
+                delay = min(self.interval_s, 0.2 * 2 ** min(self.failures, 6))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+
+    async def sync(self) -> None:
+        """Register what is not registered with the current site, then heartbeat."""
+        service = self.service
+        site = service.site_info()
+        site_data = site_value(site, SITE_INDEX).data
+        beating = {ascii_upper(p) for p in self.heartbeat_prefixes()}
+        for upper, prefix in list(service.homed.items()):
+            if self._registered.get(upper) == site_data:
+                continue
+            values = [site_value(site, SITE_INDEX, ttl=int(service.config.heartbeat_stale_s))]
+            if upper in beating:
+                values.append(self._heartbeat())
+            await self._write(prefix, self.client.create(na_handle(prefix), values, overwrite=True))
+            self._registered[upper] = site_data
+            log.info("registered %s with the top-level node", prefix)
+        for upper in set(self._registered) - set(service.homed):
+            del self._registered[upper]  # unhomed: registered again if homed again
+        for prefix in self.heartbeat_prefixes():
+            await self._write(
+                prefix,
+                self.client.add_values(na_handle(prefix), [self._heartbeat()], overwrite=True),
+            )
+        self.last_ok = service.clock()
+
+    def _heartbeat(self) -> HandleValue:
+        return HandleValue(HEARTBEAT_INDEX, HEARTBEAT_TYPE, self.name.encode(), ttl=0)
+
+    async def _write(self, prefix: str, call: Any) -> None:
+        self.client.credential = Credential(na_handle(prefix), 300, self.secret)
+        answer = await call
+        if answer.code != ResponseCode.SUCCESS:
+            message = getattr(answer, "message", "")
+            raise RuntimeError(f"{na_handle(prefix)}: code {answer.code} {message}".rstrip())
+
+    def ready(self) -> bool:
+        """Whether the top-level took the last heartbeat recently (for ``/readyz``)."""
+        if self.last_ok is None:
+            return False
+        return self.service.clock() - self.last_ok <= self.service.config.heartbeat_stale_s
+
+
+async def delegations(service: Service) -> list[dict[str, Any]]:
+    """Top-level: every ``0.NA/<prefix>`` record with its site, its node and the node's state.
+
+    A prefix carrying no heartbeat of its own (an enterprise prefix) takes the state of the
+    heartbeating prefix registered with the same site.
+    """
+    now = service.clock()
+    stale_s = service.config.heartbeat_stale_s
+    rows = []
+    offset = 0
+    while True:
+        total, handles = await service.store.list_handles(NA_PREFIX, offset, _PAGE)
+        for handle in handles:
+            record = await service.store.get(ascii_upper(handle))
+            if record is None:
+                continue
+            site = next((v for v in record.values if v.index == SITE_INDEX), None)
+            beat = next((v for v in record.values if v.type == HEARTBEAT_TYPE), None)
+            rows.append((handle.partition("/")[2], site, beat))
+        offset += len(handles)
+        if not handles or offset >= total:
+            break
+    ages: dict[bytes, float] = {}
+    for _, site, beat in rows:
+        if site is not None and beat is not None:
+            beat_age = now - beat.timestamp
+            ages[site.data] = min(beat_age, ages.get(site.data, beat_age))
+    out = []
+    for prefix, site, beat in rows:
+        age: float | None = ages.get(site.data) if site is not None else None
+        entry: dict[str, Any] = {
+            "prefix": prefix,
+            "node": beat.data.decode("utf-8", "replace") if beat is not None else None,
+            "state": "unknown" if age is None else ("alive" if age <= stale_s else "stale"),
+            "heartbeatAgeSeconds": None if age is None else round(age, 1),
+            "site": value_to_json(site)["data"] if site is not None else None,
+        }
+        out.append(entry)
+    return out
+
+
+class Monitor:
+    """Top-level: checks the delegations every few seconds; warns when a node turns stale and keeps
+    the counts by state for the metrics."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.counts: dict[str, int] = {}  #: heartbeating nodes by state
+        self._stale: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        period = max(0.2, min(10.0, self.service.config.heartbeat_stale_s / 3))
+        while True:
+            try:
+                await self.check()
+            except Exception:
+                log.exception("checking delegations failed")
+            await asyncio.sleep(period)
+
+    async def check(self) -> list[dict[str, Any]]:
+        rows = await delegations(self.service)
+        nodes = [r for r in rows if r["node"] is not None]
+        counts = {"alive": 0, "stale": 0}
+        stale = set()
+        for r in nodes:
+            counts[r["state"]] = counts.get(r["state"], 0) + 1
+            if r["state"] == "stale":
+                stale.add(r["prefix"])
+        for prefix in sorted(stale - self._stale):
+            row = next(r for r in nodes if r["prefix"] == prefix)
+            log.warning(
+                "node %s serving %s stopped heartbeating %.0f s ago",
+                row["node"],
+                prefix,
+                row["heartbeatAgeSeconds"],
+            )
+        for prefix in sorted(self._stale - stale):
+            log.info("node serving %s is heartbeating again", prefix)
+        self._stale = stale
+        self.counts = counts
+        return rows
