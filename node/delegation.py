@@ -184,7 +184,7 @@ class Monitor:
 
     def __init__(self, service: Service) -> None:
         self.service = service
-        self.counts: dict[str, int] = {}  #: heartbeating nodes by state
+        self.counts: dict[str, int] = {}  #: heartbeating nodes (by name) by state
         self._stale: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -209,12 +209,11 @@ class Monitor:
     async def check(self) -> list[dict[str, Any]]:
         rows = await delegations(self.service)
         nodes = [r for r in rows if r["node"] is not None]
+        states = {r["node"]: r["state"] for r in nodes}  # one node may heartbeat several prefixes
         counts = {"alive": 0, "stale": 0}
-        stale = set()
-        for r in nodes:
-            counts[r["state"]] = counts.get(r["state"], 0) + 1
-            if r["state"] == "stale":
-                stale.add(r["prefix"])
+        for state in states.values():
+            counts[state] = counts.get(state, 0) + 1
+        stale = {r["prefix"] for r in nodes if r["state"] == "stale"}
         for prefix in sorted(stale - self._stale):
             row = next(r for r in nodes if r["prefix"] == prefix)
             log.warning(

@@ -55,6 +55,7 @@ class Node:
             Registrar(self.service) if config.toplevel and config.role == "secondary" else None
         )
         self.monitor = Monitor(self.service) if config.role == "toplevel" else None
+        self.metrics.registrar, self.metrics.monitor = self.registrar, self.monitor
         self.limits = WireLimits(max_frame_bytes=config.max_frame_bytes)
         self.connections: set[Any] = set()
         self._runner: web.AppRunner | None = None

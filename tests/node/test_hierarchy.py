@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from node.client import HTTPClient, SiteClient, TCPClient, UDPClient
 from node.config import Config
@@ -80,6 +81,16 @@ async def delegations(top: Node) -> dict[str, dict[str, Any]]:
         assert reply.status == 200
         body = await reply.json()
     return {row["prefix"]: row for row in body["delegations"]}
+
+
+async def scrape(node: Node) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    async with aiohttp.ClientSession() as session, session.get(url(node) + "/metrics") as reply:
+        text = await reply.text()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 @contextlib.asynccontextmanager
@@ -149,7 +160,11 @@ def test_identifier_resolves_through_the_recursive_node_as_at_its_secondary(tmp_
                 async with tcp(rec) as client:
                     await client.resolve("88.101.5/BRK-1")
                 assert rec.service.cache.hits == hits + 1  # the second walk is a cache hit
-                assert rec.metrics.referrals_followed >= 2
+                followed = (await scrape(rec))[("idnode_referrals_followed_total", ())]
+                assert followed >= 2
+                assert (await scrape(sec))[("idnode_toplevel_registered", ())] == 1
+                alive = ("idnode_delegated_nodes", (("state", "alive"),))
+                assert (await scrape(top))[alive] == 1
                 # a write at the recursive node is refused: it holds no data
                 async with tcp(rec, SECRET, "88.101.5") as client:
                     refused = await client.create("88.101.5/NEW", product(9))
