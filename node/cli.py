@@ -2,7 +2,8 @@
 
 ``idnode serve --data-dir D --http-port 8000 --port 2641 --home 88.118.8 --admin-secret S`` runs a
 node (every flag also from TOML ``--config`` or ``IDNODE_*``); ``resolve``, ``create``, ``delete``,
-``list`` and ``home`` talk to a running node over HTTP, TCP or UDP through ``node.client``.
+``list`` and ``home`` talk to a running node over HTTP, TCP or UDP through ``node.client``;
+``topology up|status|down`` runs an emulated national topology on this machine (``node.topocli``).
 """
 
 from __future__ import annotations
@@ -40,9 +41,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from node import clientcli
 
     clientcli.add_commands(sub)
+    from node import topocli
+
+    topocli.add_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "seed":
         return seed.main(args)
+    if args.command == "topology":
+        return topocli.main(args)
     if args.command in ("serve", "demo"):
         config = config_mod.load(args)
         logs.setup(config.log_level)

@@ -355,8 +355,7 @@ class _TCPStream(asyncio.Protocol):
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's do not subclass it
 
     def data_received(self, data: bytes) -> None:
         self.wire.receive_data(data)

@@ -31,7 +31,9 @@ from protocol.messages import (
     ResolveRequest,
     Response,
     Server,
+    SiteInfo,
 )
+from protocol.records import HandleValue
 from protocol.site import query_interface, referral_sites, server_for
 
 log = logging.getLogger("idnode.resolver")
@@ -62,6 +64,7 @@ class Resolver:
         self._clients: dict[tuple[str, int], TCPClient] = {}
         #: upper-cased prefix -> (expires at, the top-level's referral for it)
         self._referrals: dict[str, tuple[float, ReferralResponse]] = {}
+        self._sites: dict[tuple[HandleValue, ...], SiteInfo] = {}  #: decoded HS_SITE values
 
     async def close(self) -> None:
         clients, self._clients = self._clients, {}
@@ -134,13 +137,17 @@ class Resolver:
                 self._referrals.pop(ascii_upper(prefix), None)  # ask the top-level again next time
         return answer
 
-    @staticmethod
-    def _server(referral: ReferralResponse, prefix: str, suffix: str) -> Server:
-        sites = referral_sites(referral.values)
-        if not sites:
-            raise ProtocolError("no HS_SITE value")
-        primary = next((s for s in sites if s.primary), sites[0])
-        return server_for(primary, prefix, suffix)
+    def _server(self, referral: ReferralResponse, prefix: str, suffix: str) -> Server:
+        site = self._sites.get(referral.values)
+        if site is None:
+            sites = referral_sites(referral.values)
+            if not sites:
+                raise ProtocolError("no HS_SITE value")
+            site = next((s for s in sites if s.primary), sites[0])
+            if len(self._sites) >= MAX_REFERRALS:
+                self._sites.clear()
+            self._sites[referral.values] = site
+        return server_for(site, prefix, suffix)
 
     async def _ask(self, host: str, port: int, request: ResolveRequest, where: str) -> Response:
         client = self._clients.get((host, port))

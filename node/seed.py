@@ -6,7 +6,9 @@ identifier as a factory registers it: suffix ``PRD-<class>-<yyyymm>-<serial>``, 
 2 product name, 3 model, 4 batch, 5 production date, 6 manufacturer, 7 GTIN-14 (where goods carry
 one) and the industry's template attributes from index 2000. Every choice comes from
 ``random.Random`` seeded with the seed, and values are stamped with the time their batch was made,
-so the same seed gives the same records, byte for byte.
+so the same seed gives the same records, byte for byte. An emulated national topology has more
+secondary nodes than there are industries here: codes from 201 up name synthetic industries
+(``synthetic_industry``), a real industry's products and template under a regional name.
 
 Speed decides the shape of the code. SQLite needs about 18 us of a core per identifier (ten value
 rows); the rest must stay small. So identifiers are generated in store key order straight into the
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import marshal
 import os
@@ -464,6 +467,50 @@ def _enterprises(
     return out
 
 
+# -- synthetic industries (an emulated national topology has more secondary nodes than INDUSTRIES) --
+
+SYNTHETIC_FIRST = 201  #: synthetic industry codes run from 201 to ``SYNTHETIC_LAST``,
+SYNTHETIC_LAST = 999  #: clear of every real code (three-digit 10x-11x and four-digit ones)
+_REAL_CODES = frozenset(i.code for i in INDUSTRIES)
+assert not any(SYNTHETIC_FIRST <= int(c) <= SYNTHETIC_LAST for c in _REAL_CODES)
+
+
+def synthetic_codes(count: int) -> tuple[str, ...]:
+    """The first ``count`` synthetic industry codes: the same count, the same codes, always."""
+    if not 0 <= count <= SYNTHETIC_LAST - SYNTHETIC_FIRST + 1:
+        raise ValueError(f"at most {SYNTHETIC_LAST - SYNTHETIC_FIRST + 1} synthetic industries")
+    return tuple(str(SYNTHETIC_FIRST + k) for k in range(count))
+
+
+def synthetic_industry(code: str) -> Industry | None:
+    """The industry of a synthetic ``code`` (None for any other code): a real industry's products
+    and template under a new code and a regional name, so that a node emulating, say, the 40th
+    secondary node holds data as realistic as the first one's. Derived from the code alone, so a
+    ``SeedSpec`` naming it stays plain data (the generating process rebuilds it)."""
+    if not (code.isdigit() and code == str(int(code))):
+        return None
+    k = int(code) - SYNTHETIC_FIRST
+    if not 0 <= k <= SYNTHETIC_LAST - SYNTHETIC_FIRST:
+        return None
+    base = INDUSTRIES[k % len(INDUSTRIES)]
+    turn = k // len(INDUSTRIES)
+    region = _REGIONS[turn % len(_REGIONS)]
+    again = f" {turn // len(_REGIONS) + 1}" if turn >= len(_REGIONS) else ""
+    name = f"{base.name} ({region}{again} region)"
+    return dataclasses.replace(base, code=code, name=name, anchor=None)
+
+
+def industry_by_code(code: str) -> Industry:
+    """A real industry of ``INDUSTRIES`` or a synthetic one; ValueError for any other code."""
+    for industry in INDUSTRIES:
+        if industry.code == code:
+            return industry
+    found = synthetic_industry(code)
+    if found is None:
+        raise ValueError(f"no industry has the code {code!r}")
+    return found
+
+
 # -- the plan ------------------------------------------------------------------------------------
 
 
@@ -487,16 +534,20 @@ class Plan:
 
 
 def select_industries(text: str | None) -> tuple[str, ...]:
-    """Codes named by ``text``: empty or ``all``; K, the first K; or names or codes, with commas."""
+    """Codes named by ``text``: empty or ``all``; K, the first K; or names or codes (synthetic ones
+    too, see ``synthetic_industry``), with commas."""
     if not text or text.strip().lower() == "all":
         return tuple(i.code for i in INDUSTRIES)
     text = text.strip()
-    if text.isdigit() and text not in {i.code for i in INDUSTRIES}:
+    if text.isdigit() and text not in _REAL_CODES and synthetic_industry(text) is None:
         if not 1 <= int(text) <= len(INDUSTRIES):
             raise ValueError(f"--industries K needs 1 <= K <= {len(INDUSTRIES)}")
         return tuple(i.code for i in INDUSTRIES[: int(text)])
     codes = []
     for part in (p.strip().lower() for p in text.split(",") if p.strip()):
+        if synthetic_industry(part) is not None:
+            codes.append(part)
+            continue
         found = [i for i in INDUSTRIES if part in (i.code, i.name)]
         found = found or [i for i in INDUSTRIES if i.name.startswith(part)]
         if len(found) != 1:
@@ -524,8 +575,8 @@ def make_plan(spec: SeedSpec) -> Plan:
         raise ValueError(
             f"needs identifiers >= 0 and 1 to {MAX_ENTERPRISES} enterprises per industry"
         )
-    by_code = {i.code: i for i in INDUSTRIES}
-    industries = tuple(by_code[c] for c in spec.industries or by_code)
+    codes = spec.industries or tuple(i.code for i in INDUSTRIES)
+    industries = tuple(industry_by_code(c) for c in codes)
     rng = random.Random(spec.seed)
     enterprises: list[Enterprise] = []
     weights: list[float] = []
