@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, str] = {
     "seed": "benchmarks.seed_bench:run",
     "capacity": "benchmarks.capacity:run",
     "workers": "benchmarks.workers_bench:run",
+    "recursion": "benchmarks.recursion_bench:run",
 }
 #: name -> "module:function" taking its own command line: ``python -m benchmarks openloop ...``
 COMMANDS: dict[str, str] = {
