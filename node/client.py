@@ -130,15 +130,17 @@ class Client(abc.ABC):
         types: Sequence[str] = (),
         public_only: bool | None = None,
         authoritative: bool = False,
+        recursive: bool = False,
     ) -> Response:
         """Resolve ``handle`` (only ``indexes``/``types`` when given; a value matching either counts).
 
         ``public_only`` None (the default) resolves anonymously, the cached hot path;
         ``public_only=False`` sends the credential so admin-readable values come back too;
         ``public_only=True`` asks for public values only. ``authoritative`` bypasses the node cache.
-        Retried when no answer comes.
+        ``recursive`` asks a node that does not serve the handle to follow the referral itself
+        instead of answering with it (a ``ReferralResponse``). Retried when no answer comes.
         """
-        flags = 0
+        flags = OpFlag.RECURSIVE if recursive else 0
         if public_only:
             flags |= OpFlag.PUBLIC_ONLY
         if authoritative:
@@ -599,6 +601,10 @@ class HTTPClient(Client):
                 query.append(("publicOnly", "false"))
             if request.authoritative:
                 query.append(("auth", "true"))
+            if request.recursive:
+                query.append(("recursive", "true"))
+            if request.has(OpFlag.DO_NOT_REFER):
+                query.append(("doNotRefer", "true"))
             return "GET", self._url(request.handle), query, None
         if isinstance(request, CreateRequest):
             query = [("overwrite", _bool(request.overwrite))]

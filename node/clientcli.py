@@ -38,6 +38,11 @@ def add_commands(subparsers: Any) -> None:
     resolve.add_argument("--index", type=int, action="append", default=[], help="repeatable")
     resolve.add_argument("--type", action="append", default=[], help="repeatable; X. matches X.*")
     resolve.add_argument("--authoritative", action="store_true", help="bypass the node's cache")
+    resolve.add_argument(
+        "--recursive",
+        action="store_true",
+        help="have the node follow a referral itself (RECURSIVE) instead of returning it",
+    )
     create = subparsers.add_parser("create", help="create a handle")
     create.add_argument("handle")
     create.add_argument(
@@ -128,6 +133,7 @@ async def _call(args: argparse.Namespace, client: Client) -> Response:
                 types=args.type,
                 public_only=public_only,
                 authoritative=args.authoritative,
+                recursive=args.recursive,
             )
         if args.command == "create":
             values = [_value(v) for v in args.value]

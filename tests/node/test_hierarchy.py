@@ -215,9 +215,7 @@ def test_referrals_carry_the_service_information(tmp_path: Path) -> None:
                     referred = await client.resolve("88.102/X1")
                     assert isinstance(referred, ReferralResponse)
                     assert referred.prefix_handle == "0.NA/88.102"
-                    followed = await client.resolve_request(
-                        ResolveRequest(handle="88.102/X1", flags=OpFlag.RECURSIVE)
-                    )
+                    followed = await client.resolve("88.102/X1", recursive=True)
                     assert isinstance(followed, ResolveResponse), followed
                     assert followed.values[0].data == b"https://factory.example/p/1"
                     refused = await client.resolve_request(
@@ -230,6 +228,10 @@ def test_referrals_carry_the_service_information(tmp_path: Path) -> None:
                 ):
                     assert reply.status == 200
                     assert (await reply.json())["values"][0]["data"]["value"].endswith("/p/1")
+                async with HTTPClient(url(a), attempts=1) as http:
+                    assert isinstance(await http.resolve("88.102/X1"), ReferralResponse)
+                    followed = await http.resolve("88.102/X1", recursive=True)
+                    assert isinstance(followed, ResolveResponse), followed
 
     asyncio.run(scenario())
 
