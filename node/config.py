@@ -29,6 +29,11 @@ class Config:
 
     data_dir: str = _f("./data", "directory of the embedded store")
     host: str = _f("127.0.0.1", "address every transport listens on")
+    advertise_host: str = _f(
+        "",
+        "IP address other nodes reach this one at, put in its site information (HS_SITE); "
+        "empty: host (set it when host is 0.0.0.0, as in a container)",
+    )
     http_port: int = _f(8000, "HTTP port (Handle REST API, health, metrics); 0 picks one")
     port: int = _f(2641, "Handle protocol port for msgpack over TCP and UDP; 0 picks one")
     metrics_port: int = _f(

@@ -71,8 +71,8 @@ class Registrar:
 
     @property
     def name(self) -> str:
-        ports = self.service.ports
-        return f"{self.service.config.host}:{ports.get('tcp', 0)}"
+        config = self.service.config
+        return f"{config.advertise_host or config.host}:{self.service.ports.get('tcp', 0)}"
 
     def heartbeat_prefixes(self) -> list[str]:
         homed = self.service.homed

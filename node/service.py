@@ -700,7 +700,7 @@ class Service:
             for name, proto in (("udp", 0), ("tcp", 1), ("http", 2))
             if name in ports
         )
-        server = Server(1, self.config.host, interfaces)
+        server = Server(1, self.config.advertise_host or self.config.host, interfaces)
         return SiteInfo(
             serial=self.config.site_serial, hash_option=HASH_BY_PREFIX, servers=(server,)
         )

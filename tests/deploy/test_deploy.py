@@ -1,5 +1,7 @@
 """deploy/: Prometheus config and alerts pass ``promtool``, every YAML parses, every file it names
-exists, and every ``idnode_*`` metric a dashboard or an alert uses is one a live node exports.
+exists, every ``idnode_*`` metric a dashboard or an alert uses is one a live node exports (a
+top-level, a secondary registered with it and a recursive node, each scraped), and the compose
+hierarchy fits together: roles, ports, the top-level address, seeds and volumes, healthchecks.
 
 ``promtool`` comes from the Debian package ``prometheus`` (``make test`` installs it when it runs as
 root with apt-get); without it these tests fail, they do not skip.
@@ -8,13 +10,18 @@ root with apt-get); without it these tests fail, they do not skip.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import ipaddress
 import json
+import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +33,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from node import config as config_mod
 from node.config import Config
-from tests.node.conftest import create, http, make_config, running_node, value
+from node.resolver import parse_address
+from node.seed import select_industries
+from tests.node.conftest import (
+    PREFIX,
+    RunningNode,
+    create,
+    http,
+    make_config,
+    running_node,
+    value,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -38,6 +55,15 @@ DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 METRIC = re.compile(r"\bidnode_[A-Za-z0-9_]+")
 #: labels Prometheus adds to every scraped series, and the histogram bucket label
 TARGET_LABELS = {"instance", "job", "le", "role"}
+ROLES = ("toplevel", "secondary", "recursive")
+#: what the hierarchy panels and alerts are about: the metric, and the role that exports it
+HIERARCHY_METRICS = {
+    "idnode_delegated_nodes": "toplevel",
+    "idnode_toplevel_registered": "secondary",
+    "idnode_referrals_followed_total": "recursive",
+}
+#: heartbeats as fast as tests/node/test_hierarchy.py has them
+FAST = {"heartbeat_interval_s": 0.1, "heartbeat_stale_s": 1.5, "hop_timeout_s": 0.5}
 
 
 def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -71,29 +97,90 @@ def _default(text: str) -> str:
 # A live node's exposition
 
 
+def _wait(check: Any, what: str, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"not in {timeout_s} s: {what}"
+        time.sleep(0.05)
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
 @pytest.fixture(scope="module")
-def exposition(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """/metrics of a node that answered a few requests (so that every family has samples)."""
-    with running_node(make_config(tmp_path_factory.mktemp("deploy") / "data")) as node:
-        create(node, "88.100.1/deploy", value(1, "URL", "https://example.com/"))
-        http(node, "GET", "/api/handles/88.100.1/deploy")
-        http(node, "GET", "/api/handles/88.100.1/absent")
-        assert http(node, "GET", "/healthz").status == 200
-        assert http(node, "GET", "/readyz").status == 200
+def hierarchy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, RunningNode]]:
+    """A top-level node, a secondary registered with it and a recursive node (by role), after a
+    few requests: one created and resolved at the secondary, and resolved through the recursive
+    node, so that every family has samples and the hierarchy's gauges have moved."""
+    tmp = tmp_path_factory.mktemp("deploy")
+    with contextlib.ExitStack() as stack:
+        top = stack.enter_context(
+            running_node(make_config(tmp / "top", role="toplevel", home=[], **FAST))
+        )
+        above = f"127.0.0.1:{top.ports['tcp']}"
+        secondary = stack.enter_context(
+            running_node(make_config(tmp / "sec", role="secondary", toplevel=above, **FAST))
+        )
+        recursive = stack.enter_context(
+            running_node(
+                make_config(tmp / "rec", role="recursive", toplevel=above, home=[], **FAST)
+            )
+        )
+        create(secondary, f"{PREFIX}/deploy", value(1, "URL", "https://example.com/"))
+        assert http(secondary, "GET", f"/api/handles/{PREFIX}/deploy").status == 200
+        assert http(secondary, "GET", f"/api/handles/{PREFIX}/absent").status == 404
+        assert http(secondary, "GET", "/healthz").status == 200
+        _wait(lambda: http(secondary, "GET", "/readyz").status == 200, "secondary registered")
+        alive = ("idnode_delegated_nodes", (("state", "alive"),))
+        _wait(
+            lambda: _samples(http(top, "GET", "/metrics").body.decode()).get(alive) == 1,
+            "the top-level counts the secondary alive",
+        )
+        through = http(recursive, "GET", f"/api/handles/{PREFIX}/deploy")
+        assert through.status == 200, through.body
+        yield {"toplevel": top, "secondary": secondary, "recursive": recursive}
+
+
+@pytest.fixture(scope="module")
+def expositions(hierarchy: dict[str, RunningNode]) -> dict[str, str]:
+    """/metrics of each node of ``hierarchy``, by role."""
+    out = {}
+    for role, node in hierarchy.items():
         reply = http(node, "GET", "/metrics")
         assert reply.status == 200
-        return reply.body.decode()
+        out[role] = reply.body.decode()
+    return out
 
 
 @pytest.fixture(scope="module")
-def exported(exposition: str) -> dict[str, set[str]]:
-    """Sample names the node exports (``_total``, ``_bucket``, ``_sum``, ``_count`` included),
+def exported(expositions: dict[str, str]) -> dict[str, set[str]]:
+    """Sample names some node exports (``_total``, ``_bucket``, ``_sum``, ``_count`` included),
     each with its label names."""
     names: dict[str, set[str]] = {}
-    for family in text_string_to_metric_families(exposition):
-        for sample in family.samples:
-            names.setdefault(sample.name, set()).update(sample.labels)
+    for text in expositions.values():
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                names.setdefault(sample.name, set()).update(sample.labels)
     return names
+
+
+def test_hierarchy_metrics_are_exported_by_their_roles(expositions: dict[str, str]) -> None:
+    """The role each hierarchy metric belongs to exports it, with the values the scenario gave."""
+    samples = {role: _samples(text) for role, text in expositions.items()}
+    for name, role in HIERARCHY_METRICS.items():
+        assert any(n == name for n, _ in samples[role]), (role, name)
+    assert samples["toplevel"][("idnode_delegated_nodes", (("state", "alive"),))] == 1
+    assert samples["toplevel"][("idnode_delegated_nodes", (("state", "stale"),))] == 0
+    assert samples["secondary"][("idnode_toplevel_registered", ())] == 1
+    assert samples["recursive"][("idnode_referrals_followed_total", ())] >= 1
+    # and only there: the gauges belong to one role each
+    assert not any(n == "idnode_delegated_nodes" for n, _ in samples["secondary"])
+    assert not any(n == "idnode_toplevel_registered" for n, _ in samples["recursive"])
 
 
 def _alert_exprs() -> Iterator[tuple[str, str]]:
@@ -131,8 +218,9 @@ def test_promtool_alert_unit_tests() -> None:
     _ok(promtool("test", "rules", str(PROMETHEUS / "alerts_test.yml")))
 
 
-def test_exposition_passes_promtool_lint(exposition: str) -> None:
-    result = promtool("check", "metrics", stdin=exposition)
+@pytest.mark.parametrize("role", ROLES)
+def test_exposition_passes_promtool_lint(role: str, expositions: dict[str, str]) -> None:
+    result = promtool("check", "metrics", stdin=expositions[role])
     _ok(result)
     assert not result.stdout.strip() and "problem" not in result.stderr.lower(), result
 
@@ -171,13 +259,30 @@ def test_every_label_used_is_exported(source: str, exported: dict[str, set[str]]
                 assert label in labels, (where, label)
 
 
-def test_alerts_leave_out_the_heartbeat_rule_until_its_metric_exists(
-    exported: dict[str, set[str]],
-) -> None:
-    text = (PROMETHEUS / "alerts.yml").read_text()
-    assert "heartbeat" in text.lower()  # the comment saying why it is not there
-    names = {name for _, expr in _alert_exprs() for name in METRIC.findall(expr)}
-    assert not any("heartbeat" in n for n in names) or any("heartbeat" in n for n in exported)
+def _alerts() -> dict[str, dict[str, Any]]:
+    return {
+        rule["alert"]: rule
+        for doc in _load_yaml(PROMETHEUS / "alerts.yml")
+        for group in doc["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    }
+
+
+@pytest.mark.parametrize(
+    ("metric", "wait"), [("idnode_delegated_nodes", "1m"), ("idnode_toplevel_registered", "2m")]
+)
+def test_hierarchy_alerts_and_their_unit_tests(metric: str, wait: str) -> None:
+    """A node that stopped heartbeating (seen at the top-level) and a secondary the top-level
+    lost (seen at the secondary) alert, after a while, and alerts_test.yml has each fire and
+    stay quiet."""
+    (name,) = [a for a, rule in _alerts().items() if metric in rule["expr"]]
+    rule = _alerts()[name]
+    assert rule["for"] == wait and rule["labels"]["severity"] in ("warning", "critical")
+    (tests,) = _load_yaml(PROMETHEUS / "alerts_test.yml")
+    cases = [c for g in tests["tests"] for c in g["alert_rule_test"] if c["alertname"] == name]
+    assert any(c["exp_alerts"] for c in cases), f"{name}: no case where it fires"
+    assert any(not c["exp_alerts"] for c in cases), f"{name}: no case where it stays quiet"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -185,19 +290,22 @@ def test_alerts_leave_out_the_heartbeat_rule_until_its_metric_exists(
 
 
 def test_prometheus_config_files_and_target() -> None:
+    """Job ``idnode`` scrapes every node of the compose file, labelled with the node's role."""
     (config,) = _load_yaml(PROMETHEUS / "prometheus.yml")
     for rule_file in config["rule_files"]:
         assert (PROMETHEUS / rule_file).is_file(), rule_file
     (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "idnode"]
     assert job.get("metrics_path", "/metrics") == "/metrics"
-    targets = [t for sc in job["static_configs"] for t in sc["targets"]]
-    (compose,) = _load_yaml(COMPOSE)
-    services = compose["services"]
-    for target in targets:
-        host, _, port = target.partition(":")
-        assert host in services, target
-        published = [p.split(":")[-1] for p in services[host].get("ports", [])]
-        assert f"{port}/tcp" in published or port in published, (target, published)
+    nodes = _nodes()
+    scraped = {}
+    for group in job["static_configs"]:
+        for target in group["targets"]:
+            host, _, port = target.partition(":")
+            assert host in nodes, target
+            assert int(port) == nodes[host].http_port, target  # the container's HTTP port
+            assert group["labels"]["role"] == nodes[host].role, target
+            scraped[host] = target
+    assert set(scraped) == set(nodes), "nodes Prometheus does not scrape"
 
 
 def test_grafana_provisioning_and_dashboard() -> None:
@@ -217,6 +325,17 @@ def test_grafana_provisioning_and_dashboard() -> None:
         titles = " ".join(p["title"].lower() for p in dashboard["panels"])
         for topic in ("requests per second", "error", "p50", "p99", "cache hit", "store"):
             assert topic in titles, topic
+        for topic in ("delegated nodes", "registration", "referrals followed"):
+            assert topic in titles, topic
+        # nodes are picked by role, then by instance among the nodes of those roles
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        assert {"role", "instance"} <= set(variables)
+        assert "$role" in json.dumps(variables["instance"]["query"])
+        assert "allValue" not in variables["instance"]  # All: every instance of those roles
+        for metric in HIERARCHY_METRICS:
+            assert any(
+                metric in t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])
+            )
         exprs = " ".join(e for _, e in _dashboard_exprs())
         assert "instance" in exprs and "transport" in exprs and " op" in exprs
         for panel in dashboard["panels"]:
@@ -239,8 +358,8 @@ def _binds(service: dict[str, Any]) -> Iterator[tuple[Path, str]]:
 def test_compose_parses_and_every_file_it_names_exists() -> None:
     (compose,) = _load_yaml(COMPOSE)
     services = compose["services"]
-    assert {"node", "prometheus", "grafana", "locust-master", "locust-worker"} <= set(services)
-    assert "top-level" in COMPOSE.read_text() and "recursive" in COMPOSE.read_text()
+    assert {"toplevel", "secondary-a", "secondary-b", "recursive"} <= set(services)
+    assert {"prometheus", "grafana", "locust-master", "locust-worker"} <= set(services)
     named_volumes = set(compose.get("volumes") or {})
     for name, service in services.items():
         build = service.get("build")
@@ -298,9 +417,162 @@ def test_compose_idnode_commands_use_real_flags() -> None:
         for variable in service.get("environment", {}):
             assert variable.startswith("IDNODE_"), (name, variable)
             assert variable.removeprefix("IDNODE_").lower() in settings, (name, variable)
-    assert idnode_services >= 2  # the seed and the node
-    node = compose["services"]["node"]
-    assert {p.split(":")[-1] for p in node["ports"]} == {"8000/tcp", "2641/tcp", "2641/udp"}
+    assert idnode_services >= 6  # two seeds and four nodes
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    return {k: _default(str(v)) for k, v in (service.get("environment") or {}).items()}
+
+
+def _nodes() -> dict[str, Config]:
+    """The compose services running ``idnode serve``, each with its settings (the image's
+    IDNODE_HOST and IDNODE_DATA_DIR, then its environment)."""
+    (compose,) = _load_yaml(COMPOSE)
+    out = {}
+    for name, service in compose["services"].items():
+        if service.get("image", "").startswith("idnode:") and "entrypoint" not in service:
+            image_env = {"IDNODE_HOST": "0.0.0.0", "IDNODE_DATA_DIR": "/var/lib/idnode"}
+            out[name] = config_mod.load(None, {**image_env, **_env(service)})
+    return out
+
+
+def _published(service: dict[str, Any]) -> dict[str, str]:
+    """Container port/protocol -> host port of each published port ("8001:8000/tcp")."""
+    out = {}
+    for text in service.get("ports", []):
+        host, _, inside = str(text).rpartition(":")
+        inside = inside if "/" in inside else f"{inside}/tcp"
+        out[inside] = host
+    return out
+
+
+def _volume_at(service: dict[str, Any], path: str) -> str:
+    (volume,) = [str(v).partition(":")[0] for v in service["volumes"] if v.split(":")[1] == path]
+    return volume
+
+
+def test_compose_hierarchy() -> None:
+    """One top-level, two secondaries registering with it, one recursive node walking from it:
+    each with its own ports, each secondary with its own data, seeded with other industries."""
+    (compose,) = _load_yaml(COMPOSE)
+    services = compose["services"]
+    nodes = _nodes()
+    by_role = {role: sorted(n for n, c in nodes.items() if c.role == role) for role in ROLES}
+    assert len(by_role["toplevel"]) == 1 and len(by_role["secondary"]) >= 2, by_role
+    assert len(by_role["recursive"]) >= 1, by_role
+    assert set(nodes) == {n for names in by_role.values() for n in names}, "unknown roles"
+    (top,) = by_role["toplevel"]
+    used: dict[str, str] = {}
+    for name, config in nodes.items():
+        service = services[name]
+        # the HTTP port and the Handle port (TCP and UDP) are published, on host ports of their own
+        published = _published(service)
+        inside = {f"{config.http_port}/tcp", f"{config.port}/tcp", f"{config.port}/udp"}
+        assert set(published) == inside, (name, published)
+        for port, host in published.items():
+            key = f"{host}/{port.partition('/')[2]}"
+            assert key not in used, (name, key, used.get(key))
+            used[key] = name
+        assert "test" in service["healthcheck"], name
+        if config.role == "toplevel":
+            continue
+        # the top-level's Handle port, by its service name, and started once it is healthy
+        assert parse_address(config.toplevel) == (top, nodes[top].port), (name, config.toplevel)
+        assert service["depends_on"][top]["condition"] == "service_healthy", name
+    assert {nodes[n].port for n in by_role["recursive"]} == {3641}  # China's recursive nodes
+    assert _published(services[top])["2641/tcp"] == "2641"
+
+    # every secondary: its own volume, filled by its own seed, with industries no other one has
+    volumes: set[str] = set()
+    industries: set[str] = set()
+    for name in by_role["secondary"]:
+        service = services[name]
+        volume = _volume_at(service, nodes[name].data_dir)
+        assert volume not in volumes, (name, volume)
+        volumes.add(volume)
+        (seed,) = [
+            dep
+            for dep, how in service["depends_on"].items()
+            if how["condition"] == "service_completed_successfully"
+        ]
+        assert services[seed]["entrypoint"] == ["idnode", "seed"], seed
+        command = [_default(str(a)) for a in services[seed]["command"]]
+        args = _idnode_parser("seed").parse_args(command)
+        assert _volume_at(services[seed], args.data_dir) == volume, (name, seed)
+        codes = set(select_industries(args.industries))
+        assert args.industries and not codes & industries, (seed, args.industries)
+        industries |= codes
+
+
+def test_compose_secondaries_register_an_address_others_reach() -> None:
+    """A secondary's site (HS_SITE, what the top-level refers to) carries its ``advertise_host``:
+    an IP address, its own fixed address in the compose network, not 0.0.0.0."""
+    (compose,) = _load_yaml(COMPOSE)
+    (subnet,) = [c["subnet"] for c in compose["networks"]["default"]["ipam"]["config"]]
+    network = ipaddress.ip_network(subnet)
+    addresses = set()
+    for name, config in _nodes().items():
+        if config.role != "secondary":
+            continue
+        address = ipaddress.ip_address(config.advertise_host)
+        assert address in network and not address.is_unspecified, (name, config.advertise_host)
+        advertised = config.advertise_host
+        assert compose["services"][name]["networks"]["default"]["ipv4_address"] == advertised
+        addresses.add(address)
+    assert len(addresses) >= 2
+
+
+def test_compose_locust_loads_a_secondary_with_its_manifest() -> None:
+    (compose,) = _load_yaml(COMPOSE)
+    services = compose["services"]
+    nodes = _nodes()
+    args = [_default(str(a)) for a in services["locust-master"]["command"]]
+    flags = dict(a.removeprefix("--").partition("=")[::2] for a in args if "=" in a)
+    host, _, port = flags["host"].removeprefix("http://").partition(":")
+    assert nodes[host].role == "secondary" and int(port) == nodes[host].http_port, flags
+    assert int(flags["tcp-port"]) == int(flags["udp-port"]) == nodes[host].port
+    volume = _volume_at(services[host], nodes[host].data_dir)
+    manifest = Path(flags["manifest"])
+    for name in ("locust-master", "locust-worker"):
+        assert _volume_at(services[name], str(manifest.parent)) == volume, name
+    assert services["locust-master"]["depends_on"][host]["condition"] == "service_healthy"
+
+
+def _healthcheck(service: dict[str, Any]) -> list[str]:
+    test = service["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"], test
+    return [sys.executable, "-c", test[3]]
+
+
+def test_compose_healthcheck_is_readiness(
+    hierarchy: dict[str, RunningNode], tmp_path: Path
+) -> None:
+    """Every node's healthcheck asks /readyz where the node listens (its IDNODE_HOST, 0.0.0.0 read
+    as 127.0.0.1): it passes on a registered secondary, fails on one the top-level never heard."""
+    (compose,) = _load_yaml(COMPOSE)
+    commands = {name: _healthcheck(compose["services"][name]) for name in _nodes()}
+    assert len({tuple(c) for c in commands.values()}) == 1  # one command, read from the env
+    command = next(iter(commands.values()))
+    base = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
+
+    def check(node: RunningNode, host: str) -> int:
+        env = {**base, "IDNODE_HOST": host, "IDNODE_HTTP_PORT": str(node.ports["http"])}
+        done = subprocess.run(command, env=env, capture_output=True, timeout=30, check=False)
+        return done.returncode
+
+    assert check(hierarchy["secondary"], "127.0.0.1") == 0
+    assert check(hierarchy["secondary"], "0.0.0.0") == 0
+    assert check(hierarchy["recursive"], "127.0.0.1") == 0
+    lost = make_config(tmp_path / "lost", toplevel=f"127.0.0.1:{_closed_port()}", **FAST)
+    with running_node(lost) as alone:
+        assert http(alone, "GET", "/readyz").status == 503
+        assert check(alone, "127.0.0.1") != 0
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 #: parses a Locust command line with Locust's own parser plus the idnode flags (in a subprocess:
@@ -437,3 +709,14 @@ def test_k8s_manifests_parse_and_fit_together() -> None:
     )
     for env in container.get("env", []):
         assert env["name"].removeprefix("IDNODE_").lower() in {f.name for f in Config.fields()}
+
+    # a secondary registering with the top-level named in the ConfigMap, from the pod's own IP
+    env = {e["name"]: e for e in container["env"]}
+    assert env["IDNODE_ROLE"]["value"] == "secondary"
+    ref = env["IDNODE_TOPLEVEL"]["valueFrom"]["configMapKeyRef"]
+    assert ref["name"] == config_map["metadata"]["name"]
+    host, port = parse_address(config_map["data"][ref["key"]])
+    assert (host, port) == ("idnode-toplevel", 2641)
+    assert env["IDNODE_ADVERTISE_HOST"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert config.merged({"role": env["IDNODE_ROLE"]["value"]}).role == "secondary"
+    assert config.workers == 1  # cpu: 1; 0 would start a worker per CPU of the k8s node

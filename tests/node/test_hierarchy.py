@@ -401,3 +401,17 @@ def test_a_site_of_two_servers_spreads_handles_by_md5_and_clients_follow_it(
                         assert isinstance(got, ResolveResponse), (handle, got)
 
     asyncio.run(scenario())
+
+
+def test_the_site_names_the_advertised_address(tmp_path: Path) -> None:
+    """A node listening on every interface (a container) registers the address others reach."""
+
+    async def scenario() -> None:
+        async with running(config(tmp_path, "n", advertise_host="192.0.2.7")) as node:
+            (server,) = node.service.site_info().servers
+            assert server.address == "192.0.2.7"
+            async with tcp(node) as client:
+                info = await client.site_info()
+            assert info.site.servers[0].address == "192.0.2.7"  # type: ignore[attr-defined]
+
+    asyncio.run(scenario())
