@@ -9,8 +9,12 @@ equal numbers):
 - ``MsgpackTcpUser`` and ``MsgpackUdpUser``: the msgpack protocol (protocol/SPEC.md) over TCP and
   UDP with a blocking client on ``protocol.wire``; a truncated UDP answer is asked again over TCP
   (``resolve via TCP``).
-
-(A recursive-resolver user comes with the hierarchy of nodes: it is not here yet.)
+- ``RecursiveTcpUser``, ``RecursiveUdpUser`` and ``RecursiveHttpUser``: a recursive node
+  (``idnode serve --role recursive``), which resolves anything by walking top-level -> secondary:
+  they only resolve, keys of every secondary node's manifest (cross-industry), and report
+  ``recursive resolve`` and ``recursive resolve (not found)``. They run only when a recursive node
+  is configured (``--topology`` or ``--recursive-port``; ``RecursiveHttpUser`` also needs its HTTP
+  port); then, without ``--manifest``, they run alone.
 
 Statistics are per operation (``resolve``, ``resolve (not found)``, ``create``, ``modify``,
 ``delete``), typed by HTTP method or ``TCP``/``UDP``; an unexpected response code is a failure
@@ -24,6 +28,18 @@ Run (headless, closed loop, 30 users, 60 s)::
     locust -f benchmarks/locustfile.py --headless -u 30 -r 10 -t 60s \\
         --host http://127.0.0.1:8000 --tcp-port 2641 --udp-port 2641 \\
         --manifest data/manifest.json --admin-secret "$IDNODE_ADMIN_SECRET" --csv out/run
+
+The recursive node of a running topology (``idnode topology up --dir topology``)::
+
+    locust -f benchmarks/locustfile.py --headless -u 30 -r 10 -t 60s \\
+        --topology topology/topology.json --cross-share 0.5 --csv out/recursive
+
+or of one named by hand (keys of several manifests, comma-separated; name users to pick them)::
+
+    locust -f benchmarks/locustfile.py --headless -u 30 -r 10 -t 60s \\
+        --recursive-host 127.0.0.1 --recursive-port 3641 --recursive-http-port 8080 \\
+        --recursive-manifest n118/manifest.json,n101/manifest.json \\
+        RecursiveTcpUser RecursiveHttpUser
 
 Workload (flags, or the same names with underscores in a TOML ``--workload-file``; flags win)::
 
@@ -75,16 +91,31 @@ import logging
 import sys
 from typing import Any
 
-from locust import events
+from locust import User, events
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from benchmarks.locust import cpu, options
+from benchmarks.locust import cpu, options, recursive
 from benchmarks.locust.manifest import ManifestError
-from benchmarks.locust.users import HttpApiUser, MsgpackTcpUser, MsgpackUdpUser
+from benchmarks.locust.users import (
+    HttpApiUser,
+    MsgpackTcpUser,
+    MsgpackUdpUser,
+    RecursiveHttpUser,
+    RecursiveMixin,
+    RecursiveTcpUser,
+    RecursiveUdpUser,
+)
 from benchmarks.locust.workload import WorkloadError, summary
 
-__all__ = ["HttpApiUser", "MsgpackTcpUser", "MsgpackUdpUser"]
+__all__ = [
+    "HttpApiUser",
+    "MsgpackTcpUser",
+    "MsgpackUdpUser",
+    "RecursiveHttpUser",
+    "RecursiveTcpUser",
+    "RecursiveUdpUser",
+]
 
 log = logging.getLogger("idnode.locust")
 
@@ -100,14 +131,59 @@ def _describe(environment: Environment) -> str:
     return summary(ctx.workload, ctx.keys.manifest, [target])
 
 
+def _describe_recursive(environment: Environment) -> str:
+    ctx = options.recursive_context(environment)
+    where = ctx.target.describe() if ctx.target is not None else "recursive"
+    return summary(ctx.workload, ctx.keys.manifest, [where])
+
+
+def _is_recursive(user_class: type[User]) -> bool:
+    return issubclass(user_class, RecursiveMixin)
+
+
+def _wanted(user_class: type[User], parsed: Any) -> bool:
+    """Whether a user class runs when not named on the command line: the recursive users when a
+    recursive node is configured, the node users unless only a recursive node is."""
+    if _is_recursive(user_class):
+        if user_class is RecursiveHttpUser:
+            return recursive.http_configured(parsed)
+        return recursive.configured(parsed)
+    return options.configured(parsed) or not recursive.configured(parsed)
+
+
+def _select(environment: Environment) -> None:
+    """Leave out the user classes whose target is not configured (those named on the command
+    line stay, and fail their check if need be): without a recursive node, the users are what
+    they always were."""
+    parsed = environment.parsed_options
+    named = set(getattr(parsed, "user_classes", None) or ())
+    chosen = [u for u in environment.user_classes if u.__name__ in named or _wanted(u, parsed)]
+    left_out = [u.__name__ for u in environment.user_classes if u not in chosen]
+    if chosen and left_out:
+        environment.user_classes[:] = chosen  # the runner reads this very list
+        log.debug(f"user classes not configured, left out: {', '.join(left_out)}")
+
+
+def _check(environment: Environment, user_classes: list[type[User]]) -> list[str]:
+    """Build the contexts the user classes need; one line each, the workload and the target."""
+    lines = []
+    if any(not _is_recursive(u) for u in user_classes):
+        lines.append(_describe(environment))
+    if any(_is_recursive(u) for u in user_classes):
+        lines.append(_describe_recursive(environment))
+    return lines
+
+
 def _on_init(environment: Environment, **_: Any) -> None:
     parsed = environment.parsed_options
     threshold = float(getattr(parsed, "cpu_warn_percent", 90.0))
     cpu.install(environment, threshold)
     if isinstance(environment.runner, WorkerRunner) or parsed is None:
         return  # a worker gets its flags from the master when a test starts
+    _select(environment)
     try:
-        log.info(_describe(environment))
+        for line in _check(environment, environment.user_classes):
+            log.info(line)
     except (ManifestError, WorkloadError) as exc:
         if getattr(parsed, "headless", False):
             log.error(f"cannot start: {exc}")
@@ -117,8 +193,11 @@ def _on_init(environment: Environment, **_: Any) -> None:
 
 def _on_test_start(environment: Environment, **_: Any) -> None:
     options.reset(environment)  # the web UI may have changed the flags since the last test
+    parsed = environment.parsed_options
+    # a worker runs what its master dispatches: check what the flags configure
+    wanted = [u for u in environment.user_classes if _wanted(u, parsed)]
     try:
-        options.context(environment)
+        _check(environment, wanted)
     except (ManifestError, WorkloadError) as exc:
         log.error(f"cannot run the idnode users: {exc}")
 

@@ -4,18 +4,21 @@ Flags are Locust custom arguments (``events.init_command_line_parser``), so they
 ``LOCUST_*``-style environment variables, Locust config files, and the web UI, and a master passes
 them to its workers. Workload flags default to ``None`` so that ``--workload-file`` (TOML) values
 apply unless a flag overrides them. ``context(environment)`` loads the manifest once per process,
-when the first user (or the validation at start) asks for it.
+when the first user (or the validation at start) asks for it; ``recursive_context(environment)``
+is the same for the recursive users (``benchmarks.locust.recursive``: the recursive node and the
+keys of several manifests).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
 from locust.env import Environment
 
 from benchmarks.locust import manifest as manifest_mod
+from benchmarks.locust import recursive
 from benchmarks.locust.workload import (
     POPULARITY,
     KeySpace,
@@ -116,6 +119,8 @@ def add_arguments(parser: Any) -> None:
         default=90.0,
         help="flag a generator process whose CPU use (one core = 100) goes above this",
     )
+    # the recursive node (the Recursive* users)
+    recursive.add_arguments(parser)
 
 
 _WORKLOAD_FLAGS = {
@@ -142,13 +147,31 @@ class Settings:
     udp_port: int
 
 
-def settings(options: Any, host: str | None) -> Settings:
-    """Settings from parsed options (TOML first, flags over it); raises ``WorkloadError``."""
+def workload_of(options: Any) -> tuple[Workload, dict[str, Any]]:
+    """The workload of parsed options (TOML first, flags over it) and the TOML's other keys."""
     workload, extra = Workload(), dict[str, Any]()
     if getattr(options, "workload_file", None):
         workload, extra = load_toml(options.workload_file)
     overrides = {field: getattr(options, flag, None) for flag, field in _WORKLOAD_FLAGS.items()}
-    workload = workload.with_overrides(overrides)
+    return workload.with_overrides(overrides), extra
+
+
+def configured(options: Any) -> bool:
+    """Whether the node users have a manifest (flag or TOML); a broken TOML counts as one, so
+    that checking it reports the problem."""
+    if options is None:
+        return False
+    if getattr(options, "manifest", None):
+        return True
+    try:
+        return bool(workload_of(options)[1].get("manifest"))
+    except WorkloadError:
+        return True
+
+
+def settings(options: Any, host: str | None) -> Settings:
+    """Settings from parsed options (TOML first, flags over it); raises ``WorkloadError``."""
+    workload, extra = workload_of(options)
     manifest_path = getattr(options, "manifest", None) or extra.get("manifest")
     if not manifest_path:
         raise WorkloadError("no seed manifest: give --manifest PATH (or manifest = in the TOML)")
@@ -200,9 +223,52 @@ def build(environment: Environment) -> Context:
     return Context(chosen, KeySpace(loaded, chosen.workload))
 
 
+@dataclass(frozen=True)
+class RecursiveContext(Context):
+    """The recursive users' context: ``settings`` point at the recursive node (``msgpack_host``,
+    ``tcp_port``, ``udp_port``), ``keys`` are those of every manifest, the mix only resolves."""
+
+    target: recursive.Target | None = None
+
+    @property
+    def http_url(self) -> str | None:
+        return self.target.http_url if self.target is not None else None
+
+
+_recursive_contexts: dict[int, RecursiveContext] = {}
+
+
+def recursive_context(environment: Environment) -> RecursiveContext:
+    """The recursive users' run context, built on first use; raises ``WorkloadError`` (no
+    recursive node configured, a bad topology) or ``ManifestError``."""
+    key = id(environment)
+    found = _recursive_contexts.get(key)
+    if found is None:
+        found = _recursive_contexts[key] = build_recursive(environment)
+    return found
+
+
+def build_recursive(environment: Environment) -> RecursiveContext:
+    parsed = environment.parsed_options
+    where = recursive.target(parsed)
+    workload, _ = workload_of(parsed)
+    workload = replace(workload, mix={"resolve": 1.0})  # a recursive node holds nothing to write
+    loaded = recursive.merge([manifest_mod.load(p) for p in where.manifests])
+    chosen = Settings(
+        workload=workload,
+        manifest_path=",".join(where.manifests),
+        admin_secret="",
+        msgpack_host=where.host,
+        tcp_port=where.tcp_port,
+        udp_port=where.udp_port,
+    )
+    return RecursiveContext(chosen, KeySpace(loaded, workload), where)
+
+
 def reset(environment: Environment) -> None:
-    """Forget the context (a new test in the web UI may come with new options)."""
+    """Forget the contexts (a new test in the web UI may come with new options)."""
     _contexts.pop(id(environment), None)
+    _recursive_contexts.pop(id(environment), None)
 
 
 def worker_offset(environment: Environment) -> int:

@@ -1,4 +1,5 @@
-"""Locust users for the node's front doors: REST over HTTP, msgpack over TCP, msgpack over UDP.
+"""Locust users for the node's front doors (REST over HTTP, msgpack over TCP, msgpack over UDP), and
+for a recursive node's.
 
 Each user is one factory system homed at an enterprise prefix of the manifest. Its single task
 draws an operation from the workload mix: a resolution (of a popular key, of another enterprise's
@@ -15,6 +16,13 @@ starts with ``response code <code> <NAME>``. In the open model (``--rate-per-use
 leave at fixed intervals; each is reported twice: from its actual send under its name, and from
 its scheduled start under ``<name> [scheduled]``, the coordinated-omission-corrected latency (a
 slow answer delays the next sends, and that delay counts there).
+
+The recursive users (``RecursiveTcpUser``, ``RecursiveUdpUser``, ``RecursiveHttpUser``) ask a
+recursive node (``benchmarks.locust.recursive``) for the keys of every secondary node's manifest,
+through the same clients: they only resolve (the workload's popularity, not-found and cross shares
+apply; its mix does not), and report ``recursive resolve``, ``recursive resolve (not found)`` and
+``recursive resolve via TCP``. A walk that fails at the recursive node is a failure with the code
+it answered, e.g. ``response code 301 SERVER_NOT_RESPONSIBLE`` for a prefix no node serves.
 """
 
 from __future__ import annotations
@@ -85,9 +93,14 @@ class WorkloadMixin:
     workload: Workload
     owned: list[str]
     admin_secret: str
+    name_prefix = ""  #: before every operation name in the statistics
+
+    def run_context(self) -> options.Context:
+        """Where this user's settings and keys come from."""
+        return options.context(self.environment)
 
     def setup_workload(self) -> None:
-        ctx = options.context(self.environment)
+        ctx = self.run_context()
         self.workload = ctx.workload
         home = ctx.keys.next_home(options.worker_offset(self.environment))
         self.picker = ctx.keys.picker(home, random.Random(secrets.randbits(64)))
@@ -216,10 +229,11 @@ class HttpApiUser(WorkloadMixin, FastHttpUser):
         self.step()
 
     def resolve(self, handle: str, found: bool) -> bool:
+        name = self.name_prefix + "resolve"
         if found:
-            return self._http("GET", "resolve", _path(handle), 200, ResponseCode.SUCCESS)
+            return self._http("GET", name, _path(handle), 200, ResponseCode.SUCCESS)
         return self._http(
-            "GET", "resolve (not found)", _path(handle), 404, ResponseCode.HANDLE_NOT_FOUND
+            "GET", name + " (not found)", _path(handle), 404, ResponseCode.HANDLE_NOT_FOUND
         )
 
     def create(self, handle: str) -> bool:
@@ -272,7 +286,7 @@ class MsgpackUser(WorkloadMixin, User):
 
     def on_start(self) -> None:
         self.setup_workload()
-        settings = options.context(self.environment).settings
+        settings = self.run_context().settings
         self.credential = Credential(f"{self.picker.home}/ADMIN", ADMIN_INDEX, self.admin_secret)
         self.open(settings.msgpack_host, settings)
 
@@ -289,10 +303,11 @@ class MsgpackUser(WorkloadMixin, User):
         self.step()
 
     def resolve(self, handle: str, found: bool) -> bool:
+        name = self.name_prefix + "resolve"
         if found:
-            return self._call("resolve", ResolveRequest(handle=handle), ResponseCode.SUCCESS)
+            return self._call(name, ResolveRequest(handle=handle), ResponseCode.SUCCESS)
         return self._call(
-            "resolve (not found)", ResolveRequest(handle=handle), ResponseCode.HANDLE_NOT_FOUND
+            name + " (not found)", ResolveRequest(handle=handle), ResponseCode.HANDLE_NOT_FOUND
         )
 
     def _url(self, handle: str) -> HandleValue:
@@ -373,3 +388,46 @@ class MsgpackUdpUser(MsgpackUser):
 
     def on_stop(self) -> None:
         self.client.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# a recursive node: the same front doors, every manifest's keys, resolutions only
+
+
+class RecursiveMixin(WorkloadMixin):
+    """Resolves, through the recursive node, the keys of every manifest (``--topology`` or the
+    ``--recursive-*`` flags); put first among the bases so that its context and step apply."""
+
+    name_prefix = "recursive "
+
+    def run_context(self) -> options.Context:
+        return options.recursive_context(self.environment)
+
+    def step(self) -> None:
+        self.resolve(*self.picker.lookup())
+
+
+class RecursiveTcpUser(RecursiveMixin, MsgpackTcpUser):
+    """A recursive node's msgpack/TCP port: one connection per user."""
+
+
+class RecursiveUdpUser(RecursiveMixin, MsgpackUdpUser):
+    """A recursive node's msgpack/UDP port; truncated answers are asked again over TCP."""
+
+
+class RecursiveHttpUser(RecursiveMixin, HttpApiUser):
+    """A recursive node's REST API (``GET /api/handles/{h}``) through FastHttpUser."""
+
+    def __init__(self, environment: Environment) -> None:
+        try:
+            url = options.recursive_context(environment).http_url
+        except ValueError:  # WorkloadError, ManifestError: on_start raises it again, and says so
+            url = None
+        if url is not None:
+            self.host = url  # over --host, which Locust gives every user class
+        super().__init__(environment)
+
+    def on_start(self) -> None:
+        self.setup_workload()
+        if options.recursive_context(self.environment).http_url is None:
+            raise ValueError("no HTTP port of the recursive node: --recursive-http-port")

@@ -120,6 +120,15 @@ def run_locust(
     timeout: float = 60.0,
 ) -> tuple[int, str]:
     """``locust --headless`` against ``node``; returns the exit status and the combined output."""
+    target = ["--host", node.base_url, "--tcp-port", str(node.ports["tcp"])]
+    target += ["--udp-port", str(node.ports["udp"]), "--admin-secret", SECRET]
+    return locust_headless(out, *target, *args, files=files, timeout=timeout)
+
+
+def locust_headless(
+    out: Path, *args: str, files: str = LOCUSTFILE, timeout: float = 60.0
+) -> tuple[int, str]:
+    """``locust --headless`` with ``args``, statistics to ``out``; the exit status and output."""
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("IDNODE_", "LOCUST_", "PYTEST_"))
     }
@@ -130,14 +139,6 @@ def run_locust(
         "-f",
         files,
         "--headless",
-        "--host",
-        node.base_url,
-        "--tcp-port",
-        str(node.ports["tcp"]),
-        "--udp-port",
-        str(node.ports["udp"]),
-        "--admin-secret",
-        SECRET,
         "--csv",
         str(out),
         "--loglevel",
@@ -210,6 +211,8 @@ def test_every_user_type_succeeds(seeded: tuple[NodeProcess, Path], tmp_path: Pa
             assert failures == 0, f"{user} {key} failed {failures} times\n{output[-3000:]}"
     assert sum(f for _, f in table.values()) == 0, table
     assert read_csv(Path(f"{out}_failures.csv")) == []
+    # no recursive node configured: the recursive users were left out
+    assert not [key for key in table if key[1].startswith("recursive")], sorted(table)
     # the big key: UDP answered with a truncated stub, asked again over TCP
     assert table.get(("UDP", "resolve via TCP"), (0, 0))[0] > 0, sorted(table)
     assert ("TCP", "resolve via TCP") not in table
