@@ -165,6 +165,15 @@ def test_identifier_resolves_through_the_recursive_node_as_at_its_secondary(tmp_
                 assert (await scrape(sec))[("idnode_toplevel_registered", ())] == 1
                 alive = ("idnode_delegated_nodes", (("state", "alive"),))
                 assert (await scrape(top))[alive] == 1
+                # an enterprise prefix allocated later is delegated upward at once
+                node_admin = Credential("0.NA/88.101.7", 300, SECRET)
+                async with TCPClient(HOST, sec.ports["tcp"], credential=node_admin) as admin:
+                    assert (await admin.home("88.101.7")).code == ResponseCode.SUCCESS
+                await registered(top, "88.101.7")
+                async with tcp(top) as client:
+                    referral = await client.resolve("88.101.7/ANY")
+                assert isinstance(referral, ReferralResponse)
+                assert referral.prefix_handle == "0.NA/88.101.7"
                 # a write at the recursive node is refused: it holds no data
                 async with tcp(rec, SECRET, "88.101.5") as client:
                     refused = await client.create("88.101.5/NEW", product(9))
