@@ -424,3 +424,28 @@ def test_the_site_names_the_advertised_address(tmp_path: Path) -> None:
             assert info.site.servers[0].address == "192.0.2.7"  # type: ignore[attr-defined]
 
     asyncio.run(scenario())
+
+
+def test_a_secondary_started_before_its_top_level_registers_once_it_is_up(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        (port,) = _free_ports(1)
+        above = f"{HOST}:{port}"
+        async with running(config(tmp_path, "sec", home=["88.105"], toplevel=above)) as sec:
+            await asyncio.sleep(0.5)  # several attempts fail meanwhile
+            assert sec.registrar is not None and not sec.registrar.ready()
+            assert sec.registrar.failures >= 1
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(url(sec) + "/readyz") as reply,
+            ):
+                assert reply.status == 503
+                assert (await reply.json())["toplevel"]["registered"] is False
+            async with running(config(tmp_path, "top", role="toplevel", port=port)) as top:
+                await registered(top, "88.105")
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.get(url(sec) + "/readyz") as reply,
+                ):
+                    assert reply.status == 200
+
+    asyncio.run(scenario())
