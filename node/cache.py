@@ -16,6 +16,10 @@ from collections.abc import Callable
 
 from node.coherence import Versions
 from node.store import Record
+from protocol.codes import Permission
+from protocol.records import HandleValue
+
+PUBLIC_READ = int(Permission.PUBLIC_READ)
 
 _ENTRY_OVERHEAD_BYTES = 200  #: dict slot, key and entry object, roughly
 _VALUE_OVERHEAD_BYTES = 120  #: a HandleValue object beyond its data
@@ -24,7 +28,7 @@ _VALUE_OVERHEAD_BYTES = 120  #: a HandleValue object beyond its data
 class Entry:
     """One cached handle: ``record`` (None: known not to exist) and its encoded answers."""
 
-    __slots__ = ("record", "expires_at", "encoded", "size", "bucket", "version")
+    __slots__ = ("record", "expires_at", "encoded", "size", "bucket", "version", "_public")
 
     def __init__(
         self, record: Record | None, expires_at: float, size: int, bucket: int, version: int
@@ -35,6 +39,16 @@ class Entry:
         self.size = size
         self.bucket = bucket  #: the key's version bucket (``node.coherence``)
         self.version = version  #: the bucket's version read before the store read
+        self._public: tuple[HandleValue, ...] | None = None
+
+    @property
+    def public_values(self) -> tuple[HandleValue, ...]:
+        """The record's publicly readable values (what anonymous resolution returns), kept."""
+        public = self._public
+        if public is None:
+            values = self.record.values if self.record is not None else ()
+            public = self._public = tuple([v for v in values if v.permissions & PUBLIC_READ])
+        return public
 
 
 class _LRU:

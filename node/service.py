@@ -291,11 +291,9 @@ class Service:
         self, request: ResolveRequest, entry: Entry, key: str, *, public_only: bool
     ) -> Resolution:
         record = entry.record
-        if record is None:
-            raise _fail(ResponseCode.HANDLE_NOT_FOUND, "Handle Not Found")
-        values = record.values
-        if public_only:
-            values = tuple([v for v in values if v.permissions & 0x2])
+        if record is None:  # as common as a hit for some clients: no exception on this path
+            return self.error(request, ResponseCode.HANDLE_NOT_FOUND, "Handle Not Found"), None, ""
+        values = entry.public_values if public_only else record.values
         plain = not (request.indexes or request.types)
         if not plain:
             values = _filter(values, request.indexes, request.types)

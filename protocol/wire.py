@@ -593,14 +593,27 @@ class Connection:
 
     def __init__(self, limits: WireLimits = DEFAULT_LIMITS) -> None:
         self.limits = limits
-        self._buffer = bytearray()
+        # unread bytes are ``_data[_at:]``: a chunk that holds whole frames (the common case) is
+        # read in place; only a partial frame is copied, into a bytearray that later chunks extend
+        # (amortised linear however small the pieces come)
+        self._data: bytes | bytearray = b""
+        self._at = 0
         self.closed = False  #: the peer sent EOF
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes read from the socket; ``b""`` means the peer closed its side."""
         if not data:
             self.closed = True
-        self._buffer += data
+        buffered = self._data
+        if self._at >= len(buffered):
+            self._data = bytes(data)
+        elif type(buffered) is bytearray:
+            del buffered[: self._at]
+            buffered += data
+        else:
+            self._data = bytearray(memoryview(buffered)[self._at :])
+            self._data += data
+        self._at = 0
 
     def next_event(self) -> Message | _NeedData:
         """The next complete message, or ``NEED_DATA``; raises ``ProtocolError`` for a bad one.
@@ -608,23 +621,24 @@ class Connection:
         A bad message inside a well-formed frame leaves the stream usable (``fatal`` False); a frame
         length over the limit cannot be skipped safely, so that error is ``fatal``.
         """
-        buffer = self._buffer
-        if len(buffer) < 4:
+        data, at = self._data, self._at
+        if len(data) - at < 4:
             return NEED_DATA
-        (length,) = FRAME_HEADER.unpack_from(buffer)
+        (length,) = FRAME_HEADER.unpack_from(data, at)
         if length > self.limits.max_frame_bytes:
             error = LimitExceeded(
                 f"frame of {length} bytes is over the limit of {self.limits.max_frame_bytes}"
             )
             error.fatal = True
             raise error
-        if len(buffer) < 4 + length:
+        end = at + 4 + length
+        if len(data) < end:
             return NEED_DATA
-        payload = bytes(buffer[4 : 4 + length])
-        del buffer[: 4 + length]
-        if not payload:
+        self._at = end
+        if not length:
             raise MalformedMessage("empty frame")
-        return decode_message(payload, self.limits)
+        payload = data[at + 4 : end]
+        return decode_message(payload if type(payload) is bytes else bytes(payload), self.limits)
 
     def send(self, message: Message) -> bytes:
         """The framed bytes to write for ``message``."""

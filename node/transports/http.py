@@ -172,17 +172,22 @@ class HandlesAPI:
         return reply
 
     async def _resolve(self, request: web.Request) -> Counted:
+        service = self.service
         if not request.query_string and "Authorization" not in request.headers:
             # most traffic: anonymous, no options; often answered from the cache without a wait
             typed = ResolveRequest(handle=request.match_info["handle"], flags=_PUBLIC_ONLY)
-            resolution = self.service.resolve_cached(typed) or await self.service.resolve(typed)
-        else:
-            try:
-                typed = self._resolve_request(request)
-            except ProtocolError as exc:
-                return exc.code, _error(exc.code, exc.message, request.match_info["handle"])
-            resolution = await self.service.resolve(typed)
-        response, entry, key = resolution
+            response, entry, key = service.resolve_cached(typed) or await service.resolve(typed)
+            if entry is None:
+                return response.code, _reply(response)
+            body = service.cache.encoded(
+                key, entry, "json", lambda: _dumps(response_to_json(response))
+            )
+            return response.code, web.Response(body=body, content_type=JSON)  # always a 200
+        try:
+            typed = self._resolve_request(request)
+        except ProtocolError as exc:
+            return exc.code, _error(exc.code, exc.message, request.match_info["handle"])
+        response, entry, key = await service.resolve(typed)
         code = response.code
         pretty = _flag(request, "pretty", False)
         callback = request.query.get("callback")
@@ -367,11 +372,12 @@ def make_app(
     app[SERVICE] = service
     api = HandlesAPI(service, metrics)
     api.registrar, api.monitor = registrar, monitor
-    app.router.add_get("/api/handles", api.list_handles)
-    app.router.add_route("*", "/api/handles/", api.empty_handle)
+    # resolution first: the router tries resources in order, and it is most of the traffic
     app.router.add_get("/api/handles/{handle:.+}", api.resolve)
     app.router.add_put("/api/handles/{handle:.+}", api.put)
     app.router.add_delete("/api/handles/{handle:.+}", api.delete)
+    app.router.add_get("/api/handles", api.list_handles)
+    app.router.add_route("*", "/api/handles/", api.empty_handle)
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.readyz)
     app.router.add_get("/api/delegations", api.list_delegations)

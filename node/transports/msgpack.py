@@ -102,12 +102,14 @@ class TCPProtocol(asyncio.Protocol):
         self.tasks: set[asyncio.Task[None]] = set()
         self.idle_timeout_s = service.config.tcp_idle_timeout_s
         self._idle: asyncio.TimerHandle | None = None
+        self._active = 0.0  #: loop time of the last bytes received
         self._paused = False
         self._errors = 0  #: bad messages since the last good one
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         self.connections.add(self)
+        self._loop_time = asyncio.get_running_loop().time
         self._touch()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -116,19 +118,22 @@ class TCPProtocol(asyncio.Protocol):
             self._idle.cancel()
 
     def _touch(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
+        """Start the idle timer; activity only moves ``_active`` (no timer churn per request)."""
         loop = asyncio.get_running_loop()
+        self._active = loop.time()
         self._idle = loop.call_later(self.idle_timeout_s, self._on_idle)
 
     def _on_idle(self) -> None:
-        if not self.tasks and self.transport is not None:
+        loop = asyncio.get_running_loop()
+        quiet = loop.time() - self._active
+        if quiet < self.idle_timeout_s or self.tasks:  # active since: wait for the rest
+            wait = self.idle_timeout_s - quiet if not self.tasks else self.idle_timeout_s
+            self._idle = loop.call_later(max(wait, 0.001), self._on_idle)
+        elif self.transport is not None:
             self.transport.close()
-        else:
-            self._touch()
 
     def data_received(self, data: bytes) -> None:
-        self._touch()
+        self._active = self._loop_time()
         self.conn.receive_data(data)
         metrics = self.metrics
         while True:
