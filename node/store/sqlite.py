@@ -26,6 +26,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from sys import intern
 from time import perf_counter
 from typing import Any
 
@@ -120,7 +121,8 @@ def _record(rows: list[tuple[Any, ...]]) -> Record | None:
         if refs:
             references = tuple(Reference(h, i) for h, i in msgpack.unpackb(refs))
         perms = (ar << 3) | (aw << 2) | (pr << 1) | pw
-        values.append(HandleValue(idx, type_, data, ttl, ttl_type, ts, perms, references))
+        # types repeat across records: one string each, not one per cached value
+        values.append(HandleValue(idx, intern(type_), data, ttl, ttl_type, ts, perms, references))
     return Record(rows[0][0], tuple(values))
 
 
