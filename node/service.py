@@ -99,6 +99,10 @@ def _fail(code: ResponseCode, message: str) -> ProtocolError:
     return ProtocolError(message, code=code)
 
 
+def _auth_failed(identity: str) -> ProtocolError:
+    return _fail(ResponseCode.AUTHENTICATION_FAILED, f"Authentication failed for {identity}")
+
+
 class NotServed(ProtocolError):
     """The handle's prefix is not served here: SERVER_NOT_RESPONSIBLE, unless a referral can be
     found (``Service.elsewhere``)."""
@@ -416,7 +420,6 @@ class Service:
         if credential is None:
             raise _fail(ResponseCode.AUTHENTICATION_NEEDED, "Authentication needed")
         identity = f"{credential.index}:{credential.handle}"
-        failed = _fail(ResponseCode.AUTHENTICATION_FAILED, f"Authentication failed for {identity}")
         try:
             handle = parse_handle(credential.handle)
         except ProtocolError:
@@ -425,7 +428,7 @@ class Service:
             secret = self.config.admin_secret
             if secret and hmac.compare_digest(credential.secret.encode(), secret.encode()):
                 return Principal(identity, None)
-            raise failed
+            raise _auth_failed(identity)
         key = handle.key(case_sensitive_suffix=self.config.case_sensitive_suffix)
         # only a prefix's ADMIN handle administers it; other identities authenticate but own nothing
         owns = handle.prefix if ascii_upper(handle.suffix) == ADMIN_SUFFIX else ""
@@ -446,7 +449,7 @@ class Service:
             None,
         )
         if stored is None or not auth.verify_secret(credential.secret, stored):
-            raise failed
+            raise _auth_failed(identity)
         # no write since the read, here or in another worker: safe to remember
         if generation == self.cache.generation and version == versions[bucket]:
             if memo is None or memo[0] != version:
