@@ -32,6 +32,7 @@ from protocol.messages import (
     Response,
     Server,
     SiteInfo,
+    error_for,
 )
 from protocol.records import HandleValue
 from protocol.site import query_interface, referral_sites, server_for
@@ -99,7 +100,7 @@ class Resolver:
         try:
             handle = parse_handle(request.handle)
         except ProtocolError as exc:
-            return _error(request, exc.code, exc.message)
+            return error_for(request, exc.code, exc.message)
         prefix = handle.suffix if handle.is_prefix_handle else handle.prefix
         answer = await self.delegation(request, prefix)
         ask = ResolveRequest(
@@ -112,7 +113,7 @@ class Resolver:
         while isinstance(answer, ReferralResponse):
             hop += 1
             if hop - 1 > self.limit:
-                return _error(
+                return error_for(
                     request,
                     ResponseCode.RECURSION_LIMIT,
                     f"more than {self.limit} referrals for {request.handle} "
@@ -125,7 +126,7 @@ class Resolver:
                 if interface is None:
                     raise ProtocolError(f"server {server.server_id} lists no TCP query interface")
             except ProtocolError as exc:
-                return _error(
+                return error_for(
                     request,
                     ResponseCode.SERVER_NOT_RESPONSIBLE,
                     f"hop {hop}: the service information of {answer.prefix_handle} is unusable:"
@@ -159,16 +160,5 @@ class Resolver:
         if answer.code in _CLIENT_FAILURES:
             message = answer.message if isinstance(answer, ErrorResponse) else ""
             log.warning("%s failed: %s", where, message)
-            return _error(request, ResponseCode.SERVER_BUSY, f"{where}: {message}")
+            return error_for(request, ResponseCode.SERVER_BUSY, f"{where}: {message}")
         return answer
-
-
-def _error(request: ResolveRequest, code: int, message: str) -> ErrorResponse:
-    return ErrorResponse(
-        request_id=request.request_id,
-        flags=request.flags,
-        code=ResponseCode(code),
-        answers=request.op,
-        message=message,
-        handle=request.handle,
-    )

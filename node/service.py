@@ -64,6 +64,7 @@ from protocol.messages import (
     SiteInfo,
     SiteInfoResponse,
     UnhomePrefixRequest,
+    error_for,
 )
 from protocol.records import (
     HS_ADMIN,
@@ -226,16 +227,7 @@ class Service:
             log.exception("unexpected failure", extra=_log_fields(request))
             return self.error(request, ResponseCode.ERROR, "internal error; nothing was changed")
 
-    @staticmethod
-    def error(request: Request, code: int, message: str) -> ErrorResponse:
-        return ErrorResponse(
-            request_id=request.request_id,
-            flags=request.flags,
-            code=ResponseCode(code),
-            answers=request.op,
-            message=message,
-            handle=getattr(request, "handle", ""),
-        )
+    error = staticmethod(error_for)
 
     # -- resolution (the hot path) ---------------------------------------------------------------
 

@@ -272,6 +272,18 @@ class TruncatedResponse(Response):
         return self.answers
 
 
+def error_for(request: Request, code: int, message: str) -> ErrorResponse:
+    """The error answer to ``request``: its id, flags, op and handle, with ``code`` and why."""
+    return ErrorResponse(
+        request_id=request.request_id,
+        flags=request.flags,
+        code=ResponseCode(code),
+        answers=request.op,
+        message=message,
+        handle=getattr(request, "handle", ""),
+    )
+
+
 REQUEST_TYPES: dict[int, type[Request]] = {
     cls.op: cls
     for cls in (
