@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,14 @@ def serve_args(data_dir: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def cache_counts(http_port: int) -> dict[str, int]:
+    """The node's resolution cache counters (hits, misses, entries, bytes) from ``/readyz``."""
+    url = f"http://127.0.0.1:{http_port}/readyz"
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        cache: dict[str, int] = json.loads(reply.read())["cache"]
+    return cache
+
+
 def _floor(kind: str) -> _Proc:
     portfile = tempfile.mktemp(prefix=f"idnode-floor-{kind}-")
     return _Proc(["-m", "benchmarks.floors", kind, portfile], portfile)
@@ -215,6 +224,8 @@ def run(
         "http_miss": ("http", np_["http"], misses, concurrency, 404),
     }
     runs: dict[str, list[LoadResult]] = {name: [] for name in [*hot, *cold]}
+    #: name -> [hits, misses] of the node's cache during its runs
+    lookups: dict[str, list[int]] = {name: [0, 0] for name in [*hot, *cold]}
     try:
         # Warm the node's cache with the Zipf traffic first, as a node in service would be.
         run_load("udp", np_["udp"], msgpack_reqs, concurrency, 0.0, warmup_s)
@@ -225,7 +236,11 @@ def run(
                 for name, (kind, port, reqs, conc, ok) in plan.items():
                     if name == "http_create_64":
                         reqs = reqs[round_no::rounds]
+                    before = cache_counts(np_["http"])
                     runs[name].append(run_load(kind, port, reqs, conc, 1.0, seconds, ok_status=ok))
+                    after = cache_counts(np_["http"])
+                    lookups[name][0] += after["hits"] - before["hits"]
+                    lookups[name][1] += after["misses"] - before["misses"]
         rss = node.rss_mb()
     finally:
         node.stop()
@@ -244,6 +259,9 @@ def run(
         "python": sys.version.split()[0],
     }
     results.update({name: _fig(r) for name, r in best.items()})
+    for name, (found, missed) in lookups.items():  # the share of lookups the cache answered
+        if found + missed and not name.startswith("floor"):
+            results[name]["cache_hit_ratio"] = round(found / (found + missed), 3)
     results["node_rss_mb"] = round(rss, 1)
     rate = {name: r.rate for name, r in best.items()}
     results["ratios"] = {

@@ -27,7 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.loadgen import LoadResult, http_get, run_load
-from benchmarks.node_bench import PREFIX, _fig, _key, _pin, _Proc, dataset, serve_args
+from benchmarks.node_bench import (
+    PREFIX,
+    _fig,
+    _key,
+    _pin,
+    _Proc,
+    cache_counts,
+    dataset,
+    serve_args,
+)
 from protocol.codes import OpFlag
 from protocol.messages import ResolveRequest
 from protocol.wire import encode_message, frame
@@ -52,12 +61,6 @@ def _wait_registered(toplevel_http: int, timeout_s: float = 30.0) -> None:
             return
         time.sleep(0.1)
     raise RuntimeError(f"{PREFIX} did not register with the top-level node in {timeout_s} s")
-
-
-def _cache(http_port: int) -> dict[str, int]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=5) as reply:
-        cache: dict[str, int] = json.loads(reply.read())["cache"]
-    return cache
 
 
 def run(
@@ -103,7 +106,7 @@ def run(
         for port in (rec["tcp"], sec["tcp"]):  # every hot key once, then the traffic
             run_load("tcp", port, warm_up, concurrency, 0.0, warmup_s)
             run_load("tcp", port, warm_tcp, concurrency, 0.0, 1.0)
-        before = _cache(rec["http"])
+        before = cache_counts(rec["http"])
         plan = {
             "tcp_direct": ("tcp", sec["tcp"], warm_tcp),
             "tcp_recursive": ("tcp", rec["tcp"], warm_tcp),
@@ -114,7 +117,7 @@ def run(
             for name, (kind, port, reqs) in plan.items():
                 result = run_load(kind, port, reqs, concurrency, 1.0, seconds)
                 runs.setdefault(name, []).append(result)
-        after = _cache(rec["http"])
+        after = cache_counts(rec["http"])
         rss = {
             "toplevel": top.rss_mb(),
             "secondary": secondary.rss_mb(),
