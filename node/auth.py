@@ -1,9 +1,11 @@
-"""Secret keys (HS_SECKEY) stored hashed, and the check of a write's credential against them.
+"""Secret keys (HS_SECKEY) stored hashed, and who a credential makes a request: ``Authenticator``.
 
 A prefix's admin handle ``<prefix>/ADMIN`` holds its secret at index 300 as
 ``pbkdf2-sha256$<iterations>$<salt hex>$<hash hex>``, never in clear, with admin-only read
 permission. Verifying PBKDF2 on every write would cost more than the write, so successful checks
-are remembered (keyed by a SHA-256 of the secret) until the admin record changes.
+are remembered (keyed by a SHA-256 of the secret) until the admin record changes, in this worker or
+another (the version counters of ``node.coherence``). The node admin is ``300:0.NA/<prefix>``
+with the node's own secret.
 """
 
 from __future__ import annotations
@@ -11,6 +13,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+
+from node.cache import ResolutionCache
+from node.config import Config
+from node.store import Store
+from protocol.codes import ResponseCode
+from protocol.errors import ProtocolError
+from protocol.identifiers import ascii_upper, parse_handle
+from protocol.messages import Credential
+from protocol.records import HS_SECKEY
+
+ADMIN_SUFFIX = "ADMIN"  #: ``<prefix>/ADMIN`` holds a prefix's credentials
 
 ITERATIONS = 20_000
 SCHEME = "pbkdf2-sha256"
@@ -40,3 +53,89 @@ def verify_secret(secret: str, stored: bytes) -> bool:
 def fingerprint(secret: str) -> str:
     """A key for the cache of verified secrets (the secret itself is never kept)."""
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def _failed(identity: str) -> ProtocolError:
+    return ProtocolError(
+        f"Authentication failed for {identity}", code=ResponseCode.AUTHENTICATION_FAILED
+    )
+
+
+class Principal:
+    """Who a request is made as: the admin of ``prefix``, the node admin (``prefix`` None), or an
+    authenticated identity that administers nothing (``prefix`` empty)."""
+
+    __slots__ = ("identity", "prefix")
+
+    def __init__(self, identity: str, prefix: str | None) -> None:
+        self.identity = identity
+        self.prefix = prefix
+
+    def may_write(self, prefix: str) -> bool:
+        if self.prefix is None:
+            return True
+        if not self.prefix:
+            return False
+        own = ascii_upper(self.prefix)
+        target = ascii_upper(prefix)
+        return target == own or target.startswith(own + ".")
+
+
+class Authenticator:
+    """Checks credentials for one service, remembering the ones that passed (see above)."""
+
+    def __init__(self, config: Config, store: Store, cache: ResolutionCache) -> None:
+        self.config = config
+        self.store = store
+        self.cache = cache
+        self.versions = cache.versions
+        #: key -> (its bucket's version when verified, fingerprints verified against it)
+        self._verified: dict[str, tuple[int, set[tuple[int, str]]]] = {}
+
+    def forget(self, key: str) -> None:
+        """``key`` was written: its remembered checks no longer hold."""
+        self._verified.pop(key, None)
+
+    async def principal(self, credential: Credential | None) -> Principal:
+        """Who ``credential`` is; AUTHENTICATION_NEEDED, INVALID_CREDENTIAL or _FAILED if none."""
+        if credential is None:
+            raise ProtocolError("Authentication needed", code=ResponseCode.AUTHENTICATION_NEEDED)
+        identity = f"{credential.index}:{credential.handle}"
+        try:
+            handle = parse_handle(credential.handle)
+        except ProtocolError:
+            raise ProtocolError(
+                "the identity is not a handle", code=ResponseCode.INVALID_CREDENTIAL
+            ) from None
+        if handle.is_prefix_handle:  # 0.NA/<prefix>: the node admin
+            secret = self.config.admin_secret
+            if secret and hmac.compare_digest(credential.secret.encode(), secret.encode()):
+                return Principal(identity, None)
+            raise _failed(identity)
+        key = handle.key(case_sensitive_suffix=self.config.case_sensitive_suffix)
+        # only a prefix's ADMIN handle administers it; other identities authenticate but own nothing
+        owns = handle.prefix if ascii_upper(handle.suffix) == ADMIN_SUFFIX else ""
+        checked = (credential.index, fingerprint(credential.secret))
+        versions = self.versions
+        bucket = versions.bucket(key)
+        memo = self._verified.get(key)
+        if memo is not None and checked in memo[1] and versions[bucket] == memo[0]:
+            return Principal(identity, owns)
+        generation, version = self.cache.generation, versions[bucket]
+        record = await self.store.get(key)
+        stored = next(
+            (
+                v.data
+                for v in (record.values if record else ())
+                if v.index == credential.index and v.type == HS_SECKEY
+            ),
+            None,
+        )
+        if stored is None or not verify_secret(credential.secret, stored):
+            raise _failed(identity)
+        # no write since the read, here or in another worker: safe to remember
+        if generation == self.cache.generation and version == versions[bucket]:
+            if memo is None or memo[0] != version:
+                memo = self._verified[key] = (version, set())
+            memo[1].add(checked)
+        return Principal(identity, owns)

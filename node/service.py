@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hmac
 import logging
 import time
 import uuid
@@ -42,7 +41,6 @@ from protocol.messages import (
     AddValuesRequest,
     CreateRequest,
     CreateResponse,
-    Credential,
     DeleteRequest,
     DoneResponse,
     ErrorResponse,
@@ -80,7 +78,7 @@ log = logging.getLogger("idnode.service")
 #: an answer, the cache entry its encodings may be kept in (None: not cacheable), its cache key
 Resolution = tuple[Response, Entry | None, str]
 
-ADMIN_SUFFIX = "ADMIN"  #: ``<prefix>/ADMIN`` holds a prefix's credentials
+ADMIN_SUFFIX = auth.ADMIN_SUFFIX
 ADMIN_KEY_INDEX = 300  #: index of HS_SECKEY in the admin handle (``300:<prefix>/ADMIN``)
 ADMIN_VALUE_INDEX = 100  #: index of HS_ADMIN
 MAX_PAGE_SIZE = 10000
@@ -100,10 +98,6 @@ def _fail(code: ResponseCode, message: str) -> ProtocolError:
     return ProtocolError(message, code=code)
 
 
-def _auth_failed(identity: str) -> ProtocolError:
-    return _fail(ResponseCode.AUTHENTICATION_FAILED, f"Authentication failed for {identity}")
-
-
 class NotServed(ProtocolError):
     """The handle's prefix is not served here: SERVER_NOT_RESPONSIBLE, unless a referral can be
     found (``Service.elsewhere``)."""
@@ -111,26 +105,6 @@ class NotServed(ProtocolError):
     def __init__(self, prefix: str) -> None:
         super().__init__(NOT_HERE, code=ResponseCode.SERVER_NOT_RESPONSIBLE)
         self.prefix = prefix
-
-
-class Principal:
-    """Who a request is made as: the admin of ``prefix``, the node admin (``prefix`` None), or an
-    authenticated identity that administers nothing (``prefix`` empty)."""
-
-    __slots__ = ("identity", "prefix")
-
-    def __init__(self, identity: str, prefix: str | None) -> None:
-        self.identity = identity
-        self.prefix = prefix
-
-    def may_write(self, prefix: str) -> bool:
-        if self.prefix is None:
-            return True
-        if not self.prefix:
-            return False
-        own = ascii_upper(self.prefix)
-        target = ascii_upper(prefix)
-        return target == own or target.startswith(own + ".")
 
 
 class Service:
@@ -163,11 +137,10 @@ class Service:
         self.cache = ResolutionCache(
             config.cache_max_bytes, config.negative_cache_ttl_s, self.versions
         )
+        self.authenticator = auth.Authenticator(config, store, self.cache)
         self.homed: dict[str, str] = {}  #: upper-cased prefix -> as written
         self.ready = False
         self.ports: dict[str, int] = {}  #: transport -> bound port, set by the server
-        #: key -> (its bucket's version when verified, fingerprints verified against it)
-        self._verified: dict[str, tuple[int, set[tuple[int, str]]]] = {}
         self._homed_epoch = -1  #: the shared homed epoch ``homed`` was loaded at
         self._homed_lock = asyncio.Lock()
         self._keys: dict[str, tuple[str, str]] = {}  #: handle text -> (prefix, key), see resolve
@@ -272,7 +245,7 @@ class Service:
                 entry = cache.put(key, record, now, generation, version)
             public_only = request.public_only or request.credential is None
             if not public_only and entry.record is not None:
-                principal = await self._authenticate(request.credential)
+                principal = await self.authenticator.principal(request.credential)
                 public_only = not principal.may_write(prefix)
             return self._answer(request, entry, key, public_only=public_only)
         except NotServed as exc:
@@ -406,51 +379,10 @@ class Service:
             request, ResponseCode.SERVER_NOT_RESPONSIBLE, f"No node is registered for {prefix}"
         )
 
-    # -- authentication -------------------------------------------------------------------------
+    # -- authorization --------------------------------------------------------------------------
 
-    async def _authenticate(self, credential: Credential | None) -> Principal:
-        if credential is None:
-            raise _fail(ResponseCode.AUTHENTICATION_NEEDED, "Authentication needed")
-        identity = f"{credential.index}:{credential.handle}"
-        try:
-            handle = parse_handle(credential.handle)
-        except ProtocolError:
-            raise _fail(ResponseCode.INVALID_CREDENTIAL, "the identity is not a handle") from None
-        if handle.is_prefix_handle:  # 0.NA/<prefix>: the node admin
-            secret = self.config.admin_secret
-            if secret and hmac.compare_digest(credential.secret.encode(), secret.encode()):
-                return Principal(identity, None)
-            raise _auth_failed(identity)
-        key = handle.key(case_sensitive_suffix=self.config.case_sensitive_suffix)
-        # only a prefix's ADMIN handle administers it; other identities authenticate but own nothing
-        owns = handle.prefix if ascii_upper(handle.suffix) == ADMIN_SUFFIX else ""
-        fingerprint = (credential.index, auth.fingerprint(credential.secret))
-        versions = self.versions
-        bucket = versions.bucket(key)
-        memo = self._verified.get(key)
-        if memo is not None and fingerprint in memo[1] and versions[bucket] == memo[0]:
-            return Principal(identity, owns)
-        generation, version = self.cache.generation, versions[bucket]
-        record = await self.store.get(key)
-        stored = next(
-            (
-                v.data
-                for v in (record.values if record else ())
-                if v.index == credential.index and v.type == HS_SECKEY
-            ),
-            None,
-        )
-        if stored is None or not auth.verify_secret(credential.secret, stored):
-            raise _auth_failed(identity)
-        # no write since the read, here or in another worker: safe to remember
-        if generation == self.cache.generation and version == versions[bucket]:
-            if memo is None or memo[0] != version:
-                memo = self._verified[key] = (version, set())
-            memo[1].add(fingerprint)
-        return Principal(identity, owns)
-
-    async def _writer(self, request: Request, prefix: str) -> Principal:
-        principal = await self._authenticate(request.credential)
+    async def _writer(self, request: Request, prefix: str) -> auth.Principal:
+        principal = await self.authenticator.principal(request.credential)
         if not principal.may_write(prefix):
             raise _fail(
                 ResponseCode.NOT_AUTHORIZED,
@@ -482,7 +414,7 @@ class Service:
 
     def _written(self, key: str) -> None:
         self.cache.invalidate(key)
-        self._verified.pop(key, None)
+        self.authenticator.forget(key)
 
     async def _create(self, request: CreateRequest) -> Response:
         handle = self._homed_handle(request.handle, mint=request.mint_suffix)
@@ -625,7 +557,7 @@ class Service:
         )
 
     async def _node_admin(self, request: Request) -> None:
-        principal = await self._authenticate(request.credential)
+        principal = await self.authenticator.principal(request.credential)
         if principal.prefix is not None:
             raise _fail(
                 ResponseCode.NOT_AUTHORIZED, "homing needs the node admin (300:0.NA/<prefix>)"
