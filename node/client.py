@@ -1,12 +1,13 @@
 """Client SDK: one asyncio API over the node's three transports (REST over HTTP, msgpack over TCP/UDP).
 
-``HTTPClient(base_url)``, ``TCPClient(host, port)`` and ``UDPClient(host, port)`` share the methods
-of ``Client``; each method builds a typed request from ``protocol.messages``, sends it and returns
-the typed ``Response`` (``ErrorResponse`` for any failure code). A non-success response code is never
-raised: it is the answer. When no answer comes at all, the result is an ``ErrorResponse`` too, with
-the IDIS client codes the Chinese SDKs use: CLIENT_TIMEOUT (602) after the per-request timeout,
-CLIENT_CHANNEL_ERROR (601) when the connection failed. Only programming errors raise (an op the REST
-API has no route for raises ``NotSupportedOverHTTP``).
+``HTTPClient(base_url)`` (in ``node.httpclient``), ``TCPClient(host,
+port)`` and ``UDPClient(host, port)`` share the methods of ``Client``; each method builds a typed
+request from ``protocol.messages``, sends it and returns the typed ``Response`` (``ErrorResponse``
+for any failure code). A non-success response code is never raised: it is the answer. When no
+answer comes at all, the result is an ``ErrorResponse`` too, with the IDIS client codes the Chinese
+SDKs use: CLIENT_TIMEOUT (602) after the per-request timeout, CLIENT_CHANNEL_ERROR (601) when the
+connection failed. Only programming errors raise (an op the REST API has no route for raises
+``NotSupportedOverHTTP``).
 
 Retries (``attempts``, first delay ``backoff_s``, doubling) happen only when no answer came, and only
 for operations whose outcome a repeat cannot change: resolve, list_handles, list_homed, site_info.
@@ -24,27 +25,19 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import base64
 import dataclasses
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
-from urllib.parse import quote
-
-import aiohttp
-import yarl
 
 from protocol.codes import OpCode, OpFlag, ResponseCode
 from protocol.errors import ProtocolError
 from protocol.identifiers import NA_PREFIX, ascii_upper
-from protocol.jsonapi import response_from_json, value_to_json
 from protocol.messages import (
     AddValuesRequest,
     CreateRequest,
     CreateResponse,
     Credential,
     DeleteRequest,
-    DoneResponse,
     ErrorResponse,
     GetSiteInfoRequest,
     HomePrefixRequest,
@@ -76,10 +69,6 @@ DEFAULT_TIMEOUT_S = 2.0
 DEFAULT_ATTEMPTS = 3
 DEFAULT_BACKOFF_S = 0.1
 _MAX_REQUEST_ID = 0xFFFFFFFF
-
-
-class NotSupportedOverHTTP(Exception):
-    """The Handle.net REST API has no route for this operation; use ``TCPClient``/``UDPClient``."""
 
 
 class _NoAnswer(Exception):
@@ -548,141 +537,3 @@ class SiteClient(Client):
     async def close(self) -> None:
         for client in self._clients.values():
             await client.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# The Handle.net JSON REST API over HTTP
-
-_JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
-#: characters left as they are in the handle part of the path (sub-delims and ``/`` of RFC 3986)
-_PATH_SAFE = "/:@!$&'()*+,;="
-
-
-def basic_authorization(credential: Credential) -> str:
-    """``Basic base64(urlquote("300:88.1/ADMIN") + ":" + secret)``, as the REST API reads it."""
-    user = quote(f"{credential.index}:{credential.handle}", safe="/")
-    token = base64.b64encode(f"{user}:{credential.secret}".encode()).decode("ascii")
-    return f"Basic {token}"
-
-
-def _bool(flag: bool) -> str:
-    return "true" if flag else "false"
-
-
-class HTTPClient(Client):
-    """The REST API at ``base_url`` (e.g. ``http://127.0.0.1:8000``), one aiohttp session.
-
-    Routes: resolve ``GET /api/handles/{h}``; create ``PUT`` with ``overwrite`` (and
-    ``mintNewSuffix``); add and modify values ``PUT ?index=..``; remove values ``DELETE ?index=..``;
-    delete ``DELETE``; list ``GET /api/handles?prefix=..``. Home, unhome, list_homed and site_info
-    have no route and raise ``NotSupportedOverHTTP``.
-    """
-
-    def __init__(self, base_url: str, **options: Any) -> None:
-        super().__init__(**options)
-        self.base_url = base_url.rstrip("/")
-        self._session: aiohttp.ClientSession | None = None
-
-    def _url(self, handle: str | None = None) -> yarl.URL:
-        if handle is None:
-            return yarl.URL(self.base_url + "/api/handles")
-        return yarl.URL(
-            self.base_url + "/api/handles/" + quote(handle, safe=_PATH_SAFE), encoded=True
-        )
-
-    def _route(self, request: Request) -> tuple[str, yarl.URL, list[tuple[str, str]], Any]:
-        """Method, URL, query and JSON body of ``request``."""
-        if isinstance(request, ResolveRequest):
-            query = [("index", str(i)) for i in request.indexes]
-            query += [("type", t) for t in request.types]
-            if request.public_only:
-                query.append(("publicOnly", "true"))
-            elif request.credential is not None:
-                query.append(("publicOnly", "false"))
-            if request.authoritative:
-                query.append(("auth", "true"))
-            if request.recursive:
-                query.append(("recursive", "true"))
-            if request.has(OpFlag.DO_NOT_REFER):
-                query.append(("doNotRefer", "true"))
-            return "GET", self._url(request.handle), query, None
-        if isinstance(request, CreateRequest):
-            query = [("overwrite", _bool(request.overwrite))]
-            if request.mint_suffix:
-                query.append(("mintNewSuffix", "true"))
-            return "PUT", self._url(request.handle), query, _values_body(request.values)
-        if isinstance(request, AddValuesRequest | ModifyValuesRequest):
-            overwrite = isinstance(request, ModifyValuesRequest) or request.overwrite
-            query = [("index", str(v.index)) for v in request.values]
-            query.append(("overwrite", _bool(overwrite)))
-            return "PUT", self._url(request.handle), query, _values_body(request.values)
-        if isinstance(request, RemoveValuesRequest):
-            query = [("index", str(i)) for i in request.indexes]
-            return "DELETE", self._url(request.handle), query, None
-        if isinstance(request, DeleteRequest):
-            return "DELETE", self._url(request.handle), [], None
-        if isinstance(request, ListHandlesRequest):
-            query = [
-                ("prefix", request.prefix),
-                ("page", str(request.page)),
-                ("pageSize", str(request.page_size)),
-            ]
-            return "GET", self._url(), query, None
-        raise NotSupportedOverHTTP(
-            f"{request.op.name} has no route in the Handle.net REST API; use TCPClient or UDPClient"
-        )
-
-    async def _exchange(self, request: Request) -> Response:
-        method, url, query, body = self._route(request)
-        headers = dict(_JSON_HEADERS)
-        if request.credential is not None:
-            headers["Authorization"] = basic_authorization(request.credential)
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        data = None if body is None else json.dumps(body).encode()
-        try:
-            async with self._session.request(
-                method, url, params=query or None, data=data, headers=headers
-            ) as reply:
-                status, raw = reply.status, await reply.read()
-        except aiohttp.ClientError as exc:
-            raise _NoAnswer(
-                ResponseCode.CLIENT_CHANNEL_ERROR,
-                f"HTTP request failed: {exc or type(exc).__name__}",
-            ) from exc
-        try:
-            obj = json.loads(raw)
-        except ValueError:
-            if status >= 500:  # a proxy or a dying server: no answer from the node itself
-                raise _NoAnswer(ResponseCode.CLIENT_CHANNEL_ERROR, f"HTTP {status}") from None
-            return self._error(request, ResponseCode.PROTOCOL_ERROR, f"HTTP {status}, not JSON")
-        return self._parse(request, obj, status)
-
-    def _parse(self, request: Request, obj: Any, status: int) -> Response:
-        op = request.op
-        try:
-            if isinstance(obj, dict) and obj.get("responseCode") == ResponseCode.SUCCESS:
-                if op in _DONE_OPS:
-                    return DoneResponse(answers=op)
-                if op == OpCode.CREATE_HANDLE:
-                    handle = obj.get("handle", "")
-                    if not isinstance(handle, str):
-                        raise ProtocolError("handle must be a string")
-                    return CreateResponse(handle=handle, created=status == 201)
-            return response_from_json(obj, op)
-        except ProtocolError as exc:
-            return self._error(request, ResponseCode.PROTOCOL_ERROR, f"bad answer: {exc.message}")
-
-    async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
-
-
-_DONE_OPS = frozenset(
-    {OpCode.DELETE_HANDLE, OpCode.ADD_VALUE, OpCode.REMOVE_VALUE, OpCode.MODIFY_VALUE}
-)
-
-
-def _values_body(values: Sequence[HandleValue]) -> dict[str, Any]:
-    return {"values": [value_to_json(v) for v in values]}

@@ -17,7 +17,8 @@ import os
 import sys
 from typing import Any
 
-from node.client import Client, HTTPClient, NotSupportedOverHTTP, TCPClient, UDPClient
+from node.client import Client, TCPClient, UDPClient
+from node.httpclient import HTTPClient, NotSupportedOverHTTP
 from protocol.codes import ResponseCode
 from protocol.jsonapi import response_to_json
 from protocol.messages import Credential, ErrorResponse, Response

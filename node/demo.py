@@ -19,6 +19,7 @@ from typing import Any
 
 from node import seed
 from node.config import Config
+from node.industries import select_industries
 from node.server import Node
 
 SEED = 2026
@@ -33,7 +34,7 @@ def spec(identifiers: int, config: Config) -> seed.SeedSpec:
     return seed.SeedSpec(
         seed=SEED,
         identifiers=identifiers,
-        industries=seed.select_industries(",".join(INDUSTRIES)),
+        industries=select_industries(",".join(INDUSTRIES)),
         enterprises_per_industry=1,
         case_sensitive_suffix=config.case_sensitive_suffix,
     )

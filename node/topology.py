@@ -6,9 +6,10 @@ and a recursive node resolving anything through them. ``up`` starts them all on 
 
 - the top-level node, its own process: ``python -m node serve --role toplevel``;
 - the secondary nodes, seeded first (``node.seed``, their own industry only: real industries of
-  ``INDUSTRIES`` first, then synthetic ones from code 201, see ``seed.synthetic_industry``) and
-  run several to a process by ``node.topohost`` (an interpreter costs about 40 MB, a node about 1);
-  each homes ``88.<industry>`` and its enterprise prefixes and registers with the top-level;
+  ``node.industries`` first, then synthetic ones from code 201, see ``synthetic_industry`` there)
+  and run several to a process by ``node.topohost`` (an interpreter costs about 40 MB, a node
+  about 1); each homes ``88.<industry>`` and its enterprise prefixes and registers with the
+  top-level;
 - the recursive node, its own process, starting its walks at the top-level.
 
 Every process is detached (its own session, logs in ``D/logs``) so the topology outlives ``up``.
@@ -36,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from node import seed
+from node import industries, seed
 
 DEFAULT_DIR = "./topology"
 DEFAULT_SECRET = "idnode-topology-secret"  #: an emulation secret, the same for every node
@@ -56,7 +57,7 @@ class TopologyError(Exception):
 class Options:
     """What ``up`` starts; recorded in ``topology.json``."""
 
-    secondaries: int = len(seed.INDUSTRIES)
+    secondaries: int = len(industries.INDUSTRIES)
     identifiers_per_node: int = 500
     enterprises_per_industry: int = 3
     nodes_per_process: int = 0  #: 0: the secondaries spread evenly over the CPUs
@@ -69,8 +70,8 @@ class Options:
 
 def industry_codes(count: int) -> tuple[str, ...]:
     """The industries of ``count`` secondary nodes: the real ones first, then synthetic ones."""
-    real = tuple(i.code for i in seed.INDUSTRIES)
-    return real[:count] + seed.synthetic_codes(max(0, count - len(real)))
+    real = tuple(i.code for i in industries.INDUSTRIES)
+    return real[:count] + industries.synthetic_codes(max(0, count - len(real)))
 
 
 def _cpus() -> int:
@@ -87,7 +88,7 @@ def secondary_entries(root: Path, options: Options, toplevel: str) -> list[dict[
     """One host-spec entry per secondary: its name, industry, ``Config`` fields and seed."""
     entries = []
     for code in industry_codes(options.secondaries):
-        industry = seed.industry_by_code(code)
+        industry = industries.industry_by_code(code)
         spec = seed.SeedSpec(
             seed=options.seed * 100_003 + int(code),  # per node: its enterprises differ
             identifiers=options.identifiers_per_node,
@@ -367,7 +368,7 @@ def _claim(root: Path) -> None:
 def up(root: Path, options: Options) -> dict[str, Any]:
     """Start the topology of ``options`` in ``root``; returns the record written to
     ``topology.json``. On failure stops what it started and raises ``TopologyError``."""
-    most = len(seed.INDUSTRIES) + seed.SYNTHETIC_LAST - seed.SYNTHETIC_FIRST + 1
+    most = len(industries.INDUSTRIES) + industries.SYNTHETIC_LAST - industries.SYNTHETIC_FIRST + 1
     if not 1 <= options.secondaries <= most:
         raise TopologyError(f"--secondaries must be 1 to {most}")
     if not options.admin_secret:

@@ -33,8 +33,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from node import config as config_mod
 from node.config import Config
+from node.industries import select_industries
 from node.resolver import parse_address
-from node.seed import select_industries
 from tests.node.conftest import (
     PREFIX,
     RunningNode,

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from node.cli import main
-from node.client import Client, HTTPClient, NotSupportedOverHTTP, TCPClient, UDPClient
+from node.client import Client, TCPClient, UDPClient
 from node.config import Config
+from node.httpclient import HTTPClient, NotSupportedOverHTTP
 from node.server import Node
 from protocol.codes import OpCode, ResponseCode
 from protocol.messages import (

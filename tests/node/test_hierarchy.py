@@ -18,8 +18,9 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from node.client import HTTPClient, SiteClient, TCPClient, UDPClient
+from node.client import SiteClient, TCPClient, UDPClient
 from node.config import Config
+from node.httpclient import HTTPClient
 from node.server import Node
 from protocol.codes import OpFlag, ResponseCode
 from protocol.messages import (

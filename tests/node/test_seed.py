@@ -20,7 +20,8 @@ import pytest
 from node import demo, seed
 from node.cli import main as cli_main
 from node.config import Config
-from node.seed import INDUSTRIES, SeedSpec, chunks, generate, make_plan, vin_check_digit
+from node.industries import INDUSTRIES, select_industries, vin_check_digit
+from node.seed import SeedSpec, chunks, generate, make_plan
 from node.store import Record
 from node.store.sqlite import SQLiteStore, bulk_records, prepare_bulk
 from protocol.identifiers import gtin_check_digit, parse_gtin
@@ -163,13 +164,13 @@ def test_industry_table_is_stable() -> None:
 
 def test_select_industries() -> None:
     every = tuple(i.code for i in INDUSTRIES)
-    assert seed.select_industries("all") == seed.select_industries(None) == every
-    assert seed.select_industries("3") == every[:3]
-    assert seed.select_industries("automobiles, 101,food") == ("118", "101", "112")
+    assert select_industries("all") == select_industries(None) == every
+    assert select_industries("3") == every[:3]
+    assert select_industries("automobiles, 101,food") == ("118", "101", "112")
     with pytest.raises(ValueError, match="unknown"):
-        seed.select_industries("textiles")
+        select_industries("textiles")
     with pytest.raises(ValueError):
-        seed.select_industries("99")
+        select_industries("99")
 
 
 # ------------------------------------------------------------------------------------------------

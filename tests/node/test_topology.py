@@ -22,6 +22,14 @@ from typing import Any
 import pytest
 
 from node import seed, topocli, topology
+from node.industries import (
+    INDUSTRIES,
+    SYNTHETIC_FIRST,
+    industry_by_code,
+    select_industries,
+    synthetic_codes,
+    synthetic_industry,
+)
 from tests.node.conftest import ROOT
 
 UP_ARGS = [
@@ -68,7 +76,7 @@ def test_up_status_down(topo_dir: Path) -> None:
     assert [p["role"] for p in record["processes"]] == ["toplevel", "host", "host", "recursive"]
     assert all(topology.alive(pid, start) for pid, start in pids(record))
     secondaries = [n for n in record["nodes"] if n["role"] == "secondary"]
-    codes = [i.code for i in seed.INDUSTRIES[:3]]
+    codes = [i.code for i in INDUSTRIES[:3]]
     assert [n["industry"] for n in secondaries] == codes
     ports = [port for n in record["nodes"] for port in (n["ports"]["http"], n["ports"]["tcp"])]
     assert len(set(ports)) == len(ports) and all(ports)
@@ -133,7 +141,7 @@ def test_165_secondaries_fit_in_8_gb(topo_dir: Path) -> None:
 
 def test_failed_up_stops_what_it_started(topo_dir: Path) -> None:
     (topo_dir / "nodes").mkdir(parents=True)
-    (topo_dir / "nodes" / seed.INDUSTRIES[0].code).write_text("not a directory")  # seeding fails
+    (topo_dir / "nodes" / INDUSTRIES[0].code).write_text("not a directory")  # seeding fails
     up = idnode("up", "--dir", str(topo_dir), *UP_ARGS)
     assert up.returncode == 1 and "exited with status" in up.stderr, up.stderr
     record = json.loads((topo_dir / "topology.json").read_text())
@@ -155,23 +163,23 @@ def test_down_without_a_topology(tmp_path: Path) -> None:
 def test_industry_codes_are_stable_and_distinct() -> None:
     codes = topology.industry_codes(400)
     assert len(set(codes)) == 400
-    assert codes[: len(seed.INDUSTRIES)] == tuple(i.code for i in seed.INDUSTRIES)
-    assert codes[len(seed.INDUSTRIES)] == str(seed.SYNTHETIC_FIRST)
+    assert codes[: len(INDUSTRIES)] == tuple(i.code for i in INDUSTRIES)
+    assert codes[len(INDUSTRIES)] == str(SYNTHETIC_FIRST)
     assert topology.industry_codes(165) == codes[:165]
-    names = [seed.industry_by_code(c).name for c in codes]
+    names = [industry_by_code(c).name for c in codes]
     assert len(set(names)) == 400
-    assert seed.synthetic_industry("101") is None and seed.synthetic_industry("0201") is None
+    assert synthetic_industry("101") is None and synthetic_industry("0201") is None
     with pytest.raises(ValueError):
-        seed.industry_by_code("1000")
+        industry_by_code("1000")
 
 
 def test_synthetic_industry_data_is_realistic() -> None:
-    code = seed.synthetic_codes(40)[-1]
-    industry = seed.industry_by_code(code)
-    base = seed.INDUSTRIES[(int(code) - seed.SYNTHETIC_FIRST) % len(seed.INDUSTRIES)]
+    code = synthetic_codes(40)[-1]
+    industry = industry_by_code(code)
+    base = INDUSTRIES[(int(code) - SYNTHETIC_FIRST) % len(INDUSTRIES)]
     assert industry.prefix == f"88.{code}" and industry.anchor is None
     assert industry.products == base.products and industry.template == base.template
-    assert seed.select_industries(f"{code},steel") == (code, "101")
+    assert select_industries(f"{code},steel") == (code, "101")
     spec = seed.SeedSpec(seed=5, identifiers=200, industries=(code,), enterprises_per_industry=3)
     plan = seed.make_plan(spec)
     assert all(e.prefix.startswith(f"88.{code}.") for e in plan.enterprises)
