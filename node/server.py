@@ -26,7 +26,7 @@ from node.delegation import Monitor, Registrar
 from node.metrics import NodeMetrics
 from node.service import Service
 from node.store.sqlite import SQLiteStore
-from node.transports.http import make_app, make_metrics_app
+from node.transports.http import NodeRunner, make_app, make_metrics_app
 from node.transports.msgpack import TCPProtocol, UDPProtocol
 from protocol.wire import WireLimits
 
@@ -74,7 +74,7 @@ class Node:
         await self.store.count_identifiers(self.service.homed)
         loop = asyncio.get_running_loop()
         host = self.config.host
-        self._runner = web.AppRunner(
+        self._runner = NodeRunner(
             make_app(self.service, self.metrics, self.registrar, self.monitor),
             access_log=None,
             shutdown_timeout=self.config.shutdown_grace_s,

@@ -92,6 +92,28 @@ def test_get_success_shape(node: RunningNode) -> None:
     }
 
 
+@pytest.mark.parametrize(
+    "suffix", ["plain", "with%20space", "a/./b", "CaSe"], ids=["plain", "escaped", "dots", "case"]
+)
+def test_cached_answers_equal_routed_ones(node: RunningNode, suffix: str) -> None:
+    """The first GET is routed (a cache miss), the next ones may be answered before routing
+    (``resolve_now``): same status, headers that matter and bytes, and each one counted."""
+    stored = suffix.replace("%20", " ")
+    create(node, f"{PREFIX}/{stored}", value(1, "URL", "https://example.org/"))
+    path = f"/api/handles/{PREFIX}/{suffix}"
+    counted = node.node.metrics.transports["http"].op(1)
+    before = counted.success
+    first, second, third = (http(node, "GET", path) for _ in range(3))
+    assert first.status == second.status == third.status == 200
+    assert first.body == second.body == third.body
+    assert first.headers["Content-Type"] == third.headers["Content-Type"]
+    assert counted.success == before + 3
+    for missing in (f"{PREFIX}/nope", f"{PREFIX}/nope%21"):
+        replies = [http(node, "GET", f"/api/handles/{missing}") for _ in range(2)]
+        assert [r.status for r in replies] == [404, 404]
+        assert replies[0].body == replies[1].body
+
+
 def test_get_missing_handle(node: RunningNode) -> None:
     reply = resolve(node, f"{PREFIX}/missing")
     assert reply.status == 404
