@@ -143,7 +143,8 @@ class Service:
         self.ports: dict[str, int] = {}  #: transport -> bound port, set by the server
         self._homed_epoch = -1  #: the shared homed epoch ``homed`` was loaded at
         self._homed_lock = asyncio.Lock()
-        self._keys: dict[str, tuple[str, str]] = {}  #: handle text -> (prefix, key), see resolve
+        #: handle text -> (upper-cased prefix, cache key, whether this server of the site holds it)
+        self._keys: dict[str, tuple[str, str, bool]] = {}
         self._handlers: dict[type[Request], Callable[[Any], Awaitable[Response]]] = {
             ResolveRequest: self._resolve_only,
             CreateRequest: self._create,
@@ -307,15 +308,14 @@ class Service:
         if known is None:
             handle = parse_handle(text, self.profile)
             prefix = handle.suffix if handle.is_prefix_handle else handle.prefix
-            # a key served by another server of this site is marked by a leading space
-            mark = "" if self._on_this_server(handle) else " "
-            known = (mark + ascii_upper(prefix), self._key(handle))
+            known = (ascii_upper(prefix), self._key(handle), self._on_this_server(handle))
             if len(self._keys) >= MAX_PARSED_KEYS:
                 self._keys.clear()
             self._keys[text] = known
-        if known[0] not in self.homed and not self._serves_all(known[1]):
-            raise NotServed(known[0].lstrip())
-        return known
+        prefix, key, here = known
+        if not (here and prefix in self.homed) and not self._serves_all(key):
+            raise NotServed(prefix)
+        return prefix, key
 
     def _serves_all(self, key: str) -> bool:
         """Recursive nodes answer for everything; top-level nodes hold every ``0.NA/`` handle."""
