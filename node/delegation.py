@@ -87,6 +87,7 @@ class Registrar:
                 self.failures = 0
                 delay = self.interval_s
             except Exception as exc:  # the top-level may be down or slow: try again soon
+                self._registered.clear()  # it may have lost them: register everything again
                 self.failures += 1
                 if self.failures in (1, 10) or self.failures % 100 == 0:
                     log.warning("registering with the top-level node failed: %s", exc)

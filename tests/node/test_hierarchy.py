@@ -450,3 +450,18 @@ def test_a_secondary_started_before_its_top_level_registers_once_it_is_up(tmp_pa
                     assert reply.status == 200
 
     asyncio.run(scenario())
+
+
+def test_a_top_level_that_lost_its_records_gets_them_again(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        (port,) = _free_ports(1)
+        above = f"{HOST}:{port}"
+        sec_cfg = config(tmp_path, "sec", home=["88.106", "88.106.2"], toplevel=above)
+        async with running(sec_cfg):
+            async with running(config(tmp_path, "top1", role="toplevel", port=port)) as top:
+                await registered(top, "88.106", "88.106.2")
+            # a new top-level on the same address with an empty store
+            async with running(config(tmp_path, "top2", role="toplevel", port=port)) as top:
+                await registered(top, "88.106", "88.106.2")
+
+    asyncio.run(scenario())
