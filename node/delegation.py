@@ -2,7 +2,7 @@
 
 A secondary node with ``toplevel`` set registers every prefix it homes as ``0.NA/<prefix>`` at
 the top-level node: a record holding its site (HS_SITE at index 1, what a referral carries) and,
-for the prefixes it was started to serve (``home``; all of them when none was named), a
+for the prefixes it was started to serve (``home``; the first homed one when none was named), a
 heartbeat value at index 2 whose server-set timestamp says when the node last spoke. Registering
 retries until it succeeds (the top-level may start later) and is redone whenever the node's site
 changes (new ports after a restart) or a prefix is homed. Writes authenticate as
@@ -75,9 +75,11 @@ class Registrar:
         return f"{config.advertise_host or config.host}:{self.service.ports.get('tcp', 0)}"
 
     def heartbeat_prefixes(self) -> list[str]:
+        """The prefixes named by ``home``, else the first homed one: one beat per node is enough,
+        since its other prefixes share its site and take its state."""
         homed = self.service.homed
         named = [p for p in self.service.config.home if ascii_upper(p) in homed]
-        return named or list(homed.values())
+        return named or sorted(homed.values())[:1]
 
     async def _run(self) -> None:
         delay = min(0.2, self.interval_s)
