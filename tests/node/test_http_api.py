@@ -96,8 +96,9 @@ def test_get_success_shape(node: RunningNode) -> None:
     "suffix", ["plain", "with%20space", "a/./b", "CaSe"], ids=["plain", "escaped", "dots", "case"]
 )
 def test_cached_answers_equal_routed_ones(node: RunningNode, suffix: str) -> None:
-    """The first GET is routed (a cache miss), the next ones may be answered before routing
-    (``resolve_now``): same status, headers that matter and bytes, and each one counted."""
+    """Plain GETs are answered before routing (``plain_handle``) unless escaped or dotted; the
+    first misses the cache, the next hit it: same status, headers that matter and bytes, and
+    each one counted."""
     stored = suffix.replace("%20", " ")
     create(node, f"{PREFIX}/{stored}", value(1, "URL", "https://example.org/"))
     path = f"/api/handles/{PREFIX}/{suffix}"
