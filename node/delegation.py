@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from node.client import TCPClient
@@ -36,6 +37,7 @@ SITE_INDEX = 1  #: index of HS_SITE in a prefix record
 HEARTBEAT_INDEX = 2  #: index of the heartbeat value
 HEARTBEAT_TYPE = "IDNODE.HEARTBEAT"  #: its type; its data names the node
 _PAGE = 1000
+_NA_KEY = NA_PREFIX + "/"
 
 
 class Registrar:
@@ -140,8 +142,20 @@ class Registrar:
         return self.service.clock() - self.last_ok <= self.service.config.heartbeat_stale_s
 
 
-async def delegations(service: Service) -> list[dict[str, Any]]:
-    """Top-level: every ``0.NA/<prefix>`` record with its site, its node and the node's state.
+async def _prefix_handles(service: Service) -> AsyncIterator[str]:
+    offset = 0
+    while True:
+        total, handles = await service.store.list_handles(NA_PREFIX, offset, _PAGE)
+        for handle in handles:
+            yield handle
+        offset += len(handles)
+        if not handles or offset >= total:
+            return
+
+
+async def delegations(service: Service, only: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """Top-level: every ``0.NA/<prefix>`` record (or ``only`` those) with its site, its node and
+    the node's state.
 
     A prefix carrying no heartbeat of its own (an enterprise prefix) takes the state of the
     heartbeating prefix registered with the same site.
@@ -149,19 +163,13 @@ async def delegations(service: Service) -> list[dict[str, Any]]:
     now = service.clock()
     stale_s = service.config.heartbeat_stale_s
     rows = []
-    offset = 0
-    while True:
-        total, handles = await service.store.list_handles(NA_PREFIX, offset, _PAGE)
-        for handle in handles:
-            record = await service.store.get(ascii_upper(handle))
-            if record is None:
-                continue
-            site = next((v for v in record.values if v.index == SITE_INDEX), None)
-            beat = next((v for v in record.values if v.type == HEARTBEAT_TYPE), None)
-            rows.append((handle.partition("/")[2], site, beat))
-        offset += len(handles)
-        if not handles or offset >= total:
-            break
+    for handle in [h async for h in _prefix_handles(service)] if only is None else only:
+        record = await service.store.get(ascii_upper(handle))
+        if record is None:
+            continue
+        site = next((v for v in record.values if v.index == SITE_INDEX), None)
+        beat = next((v for v in record.values if v.type == HEARTBEAT_TYPE), None)
+        rows.append((record.handle.partition("/")[2], site, beat))
     ages: dict[bytes, float] = {}
     for _, site, beat in rows:
         if site is not None and beat is not None:
@@ -183,13 +191,29 @@ async def delegations(service: Service) -> list[dict[str, Any]]:
 
 class Monitor:
     """Top-level: checks the delegations every few seconds; warns when a node turns stale and keeps
-    the counts by state for the metrics."""
+    the counts by state for the metrics.
+
+    A check reads only the records that carry heartbeats and those written here since the last
+    one; every ``FULL_SCAN_EVERY``-th check (and ``GET /api/delegations``) reads them all, which
+    also finds what other workers of the top-level registered. So a top-level holding hundreds of
+    thousands of enterprise prefixes checks its few hundred nodes cheaply.
+    """
+
+    FULL_SCAN_EVERY = 30
 
     def __init__(self, service: Service) -> None:
         self.service = service
         self.counts: dict[str, int] = {}  #: heartbeating nodes (by name) by state
         self._stale: set[str] = set()
+        self._beating: set[str] = set()  #: prefix handles with a heartbeat
+        self._written: set[str] = set()  #: prefix handles written since the last check
+        self._checks = 0
         self._task: asyncio.Task[None] | None = None
+        service.on_written = self._mark
+
+    def _mark(self, key: str) -> None:
+        if key.startswith(_NA_KEY):
+            self._written.add(key)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -209,9 +233,15 @@ class Monitor:
                 log.exception("checking delegations failed")
             await asyncio.sleep(period)
 
-    async def check(self) -> list[dict[str, Any]]:
-        rows = await delegations(self.service)
+    async def check(self, full: bool = False) -> list[dict[str, Any]]:
+        """Check the delegations (``full``: every one) and return the rows read."""
+        full = full or self._checks % self.FULL_SCAN_EVERY == 0
+        self._checks += 1
+        written, self._written = self._written, set()
+        rows = await delegations(self.service, None if full else self._beating | written)
         nodes = [r for r in rows if r["node"] is not None]
+        beating = {f"{NA_PREFIX}/{r['prefix']}".upper() for r in nodes}
+        self._beating = beating if full else self._beating | beating
         states = {r["node"]: r["state"] for r in nodes}  # one node may heartbeat several prefixes
         counts = {"alive": 0, "stale": 0}
         for state in states.values():

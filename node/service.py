@@ -132,6 +132,8 @@ class Service:
         self.site = _configured_site(config)
         #: called after a prefix is homed (the node's registrar registers it upward)
         self.on_homed: Callable[[], None] = lambda: None
+        #: called with the key of every committed write (a top-level's monitor watches 0.NA/)
+        self.on_written: Callable[[str], None] = lambda key: None
         #: shared with the other workers, or private to this process
         self.versions = versions if versions is not None else Versions()
         self.cache = ResolutionCache(
@@ -413,6 +415,7 @@ class Service:
         return tuple(sorted(out, key=lambda v: v.index))
 
     def _written(self, key: str) -> None:
+        self.on_written(key)
         self.cache.invalidate(key)
         self.authenticator.forget(key)
 

@@ -372,7 +372,7 @@ class HandlesAPI:
             return _error(
                 ResponseCode.OPERATION_NOT_SUPPORTED, "only a top-level node holds delegations"
             )
-        rows = await self.monitor.check()
+        rows = await self.monitor.check(full=True)
         return web.Response(
             body=_dumps({"responseCode": 1, "delegations": rows}, _flag(request, "pretty", False)),
             content_type=JSON,

@@ -465,3 +465,29 @@ def test_a_top_level_that_lost_its_records_gets_them_again(tmp_path: Path) -> No
                 await registered(top, "88.106", "88.106.2")
 
     asyncio.run(scenario())
+
+
+def test_the_monitor_counts_nodes_between_full_scans(tmp_path: Path) -> None:
+    """Between full scans a check reads only heartbeating and newly written prefix records, and
+    still counts a node that registers meanwhile and one that goes silent."""
+
+    async def scenario() -> None:
+        async with running(config(tmp_path, "top", role="toplevel")) as top:
+            monitor = top.monitor
+            assert monitor is not None
+            above = toplevel_address(top)
+            await monitor.check(full=True)
+            a_cfg = config(tmp_path, "a", home=["88.107", "88.107.1"], toplevel=above)
+            b_cfg = config(tmp_path, "b", home=["88.108"], toplevel=above)
+
+            async def counted(alive: int, stale: int = 0) -> bool:
+                rows = await monitor.check()
+                assert len(rows) <= 3  # never more than the records that matter
+                return monitor.counts == {"alive": alive, "stale": stale}
+
+            async with running(a_cfg):
+                async with running(b_cfg):
+                    await wait_for(lambda: counted(2))
+                await wait_for(lambda: counted(1, 1))
+
+    asyncio.run(scenario())
