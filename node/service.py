@@ -4,6 +4,13 @@ Validation, authentication, authorization, the homed-prefix check, the cache and
 used here and nowhere else, so HTTP, TCP and UDP answer alike. Rules raise ``ProtocolError`` with
 the response code to send; ``handle`` turns any of them into an ``ErrorResponse`` in one place.
 
+The role decides what is served here: a secondary serves its homed prefixes (and, in a site of
+several servers, the handles the MD5-mod-N rule gives this server); a top-level node serves the
+``0.NA/`` prefix records and refers everything else (PREFIX_REFERRAL with their HS_SITE); a
+recursive node serves everything by walking the hierarchy (``node.resolver``), caching answers
+like its own. A secondary that knows a top-level refers, or with RECURSIVE follows, for handles
+it does not serve (``elsewhere``).
+
 With several worker processes (``node.workers``) what one process remembers can be stale: the
 resolution cache and the verified-secret memo are checked against the shared version counters of
 ``node.coherence``, and homing or unhoming advances a shared epoch on which every worker reloads
