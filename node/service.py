@@ -70,6 +70,7 @@ from protocol.messages import (
     SiteInfoResponse,
     UnhomePrefixRequest,
     error_for,
+    new_resolve_response,
 )
 from protocol.records import (
     HS_ADMIN,
@@ -99,6 +100,7 @@ _SECKEY_PERMISSIONS = 0xC  #: admin read and write, never public
 ROLES = ("secondary", "toplevel", "recursive")
 SITE_TYPES = frozenset({"HS_SITE", "HS_SITE.PREFIX", "HS_SERV", "HS_SERV.PREFIX"})
 _DO_NOT_REFER = int(OpFlag.DO_NOT_REFER)
+_SUCCESS = int(ResponseCode.SUCCESS)
 
 
 def _fail(code: ResponseCode, message: str) -> ProtocolError:
@@ -278,11 +280,8 @@ class Service:
             values = _filter(values, request.indexes, request.types)
             if not values:
                 raise _fail(ResponseCode.VALUES_NOT_FOUND, "No values match the filter")
-        response = ResolveResponse(
-            request_id=request.request_id,
-            flags=request.flags,
-            handle=record.handle,
-            values=values,
+        response = new_resolve_response(
+            request.request_id, request.flags, _SUCCESS, record.handle, values
         )
         return response, (entry if plain and public_only else None), key
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from protocol.codes import OpCode, OpFlag, ResponseCode
-from protocol.records import HandleValue
+from protocol.records import HandleValue, fast_constructor
 
 # plain ints: ``flags & OpFlag.X`` goes through the enum's reflected operator (a microsecond,
 # on the resolution hot path)
@@ -283,6 +283,10 @@ def error_for(request: Request, code: int, message: str) -> ErrorResponse:
         handle=getattr(request, "handle", ""),
     )
 
+
+#: the hot path's messages from all their fields in order, without ``__init__``
+new_resolve_request = fast_constructor(ResolveRequest)
+new_resolve_response = fast_constructor(ResolveResponse)
 
 REQUEST_TYPES: dict[int, type[Request]] = {
     cls.op: cls

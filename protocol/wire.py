@@ -9,7 +9,6 @@ whenever the decoder got far enough to read them.
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,8 +47,10 @@ from protocol.messages import (
     SiteInfoResponse,
     TruncatedResponse,
     UnhomePrefixRequest,
+    new_resolve_request,
+    new_resolve_response,
 )
-from protocol.records import HandleValue, Reference
+from protocol.records import HandleValue, Reference, fast_constructor, new_value
 
 PROTOCOL_VERSION: Final = 1  #: the version this module speaks
 FRAME_HEADER = struct.Struct(">I")  #: a TCP frame's 4-byte big-endian length
@@ -245,33 +246,9 @@ def encode_datagram(
 # Decoding
 
 
-def _constructor(cls: type[Any]) -> Callable[..., Any]:
-    """Build ``cls`` from all its fields, in declaration order, without its ``__init__``.
-
-    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, which costs
-    half the time of decoding a value; setting the slots directly gives the same object. Only for
-    frozen, slotted dataclasses without ``__post_init__`` (checked here, at import).
-    """
-    if "__slots__" not in cls.__dict__ or hasattr(cls, "__post_init__"):
-        raise TypeError(f"{cls.__name__} must be slotted and have no __post_init__")
-    names = [f.name for f in dataclasses.fields(cls)]
-    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
-    lines = [f"def make({', '.join(names)}):", "    self = new(cls)"]
-    for name in names:
-        namespace[f"set_{name}"] = getattr(cls, name).__set__  # the slot's member descriptor
-        lines.append(f"    set_{name}(self, {name})")
-    lines.append("    return self")
-    exec("\n".join(lines), namespace)
-    make: Callable[..., Any] = namespace["make"]
-    return make
-
-
-_new_value = _constructor(HandleValue)
-_new_reference = _constructor(Reference)
-_new_interface = _constructor(Interface)
-_new_server = _constructor(Server)
-_new_resolve_request = _constructor(ResolveRequest)
-_new_resolve_response = _constructor(ResolveResponse)
+_new_reference = fast_constructor(Reference)
+_new_interface = fast_constructor(Interface)
+_new_server = fast_constructor(Server)
 
 
 def _bad(what: str) -> MalformedMessage:
@@ -324,7 +301,7 @@ def _decode_value(v: Any) -> HandleValue:
     references: tuple[Reference, ...] = ()
     if refs:
         references = tuple([_decode_reference(r) for r in refs])
-    value: HandleValue = _new_value(
+    value: HandleValue = new_value(
         index, type_, data, ttl, ttl_type, timestamp, permissions, references
     )
     return value
@@ -402,7 +379,7 @@ def _resolve_request(b: dict[str, Any], rid: int, f: int, c: Credential | None) 
         raise _bad("i")
     if type(types) is not tuple or types and any(type(x) is not str for x in types):
         raise _bad("t")
-    request: ResolveRequest = _new_resolve_request(rid, f, c, handle, indexes, types)
+    request: ResolveRequest = new_resolve_request(rid, f, c, handle, indexes, types)
     return request
 
 
@@ -455,7 +432,7 @@ assert set(_REQUEST_DECODERS) == set(REQUEST_TYPES)
 _ResponseDecoder = Callable[[dict[str, Any], int, int, int], Response]
 
 _SUCCESS_DECODERS: dict[int, _ResponseDecoder] = {
-    OpCode.RESOLUTION: lambda b, rid, f, rc: _new_resolve_response(
+    OpCode.RESOLUTION: lambda b, rid, f, rc: new_resolve_response(
         request_id=rid, flags=f, code=_SUCCESS, handle=_str(b, "h"), values=_values(b)
     ),
     OpCode.CREATE_HANDLE: lambda b, rid, f, rc: CreateResponse(

@@ -35,7 +35,7 @@ import msgpack
 from node.metrics import StoreMetrics
 from node.store import Mutation, Record, Store, StoreError, _Delete
 from protocol.identifiers import ascii_upper
-from protocol.records import HandleValue, Reference
+from protocol.records import HandleValue, Reference, new_value
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS handles (
@@ -122,7 +122,7 @@ def _record(rows: list[tuple[Any, ...]]) -> Record | None:
             references = tuple(Reference(h, i) for h, i in msgpack.unpackb(refs))
         perms = (ar << 3) | (aw << 2) | (pr << 1) | pw
         # types repeat across records: one string each, not one per cached value
-        values.append(HandleValue(idx, intern(type_), data, ttl, ttl_type, ts, perms, references))
+        values.append(new_value(idx, intern(type_), data, ttl, ttl_type, ts, perms, references))
     return Record(rows[0][0], tuple(values))
 
 

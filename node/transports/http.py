@@ -39,6 +39,7 @@ from protocol.messages import (
     Request,
     ResolveRequest,
     Response,
+    new_resolve_request,
 )
 
 JSON = "application/json"
@@ -186,7 +187,7 @@ class HandlesAPI:
         without a wait (its JSON is kept in the cache entry)."""
         started = perf_counter()
         service = self.service
-        typed = ResolveRequest(handle=handle, flags=_PUBLIC_ONLY)
+        typed = new_resolve_request(0, _PUBLIC_ONLY, None, handle, (), ())
         resolution = service.resolve_cached(typed)
         if resolution is None:
             metrics = self.metrics
