@@ -57,6 +57,10 @@ def add_commands(subparsers: Any) -> None:
     )  # fmt: skip
     up.add_argument("--log-level", default=d.log_level, help="of every node (default INFO)")
     up.add_argument(
+        "--recursive-port", type=int, default=d.recursive_port,
+        help="the recursive node's Handle port, TCP and UDP (3641 as nationally; default: any)",
+    )  # fmt: skip
+    up.add_argument(
         "--start-timeout-s", type=float, default=0.0,
         help="how long a process may take to start (default: from its work)",
     )  # fmt: skip
@@ -97,6 +101,7 @@ def _up(root: Path, args: argparse.Namespace) -> int:
         cache_bytes=int(args.cache_mb * 2**20),
         log_level=args.log_level,
         start_timeout_s=args.start_timeout_s,
+        recursive_port=args.recursive_port,
     )
     record = topology.up(root, options)
     top, rec = record["toplevel"]["ports"], record["recursive"]["ports"]

@@ -66,6 +66,7 @@ class Options:
     cache_bytes: int = 16 * 1024 * 1024  #: each secondary's resolution cache bound
     log_level: str = "INFO"
     start_timeout_s: float = 0.0  #: 0: from the work each host process has to do
+    recursive_port: int = 0  #: the recursive node's Handle port (3641 nationally); 0: any free
 
 
 def industry_codes(count: int) -> tuple[str, ...]:
@@ -470,7 +471,8 @@ def _start(root: Path, options: Options, record: dict[str, Any], launched: Launc
             record["nodes"].append(node)
     write_record(root, record)
 
-    _serve(launched, "recursive", options, "--toplevel", target)
+    port = ["--port", str(options.recursive_port)] if options.recursive_port else []
+    _serve(launched, "recursive", options, "--toplevel", target, *port)
     record["manifests"] = {n["name"]: n["manifest"] for n in record["nodes"] if n.get("manifest")}
     write_record(root, record)
     _wait_registered(record, options.start_timeout_s or 30.0 + 0.2 * len(entries))

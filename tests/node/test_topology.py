@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -63,9 +64,18 @@ def topo_dir(tmp_path: Path) -> Iterator[Path]:
     topology.down(root, timeout_s=5.0)
 
 
+def _free_port() -> int:
+    with socket.socket() as t, socket.socket(type=socket.SOCK_DGRAM) as u:
+        t.bind(("127.0.0.1", 0))
+        port = int(t.getsockname()[1])
+        u.bind(("127.0.0.1", port))
+    return port
+
+
 def test_up_status_down(topo_dir: Path) -> None:
     started = time.monotonic()
-    up = idnode("up", "--dir", str(topo_dir), *UP_ARGS)
+    recursive_port = _free_port()
+    up = idnode("up", "--dir", str(topo_dir), *UP_ARGS, "--recursive-port", str(recursive_port))
     assert up.returncode == 0, up.stderr
     record = json.loads((topo_dir / "topology.json").read_text())
     assert record["state"] == "up" and (topo_dir / "running").exists()
@@ -91,7 +101,14 @@ def test_up_status_down(topo_dir: Path) -> None:
         assert handle.partition("/")[0] in node["prefixes"]
         url = f"http://127.0.0.1:{node['ports']['http']}/api/handles/{handle}"
         with urllib.request.urlopen(url, timeout=5) as resp:  # its data answers there
-            assert json.loads(resp.read())["handle"] == handle
+            direct = json.loads(resp.read())
+        assert direct["handle"] == handle
+        # and through the recursive node, on the port asked for
+        rec = record["recursive"]["ports"]
+        assert rec["tcp"] == rec["udp"] == recursive_port
+        url = f"http://127.0.0.1:{rec['http']}/api/handles/{handle}"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            assert json.loads(resp.read())["values"] == direct["values"]
 
     status = idnode("status", "--dir", str(topo_dir))
     assert status.returncode == 0, status.stdout + status.stderr
@@ -105,7 +122,7 @@ def test_up_status_down(topo_dir: Path) -> None:
     assert [n["name"] for n in found["nodes"]] == [n["name"] for n in record["nodes"]]
     for n in found["nodes"]:
         assert n["process_alive"] and n["healthz"] and n["rss_share_bytes"] > 0
-        assert n["delegation"] in (("alive", "unknown") if n["role"] == "secondary" else (None,))
+        assert n["delegation"] == ("alive" if n["role"] == "secondary" else None)
 
     again = idnode("up", "--dir", str(topo_dir), *UP_ARGS)
     assert again.returncode == 1 and "already running" in again.stderr
