@@ -247,21 +247,16 @@ class Service:
         try:
             if self.versions.homed_epoch != self._homed_epoch:
                 await self.reload_homed()
-            prefix, key = self._resolution_key(request.handle)
-            now = self.clock()
-            cache = self.cache
-            entry = None if request.authoritative else cache.get(key, now)
-            if entry is None:
-                generation, version = cache.generation, cache.version(key)
-                record = await self._fetch(request, key)
-                entry = cache.put(key, record, now, generation, version)
+            try:
+                prefix, key = self._resolution_key(request.handle)
+            except NotServed as exc:  # its failures are answered below like any other
+                return await self.elsewhere(request, exc.prefix), None, ""
+            entry = await self._entry(key, request.handle, fresh=request.authoritative)
             public_only = request.public_only or request.credential is None
             if not public_only and entry.record is not None:
                 principal = await self.authenticator.principal(request.credential)
                 public_only = not principal.may_write(prefix)
             return self._answer(request, entry, key, public_only=public_only)
-        except NotServed as exc:
-            return await self.elsewhere(request, exc.prefix), None, ""
         except ProtocolError as exc:
             return self.error(request, exc.code, exc.message), None, ""
         except StoreError as exc:
@@ -288,12 +283,23 @@ class Service:
     async def _resolve_only(self, request: ResolveRequest) -> Response:
         return (await self.resolve(request))[0]
 
-    async def _fetch(self, request: ResolveRequest, key: str) -> Record | None:
+    async def _entry(self, key: str, text: str, *, fresh: bool = False) -> Entry:
+        """The cache entry of ``key`` (handle ``text``), read and kept on a miss (``fresh``:
+        always read, as for an authoritative request)."""
+        now = self.clock()
+        cache = self.cache
+        entry = None if fresh else cache.get(key, now)
+        if entry is None:
+            generation, version = cache.generation, cache.version(key)
+            entry = cache.put(key, await self._fetch(text, key), now, generation, version)
+        return entry
+
+    async def _fetch(self, text: str, key: str) -> Record | None:
         """The record behind ``key``: from the store, or for a recursive node, the hierarchy."""
         if self.role != "recursive":
             return await self.store.get(key)
         assert self.resolver is not None
-        plain = ResolveRequest(handle=request.handle)  # cached whole; filters apply after
+        plain = ResolveRequest(handle=text)  # cached whole; filters apply after
         answer = await self.resolver.resolve(plain)
         if isinstance(answer, ResolveResponse):
             return Record(answer.handle, answer.values)
@@ -369,9 +375,10 @@ class Service:
 
     async def _referral(self, request: ResolveRequest, prefix: str) -> Response:
         """Top-level: PREFIX_REFERRAL with the service information of the longest delegated
-        prefix of ``prefix``, or SERVER_NOT_RESPONSIBLE when none is."""
+        prefix of ``prefix``, or SERVER_NOT_RESPONSIBLE when none is. The prefix records come
+        through the resolution cache: every first hop of every walk reads them."""
         for prefix_handle in parent_chain(prefix)[:-1]:  # not the root 0.NA/0.NA
-            record = await self.store.get(prefix_handle)
+            record = (await self._entry(prefix_handle, prefix_handle)).record
             values = tuple(v for v in record.values if v.type in SITE_TYPES) if record else ()
             if values:
                 return ReferralResponse(
