@@ -8,10 +8,11 @@ each on the same event loop implementation as the node (uvloop when installed).
 from __future__ import annotations
 
 import asyncio
-import struct
 import sys
 
 from aiohttp import web
+
+from benchmarks.loadgen import pop_frames
 
 BODY = (
     b'{"responseCode":1,"handle":"88.118.8/PRD-2026-000123","values":[{"index":1,"type":"URL",'
@@ -28,12 +29,8 @@ class _TCPEcho(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        while len(self.buffer) >= 4:
-            (length,) = struct.unpack_from(">I", self.buffer)
-            if len(self.buffer) < 4 + length:
-                return
-            self.transport.write(bytes(self.buffer[: 4 + length]))  # type: ignore[attr-defined]
-            del self.buffer[: 4 + length]
+        for frame in pop_frames(self.buffer):
+            self.transport.write(frame)  # type: ignore[attr-defined]
 
 
 class _UDPEcho(asyncio.DatagramProtocol):

@@ -17,6 +17,31 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 
+def pop_frames(buffer: bytearray) -> list[bytes]:
+    """Take every whole length-prefixed frame (header included) off the front of ``buffer``."""
+    frames = []
+    while len(buffer) >= 4:
+        (length,) = struct.unpack_from(">I", buffer)
+        if len(buffer) < 4 + length:
+            break
+        frames.append(bytes(buffer[: 4 + length]))
+        del buffer[: 4 + length]
+    return frames
+
+
+async def read_http_answer(reader: asyncio.StreamReader) -> int:
+    """Read one HTTP/1.1 answer, head and ``Content-Length`` body; its status."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+            break
+    if length:
+        await reader.readexactly(length)
+    return int(head[9:12])
+
+
 @dataclass
 class LoadResult:
     requests: int  #: answers received in the measured window
@@ -58,15 +83,7 @@ async def _http_worker(
         while not stop.is_set():
             started = time.perf_counter()
             writer.write(next(requests))
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = int(head[9:12])
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-                    break
-            if length:
-                await reader.readexactly(length)
+            status = await read_http_answer(reader)
             stats.record(started, status < 400 or status == ok_status)
     finally:
         writer.close()

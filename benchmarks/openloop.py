@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import gc
 import itertools
-import struct
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -41,7 +40,7 @@ from typing import Any
 import msgpack
 from hdrh.histogram import HdrHistogram
 
-from benchmarks.loadgen import http_get
+from benchmarks.loadgen import http_get, pop_frames, read_http_answer
 
 _ID_MARK = b"\xce\xde\xad\xbe\xef"  #: request id 0xDEADBEEF as msgpack uint32, patched per request
 _MAX_US = 120_000_000
@@ -150,12 +149,8 @@ class _Frames(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        while len(self.buffer) >= 4:
-            (length,) = struct.unpack_from(">I", self.buffer)
-            if len(self.buffer) < 4 + length:
-                return
-            self.on_answer(bytes(self.buffer[4 : 4 + length]))
-            del self.buffer[: 4 + length]
+        for frame in pop_frames(self.buffer):
+            self.on_answer(frame[4:])
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.on_lost()
@@ -264,15 +259,7 @@ class _HttpDoor:
             self.inflight[n] = (due, sent, writer)
             try:
                 writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                status = int(head[9:12])
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
-                        break
-                if length:
-                    await reader.readexactly(length)
+                status = await read_http_answer(reader)
                 if self.inflight.pop(n, None) is not None:
                     self.rec.answered(due, sent, status < 400 or status == self.ok_status)
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
