@@ -16,10 +16,7 @@ from collections.abc import Callable
 
 from node.coherence import Versions
 from node.store import Record
-from protocol.codes import Permission
 from protocol.records import HandleValue
-
-PUBLIC_READ = int(Permission.PUBLIC_READ)
 
 _ENTRY_OVERHEAD_BYTES = 200  #: dict slot, key and entry object, roughly
 _VALUE_OVERHEAD_BYTES = 120  #: a HandleValue object beyond its data
@@ -47,7 +44,7 @@ class Entry:
         public = self._public
         if public is None:
             values = self.record.values if self.record is not None else ()
-            public = self._public = tuple([v for v in values if v.permissions & PUBLIC_READ])
+            public = self._public = tuple([v for v in values if v.public_read])
         return public
 
 

@@ -50,10 +50,6 @@ class Versions:
         """Counters to hand to workers: ``attach(v.array, v.lock, v.buckets)`` in each."""
         return cls(buckets, ctx.RawArray("Q", buckets + 1), ctx.Lock())
 
-    @property
-    def is_shared(self) -> bool:
-        return self.array is not None
-
     def bucket(self, key: str) -> int:
         return zlib.crc32(key.encode()) % self.buckets
 

@@ -337,9 +337,7 @@ class SQLiteStore(Store):
         self._reader_thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._write_conn: sqlite3.Connection | None = None
-        #: commits and the writes they carried, for metrics and benchmarks
-        self.commits = 0
-        self.committed_writes = 0
+        self.commits = 0  #: transactions committed (group commits; tests count them)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -561,7 +559,6 @@ class SQLiteStore(Store):
                     op.error = exc
             conn.execute("COMMIT")
             self.commits += 1
-            self.committed_writes += len(batch)
             if self.metrics is not None:
                 self.metrics.committed(
                     perf_counter() - started,
