@@ -31,7 +31,6 @@ from typing import Any
 
 from protocol.codes import OpCode, OpFlag, ResponseCode
 from protocol.errors import ProtocolError
-from protocol.identifiers import NA_PREFIX, ascii_upper
 from protocol.messages import (
     AddValuesRequest,
     CreateRequest,
@@ -523,10 +522,8 @@ class SiteClient(Client):
             self._clients[server.server_id] = TCPClient(server.address, interface.port)
 
     def server(self, handle: str) -> Server:
-        """The server of the site responsible for ``handle`` (``0.NA/`` handles: the first)."""
+        """The server of the site responsible for ``handle``."""
         prefix, _, suffix = handle.partition("/")
-        if ascii_upper(prefix) == NA_PREFIX:
-            return self.site.servers[0]
         return server_for(self.site, prefix, suffix)
 
     async def _exchange(self, request: Request) -> Response:

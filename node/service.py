@@ -86,7 +86,6 @@ log = logging.getLogger("idnode.service")
 #: an answer, the cache entry its encodings may be kept in (None: not cacheable), its cache key
 Resolution = tuple[Response, Entry | None, str]
 
-ADMIN_SUFFIX = auth.ADMIN_SUFFIX
 ADMIN_KEY_INDEX = 300  #: index of HS_SECKEY in the admin handle (``300:<prefix>/ADMIN``)
 ADMIN_VALUE_INDEX = 100  #: index of HS_ADMIN
 MAX_PAGE_SIZE = 10000
@@ -601,7 +600,7 @@ class Service:
         check_prefix(prefix, self.profile)
         if ascii_upper(prefix) == NA_PREFIX:
             raise _fail(ResponseCode.INVALID_HANDLE, "0.NA cannot be homed")
-        admin_handle = f"{prefix}/{ADMIN_SUFFIX}"
+        admin_handle = f"{prefix}/{auth.ADMIN_SUFFIX}"
         admin = AdminValue(admin_handle, ADMIN_KEY_INDEX, ALL_ADMIN_PERMISSIONS)
         now = int(self.clock())
         record = Record(
@@ -617,7 +616,7 @@ class Service:
                 ),
             ),
         )
-        key = self._key(Handle(prefix, ADMIN_SUFFIX))
+        key = self._key(Handle(prefix, auth.ADMIN_SUFFIX))
         await self.store.mutate(key, lambda current: record if current is None else None)
         await self.store.set_homed(prefix, True)
         self._written(key)

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from protocol.errors import InvalidValue
-from protocol.identifiers import ascii_upper
+from protocol.identifiers import NA_PREFIX, ascii_upper
 from protocol.messages import Interface, Server, SiteInfo
 from protocol.records import DEFAULT_TTL_S, HS_SITE, HS_SITE_PREFIX, HandleValue
 
@@ -144,13 +144,16 @@ def decode_site(data: bytes) -> SiteInfo:
 
 
 def server_for(site: SiteInfo, prefix: str, suffix: str) -> Server:
-    """The server of ``site`` responsible for ``prefix/suffix``.
+    """The server of ``site`` responsible for ``prefix/suffix`` (for a ``0.NA/`` prefix record,
+    which every server holds, the first).
 
     Python's ``abs`` is used where Java's leaves -2**31 negative; that one hash value (one in four
     billion) is the only place the two could pick differently.
     """
     if not site.servers:
         raise InvalidValue("the site lists no servers")
+    if ascii_upper(prefix) == NA_PREFIX:  # prefix records: every server has them; ask the first
+        return site.servers[0]
     if site.hash_option == HASH_BY_PREFIX:
         part = prefix
     elif site.hash_option == HASH_BY_SUFFIX:
