@@ -45,7 +45,6 @@ from prometheus_client.metrics_core import (
 from protocol.codes import OpCode, ResponseCode
 
 if TYPE_CHECKING:
-    from node.delegation import Monitor, Registrar
     from node.service import Service
 
 __all__ = [
@@ -253,8 +252,6 @@ class NodeMetrics:
         self.store = StoreMetrics()
         self.referrals_followed = 0  #: referrals followed on clients' behalf
         self.service: Service | None = None  #: cache and homed prefixes; set by the node
-        self.registrar: Registrar | None = None  #: a secondary's registration, set by the node
-        self.monitor: Monitor | None = None  #: a top-level's delegation checks, set by the node
         #: the other workers' last ``snapshot()``s, merged into every scrape (None: one process)
         self.peers: Callable[[], list[dict[str, Any]]] | None = None
         #: cache numbers (hits, misses, entries, bytes) replacing the service's, in merged totals
@@ -313,7 +310,6 @@ class NodeMetrics:
         """A new ``NodeMetrics`` holding this one's live numbers plus ``peers``' snapshots."""
         total = NodeMetrics()
         total.service = self.service
-        total.registrar, total.monitor = self.registrar, self.monitor
         total.cache_totals = [0, 0, 0, 0]
         mine = self.snapshot()
         for snap in (mine, *peers):
@@ -411,20 +407,22 @@ class NodeCollector:
 
     @staticmethod
     def _hierarchy(m: NodeMetrics) -> Iterator[Metric]:
-        if m.monitor is not None:
+        monitor = m.service.monitor if m.service is not None else None
+        registration = m.service.registration if m.service is not None else None
+        if monitor is not None:
             nodes = GaugeMetricFamily(
                 "idnode_delegated_nodes",
                 "Top-level: secondary nodes registered here, by heartbeat state (alive, stale).",
                 labels=["state"],
             )
             for state in ("alive", "stale"):
-                nodes.add_metric([state], m.monitor.counts.get(state, 0))
+                nodes.add_metric([state], monitor.counts.get(state, 0))
             yield nodes
-        if m.registrar is not None:
+        if registration is not None:
             yield GaugeMetricFamily(
                 "idnode_toplevel_registered",
                 "1 while the top-level node took this node's last heartbeat in time, else 0.",
-                value=1 if m.registrar.ready() else 0,
+                value=1 if registration.ready() else 0,
             )
 
     @staticmethod

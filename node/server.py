@@ -55,7 +55,7 @@ class Node:
             Registrar(self.service) if config.toplevel and config.role == "secondary" else None
         )
         self.monitor = Monitor(self.service) if config.role == "toplevel" else None
-        self.metrics.registrar, self.metrics.monitor = self.registrar, self.monitor
+        self.service.registration, self.service.monitor = self.registrar, self.monitor
         self.limits = WireLimits(max_frame_bytes=config.max_frame_bytes)
         self.connections: set[Any] = set()
         self._runner: web.AppRunner | None = None
@@ -75,7 +75,7 @@ class Node:
         loop = asyncio.get_running_loop()
         host = self.config.host
         self._runner = NodeRunner(
-            make_app(self.service, self.metrics, self.registrar, self.monitor),
+            make_app(self.service, self.metrics),
             access_log=None,
             shutdown_timeout=self.config.shutdown_grace_s,
         )

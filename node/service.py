@@ -25,7 +25,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from node import auth
 from node.cache import Entry, ResolutionCache
@@ -80,6 +80,9 @@ from protocol.records import (
     validate_record,
 )
 from protocol.site import HASH_BY_HANDLE, HASH_BY_PREFIX, server_for
+
+if TYPE_CHECKING:
+    from node.delegation import Monitor, Registrar
 
 log = logging.getLogger("idnode.service")
 
@@ -142,6 +145,10 @@ class Service:
         self.on_homed: Callable[[], None] = lambda: None
         #: called with the key of every committed write (a top-level's monitor watches 0.NA/)
         self.on_written: Callable[[str], None] = lambda key: None
+        #: a secondary's registration with its top-level, set by the node
+        self.registration: Registrar | None = None
+        #: a top-level's checks of its delegations, set by the node
+        self.monitor: Monitor | None = None
         #: shared with the other workers, or private to this process
         self.versions = versions if versions is not None else Versions()
         self.cache = ResolutionCache(
@@ -178,6 +185,11 @@ class Service:
                     raise ValueError(f"homing {prefix} needs an admin secret (--admin-secret)")
                 await self.home_prefix(prefix, self.config.admin_secret)
         self.ready = True
+
+    def is_ready(self) -> bool:
+        """Started, and, when a top-level is configured, registered there (it took the last
+        heartbeat in time)."""
+        return self.ready and (self.registration is None or self.registration.ready())
 
     async def reload_homed(self) -> None:
         """Load the homed prefixes from the store when another worker (or this one) changed them.

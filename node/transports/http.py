@@ -20,7 +20,6 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from node.delegation import Monitor, Registrar
 from node.metrics import CONTENT_TYPE_LATEST, NodeMetrics, OpStats
 from node.service import Service
 from protocol.codes import OpCode, OpFlag, ResponseCode, http_status
@@ -134,8 +133,6 @@ class HandlesAPI:
 
     def __init__(self, service: Service, metrics: NodeMetrics) -> None:
         self.service = service
-        self.registrar: Registrar | None = None
-        self.monitor: Monitor | None = None
         self.metrics = metrics.transports["http"]
         self._resolution = self.metrics.op(OpCode.RESOLUTION)
         self._stats = {op: self.metrics.op(op) for op in _REST_OPS}
@@ -343,16 +340,16 @@ class HandlesAPI:
         return web.json_response({"status": "alive"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        ready = self.service.ready
-        cache = self.service.cache
-        registrar = self.registrar
+        service = self.service
+        ready = service.is_ready()
+        cache = service.cache
+        registration = service.registration
         body: dict[str, Any] = {}
-        if registrar is not None:  # a secondary is ready once its top-level took a heartbeat
-            ready = ready and registrar.ready()
+        if registration is not None:
             body["toplevel"] = {
-                "address": self.service.config.toplevel,
-                "registered": registrar.ready(),
-                "failures": registrar.failures,
+                "address": service.config.toplevel,
+                "registered": registration.ready(),
+                "failures": registration.failures,
             }
         body = {
             "status": "ready" if ready else "starting",
@@ -369,11 +366,12 @@ class HandlesAPI:
 
     async def list_delegations(self, request: web.Request) -> web.Response:
         """Top-level: the registered prefixes, their sites and their nodes' heartbeat state."""
-        if self.monitor is None:
+        monitor = self.service.monitor
+        if monitor is None:
             return _error(
                 ResponseCode.OPERATION_NOT_SUPPORTED, "only a top-level node holds delegations"
             )
-        rows = await self.monitor.check(full=True)
+        rows = await monitor.check(full=True)
         return web.Response(
             body=_dumps({"responseCode": 1, "delegations": rows}, _flag(request, "pretty", False)),
             content_type=JSON,
@@ -418,14 +416,8 @@ class NodeRunner(web.AppRunner):
         return server
 
 
-def make_app(
-    service: Service,
-    metrics: NodeMetrics | None = None,
-    registrar: Registrar | None = None,
-    monitor: Monitor | None = None,
-) -> web.Application:
-    """The HTTP API of ``service``, counted in ``metrics`` (a fresh set when not given); a
-    secondary's ``registrar`` joins its readiness, a top-level's ``monitor`` lists delegations."""
+def make_app(service: Service, metrics: NodeMetrics | None = None) -> web.Application:
+    """The HTTP API of ``service``, counted in ``metrics`` (a fresh set when not given)."""
     if metrics is None:
         metrics = NodeMetrics()
         metrics.service = service
@@ -433,7 +425,6 @@ def make_app(
     app[SERVICE] = service
     api = HandlesAPI(service, metrics)
     app[API] = api
-    api.registrar, api.monitor = registrar, monitor
     # resolution first: the router tries resources in order, and it is most of the traffic
     app.router.add_get("/api/handles/{handle:.+}", api.resolve)
     app.router.add_put("/api/handles/{handle:.+}", api.put)
