@@ -113,27 +113,32 @@ class Registrar:
             values = [site_value(site, SITE_INDEX, ttl=int(service.config.heartbeat_stale_s))]
             if upper in beating:
                 values.append(self._heartbeat())
-            await self._write(prefix, self.client.create(na_handle(prefix), values, overwrite=True))
+            await self._write(prefix, values, whole=True)
             self._registered[upper] = site_data
+            beating.discard(upper)  # the record just written carries a fresh heartbeat
             log.info("registered %s with the top-level node", prefix)
         for upper in set(self._registered) - set(service.homed):
             del self._registered[upper]  # unhomed: registered again if homed again
         for prefix in self.heartbeat_prefixes():
-            await self._write(
-                prefix,
-                self.client.add_values(na_handle(prefix), [self._heartbeat()], overwrite=True),
-            )
+            if ascii_upper(prefix) in beating:
+                await self._write(prefix, [self._heartbeat()], whole=False)
         self.last_ok = service.clock()
 
     def _heartbeat(self) -> HandleValue:
         return HandleValue(HEARTBEAT_INDEX, HEARTBEAT_TYPE, self.name.encode(), ttl=0)
 
-    async def _write(self, prefix: str, call: Any) -> None:
-        self.client.credential = Credential(na_handle(prefix), 300, self.secret)
-        answer = await call
+    async def _write(self, prefix: str, values: list[HandleValue], *, whole: bool) -> None:
+        """Write ``0.NA/<prefix>``: the whole record, or add or replace ``values`` in it."""
+        handle = na_handle(prefix)
+        client = self.client
+        client.credential = Credential(handle, 300, self.secret)
+        if whole:
+            answer = await client.create(handle, values, overwrite=True)
+        else:
+            answer = await client.add_values(handle, values, overwrite=True)
         if answer.code != ResponseCode.SUCCESS:
             message = getattr(answer, "message", "")
-            raise RuntimeError(f"{na_handle(prefix)}: code {answer.code} {message}".rstrip())
+            raise RuntimeError(f"{handle}: code {answer.code} {message}".rstrip())
 
     def ready(self) -> bool:
         """Whether the top-level took the last heartbeat recently (for ``/readyz``)."""
