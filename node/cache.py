@@ -44,7 +44,10 @@ class Entry:
         public = self._public
         if public is None:
             values = self.record.values if self.record is not None else ()
-            public = self._public = tuple([v for v in values if v.public_read])
+            public = tuple([v for v in values if v.public_read])
+            if len(public) == len(values):  # all public, the usual case: no second tuple
+                public = values
+            self._public = public
         return public
 
 

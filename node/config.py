@@ -72,7 +72,7 @@ class Config:
     site_server_id: int = _f(1, "this node's position (from 1) in --site")
     case_sensitive_suffix: bool = _f(False, "compare suffixes case-sensitively")
     profile: str = _f("protocol", "identifier limits: protocol (2048) or snms (255/64)")
-    cache_max_bytes: int = _f(64 * 1024 * 1024, "bound of the resolution cache")
+    cache_max_bytes: int = _f(96 * 1024 * 1024, "bound of the resolution cache")
     negative_cache_ttl_s: float = _f(60.0, "how long a not-found answer is cached")
     max_frame_bytes: int = _f(65536, "largest msgpack message accepted over TCP or UDP")
     max_http_body_bytes: int = _f(1024 * 1024, "largest HTTP request body (413 above)")

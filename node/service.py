@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from node import auth
 from node.cache import Entry, ResolutionCache
-from node.coherence import Versions
+from node.coherence import Versions, buckets_for
 from node.config import Config
 from node.resolver import Resolver, parse_address
 from node.store import DELETE, Record, Store, StoreError
@@ -150,7 +150,9 @@ class Service:
         #: a top-level's checks of its delegations, set by the node
         self.monitor: Monitor | None = None
         #: shared with the other workers, or private to this process
-        self.versions = versions if versions is not None else Versions()
+        self.versions = (
+            versions if versions is not None else Versions(buckets_for(config.cache_max_bytes))
+        )
         self.cache = ResolutionCache(
             config.cache_max_bytes, config.negative_cache_ttl_s, self.versions
         )

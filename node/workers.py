@@ -37,7 +37,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from node.coherence import Versions
+from node.coherence import Versions, buckets_for
 from node.config import Config
 from node.metrics import NodeMetrics
 
@@ -148,7 +148,7 @@ def serve_workers(config: Config, workers: int) -> int:
     config, reserved = reserve_ports(config)
     MetricsFiles.clear(config.data_dir)
     ctx = multiprocessing.get_context("spawn")
-    versions = Versions.shared(ctx)
+    versions = Versions.shared(ctx, buckets_for(config.cache_max_bytes))
     procs: list[Any] = []
     signalled: set[int] = set()
     stopping = False

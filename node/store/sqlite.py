@@ -112,16 +112,27 @@ def _rows(key: str, record: Record) -> list[tuple[Any, ...]]:
     return rows
 
 
+#: TTLs and timestamps repeat across values and records: one int object each (28 bytes saved per
+#: use) for as long as the cache keeps the values; cleared when it grows past its bound
+_ints: dict[int, int] = {}
+_MAX_INTS = 4096
+
+
 def _record(rows: list[tuple[Any, ...]]) -> Record | None:
     if not rows:
         return None
     values = []
+    ints = _ints
+    if len(ints) > _MAX_INTS:
+        ints.clear()
     for _, idx, type_, data, ttl_type, ttl, ts, refs, ar, aw, pr, pw in rows:
         references: tuple[Reference, ...] = ()
         if refs:
             references = tuple(Reference(h, i) for h, i in msgpack.unpackb(refs))
         perms = (ar << 3) | (aw << 2) | (pr << 1) | pw
         # types repeat across records: one string each, not one per cached value
+        ttl = ints.setdefault(ttl, ttl)
+        ts = ints.setdefault(ts, ts)
         values.append(new_value(idx, intern(type_), data, ttl, ttl_type, ts, perms, references))
     return Record(rows[0][0], tuple(values))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from node.cache import ResolutionCache
+from node.coherence import DEFAULT_BUCKETS, Versions, buckets_for
 from node.store import Record
 from protocol.records import HandleValue
 
@@ -63,3 +64,27 @@ def test_encodings_are_made_once_and_dropped_on_invalidate() -> None:
     assert len(calls) == 1 and cache.used_bytes == before + 100
     cache.invalidate("A/1")
     assert cache.get("A/1", 0.0) is None and cache.used_bytes == 0
+
+
+def test_a_burst_of_writes_leaves_most_cached_entries_valid() -> None:
+    """Writes bump version buckets that other keys share; a bigger cache gets more buckets,
+    so 10,000 writes to other handles leave at least 95% of 20,000 cached entries hits."""
+    bound = 96 * 1024 * 1024
+    assert buckets_for(16 * 1024 * 1024) == DEFAULT_BUCKETS
+    assert buckets_for(bound) >= bound // 512
+    cache = ResolutionCache(bound, versions=Versions(buckets_for(bound)))
+    for i in range(20_000):
+        cache.put(f"A/{i}", record(f"a/{i}"), 0.0, cache.generation)
+    for i in range(10_000):
+        cache.invalidate(f"A/NEW-{i}")
+    hits = sum(cache.get(f"A/{i}", 0.0) is not None for i in range(20_000))
+    assert hits >= 19_000
+
+
+def test_public_values_share_the_record_when_all_are_public() -> None:
+    cache = ResolutionCache(1 << 20)
+    public = cache.put("A/1", record("a/1"), 0.0, cache.generation)
+    assert public.record is not None and public.public_values is public.record.values
+    private = HandleValue(2, "secret", b"s", permissions=0x1)
+    mixed = cache.put("A/2", Record("a/2", (*record("a/2").values, private)), 0.0, 0)
+    assert [v.index for v in mixed.public_values] == [1]
