@@ -27,7 +27,7 @@ from node.metrics import NodeMetrics
 from node.service import Service
 from node.store.sqlite import SQLiteStore
 from node.transports.http import NodeRunner, make_app, make_metrics_app
-from node.transports.msgpack import TCPProtocol, UDPProtocol
+from node.transports.msgpack import Replies, TCPProtocol, UDPProtocol
 from protocol.wire import WireLimits
 
 log = logging.getLogger("idnode.server")
@@ -84,10 +84,15 @@ class Node:
         site = web.TCPSite(self._runner, host, self.config.http_port, reuse_port=reuse)
         await site.start()
         http_port = self._runner.addresses[0][1]
+        replies = Replies(self.service)  # shared by every TCP connection and the UDP socket
         for attempt in range(20):
             self._tcp = await loop.create_server(
                 lambda: TCPProtocol(
-                    self.service, self.limits, self.connections, self.metrics.transports["tcp"]
+                    self.service,
+                    self.limits,
+                    self.connections,
+                    self.metrics.transports["tcp"],
+                    replies,
                 ),
                 host,
                 self.config.port,
@@ -96,7 +101,9 @@ class Node:
             port = self._tcp.sockets[0].getsockname()[1]
             try:
                 _, udp = await loop.create_datagram_endpoint(
-                    lambda: UDPProtocol(self.service, self.limits, self.metrics.transports["udp"]),
+                    lambda: UDPProtocol(
+                        self.service, self.limits, self.metrics.transports["udp"], replies
+                    ),
                     local_addr=(host, port),
                     reuse_port=reuse,
                 )

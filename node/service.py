@@ -252,6 +252,20 @@ class Service:
         except ProtocolError as exc:
             return self.error(request, exc.code, exc.message), None, ""
 
+    def cached_entry(self, text: str) -> tuple[Entry, str] | None:
+        """(entry, key) of handle ``text`` when ``resolve_cached`` would answer a plain anonymous
+        resolution of it from that cache entry with success; else None."""
+        if self.versions.homed_epoch != self._homed_epoch:
+            return None
+        try:
+            _, key = self._resolution_key(text)
+        except ProtocolError:  # NotServed included
+            return None
+        entry = self.cache.get(key, self.clock(), count_miss=False)
+        if entry is None or entry.record is None or not entry.public_values:
+            return None
+        return entry, key
+
     async def resolve(self, request: ResolveRequest) -> Resolution:
         """Resolve, also returning the cache entry when the answer is the plain cacheable one.
 

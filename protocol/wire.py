@@ -218,6 +218,30 @@ def encode_with_body(message: Response, body: bytes) -> bytes:
     return b"\x97" + header[1:] + body  # a 6-element fixarray header grows to the 7 of a message
 
 
+#: where the bytes after the request id start, by the byte that begins the request id: the
+#: unsigned msgpack forms (positive fixint, uint8, uint16, uint32)
+_RID_END = {**{b: 3 for b in range(0x80)}, 0xCC: 4, 0xCD: 5, 0xCE: 7}
+
+
+def request_id_end(payload: bytes) -> int:
+    """The offset of what follows the request id in a message whose head is the usual
+    ``[1, rid,`` (version 1, an unsigned request id); 0 for any other.
+
+    Two messages whose bytes agree from there on decode alike but for the request id, so a
+    server may answer the second as it answered the first, under the second's request id (what
+    DNS servers call a packet cache).
+    """
+    if len(payload) < 8 or payload[0] != 0x97 or payload[1] != PROTOCOL_VERSION:
+        return 0
+    return _RID_END.get(payload[2], 0)
+
+
+def after_request_id(message: Response) -> bytes:
+    """What ``encode_with_body(message, body)`` holds between the request id and ``body``."""
+    packed: bytes = _packb((message.op, message.code, message.flags, 0))
+    return packed[1:]  # the items without their 4-element array header
+
+
 def frame(payload: bytes) -> bytes:
     """Prefix a payload with its 4-byte big-endian length."""
     return FRAME_HEADER.pack(len(payload)) + payload
@@ -598,6 +622,14 @@ class Connection:
         A bad message inside a well-formed frame leaves the stream usable (``fatal`` False); a frame
         length over the limit cannot be skipped safely, so that error is ``fatal``.
         """
+        payload = self.next_payload()
+        if type(payload) is not bytes:
+            return NEED_DATA
+        return decode_message(payload, self.limits)
+
+    def next_payload(self) -> bytes | _NeedData:
+        """The next complete frame's payload, undecoded, or ``NEED_DATA``; raises as
+        ``next_event`` does for a frame over the limit or an empty one."""
         data, at = self._data, self._at
         if len(data) - at < 4:
             return NEED_DATA
@@ -615,7 +647,7 @@ class Connection:
         if not length:
             raise MalformedMessage("empty frame")
         payload = data[at + 4 : end]
-        return decode_message(payload if type(payload) is bytes else bytes(payload), self.limits)
+        return payload if type(payload) is bytes else bytes(payload)
 
     def send(self, message: Message) -> bytes:
         """The framed bytes to write for ``message``."""

@@ -17,19 +17,21 @@ from typing import Any
 
 from node.metrics import Rejections, TransportMetrics
 from node.service import Resolution, Service
-from protocol.codes import OpCode
+from protocol.codes import OpCode, ResponseCode
 from protocol.errors import ProtocolError
 from protocol.messages import ErrorResponse, Message, Request, ResolveRequest, Response
 from protocol.wire import (
-    NEED_DATA,
+    UDP_MAX_ANSWER_BYTES,
     Connection,
     WireLimits,
+    after_request_id,
     decode_message,
     encode_body,
     encode_datagram,
     encode_message,
     encode_with_body,
     frame,
+    request_id_end,
 )
 
 log = logging.getLogger("idnode.msgpack")
@@ -38,6 +40,7 @@ MAX_CONSECUTIVE_ERRORS = 16  #: bad messages in a row before a TCP connection is
 
 #: a response and, when it came from the cache, its already packed msgpack body
 Answer = tuple[Response, bytes | None]
+_SUCCESS = int(ResponseCode.SUCCESS)
 
 
 def _error_for(exc: ProtocolError) -> ErrorResponse:
@@ -72,6 +75,59 @@ def answer_now(service: Service, request: Request) -> Answer | None:
     return None
 
 
+MAX_KNOWN_REQUESTS = 65536  #: request byte strings ``Replies`` remembers (then it starts over)
+
+
+class Replies:
+    """Plain resolutions answered again by their bytes, without decoding or encoding them.
+
+    A request's bytes after its request id (``request_id_end``) decode to the same request every
+    time, so once one was answered from the cache, the same bytes under another request id are
+    looked up by those bytes: the service still decides (``cached_entry``: the cache entry must
+    still be valid, the prefix still served), and the answer is the entry's msgpack body under
+    the new request id. Only anonymous, filter-less requests answered with success from the
+    cache are remembered; one server's TCP connections and UDP socket share one instance.
+    """
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        #: request bytes after the request id -> (handle, answer bytes between request id and body)
+        self.known: dict[bytes, tuple[str, bytes]] = {}
+
+    def answer(self, payload: bytes) -> bytes | None:
+        """The answer message to ``payload``, or None: decode it and answer it the usual way."""
+        end = request_id_end(payload)
+        if not end:
+            return None
+        known = self.known.get(payload[end:])
+        if known is None:
+            return None
+        found = self.service.cached_entry(known[0])
+        if found is None:
+            return None
+        body = found[0].encoded.get("msgpack")
+        if body is None:
+            return None
+        return payload[:end] + known[1] + body
+
+    def learn(self, payload: bytes, request: Request, answer: Answer) -> None:
+        """Remember a request the cache just answered, when it is one ``answer`` may repeat."""
+        response, body = answer
+        if (
+            body is not None
+            and response.code == ResponseCode.SUCCESS
+            and type(request) is ResolveRequest
+            and request.credential is None
+            and not (request.indexes or request.types or request.authoritative)
+        ):
+            end = request_id_end(payload)
+            if end:
+                known = self.known
+                if len(known) >= MAX_KNOWN_REQUESTS:
+                    known.clear()
+                known[payload[end:]] = (request.handle, after_request_id(response))
+
+
 async def answer(service: Service, request: Request) -> Answer:
     """The service's answer (resolution through ``resolve`` to share its cache path)."""
     if type(request) is ResolveRequest:
@@ -93,9 +149,12 @@ class TCPProtocol(asyncio.Protocol):
         limits: WireLimits,
         connections: set[Any],
         metrics: TransportMetrics | None = None,
+        replies: Replies | None = None,
     ) -> None:
         self.service = service
         self.metrics = metrics or TransportMetrics("tcp", (), Rejections())
+        self.replies = replies or Replies(service)
+        self._resolutions = self.metrics.op(OpCode.RESOLUTION)
         self.conn = Connection(limits)
         self.connections = connections
         self.transport: asyncio.Transport | None = None
@@ -134,27 +193,38 @@ class TCPProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._active = self._loop_time()
-        self.conn.receive_data(data)
+        conn = self.conn
+        conn.receive_data(data)
         metrics = self.metrics
+        replies = self.replies
         while True:
             started = perf_counter()
             try:
-                event = self.conn.next_event()
+                payload = conn.next_payload()
+                if type(payload) is not bytes:
+                    return
+                again = replies.answer(payload)
+                if again is not None:
+                    self._errors = 0
+                    if self.transport is not None and not self.transport.is_closing():
+                        self.transport.write(frame(again))
+                    self._resolutions.done(_SUCCESS, started)
+                    continue
+                event = decode_message(payload, conn.limits)
             except ProtocolError as exc:
                 self._refuse(_error_for(exc), exc.fatal, started)
                 if self.transport is None or self.transport.is_closing():
                     return
                 continue
-            if event is NEED_DATA:
-                return
             if not isinstance(event, Request):
-                self._refuse(_not_a_request(event), False, started)  # type: ignore[arg-type]
+                self._refuse(_not_a_request(event), False, started)
                 continue
             self._errors = 0
             now = answer_now(self.service, event)
             if now is not None:
                 self._write(*now)
                 metrics.for_request(event).done(now[0].code, started)
+                replies.learn(payload, event, now)
                 continue
             task = asyncio.ensure_future(self._serve(event, started))
             self.tasks.add(task)
@@ -211,11 +281,17 @@ class UDPProtocol(asyncio.DatagramProtocol):
     """One socket for every client; at most ``udp_queue_len`` requests in progress."""
 
     def __init__(
-        self, service: Service, limits: WireLimits, metrics: TransportMetrics | None = None
+        self,
+        service: Service,
+        limits: WireLimits,
+        metrics: TransportMetrics | None = None,
+        replies: Replies | None = None,
     ) -> None:
         self.service = service
         self.limits = limits
         self.metrics = metrics or TransportMetrics("udp", (), Rejections())
+        self.replies = replies or Replies(service)
+        self._resolutions = self.metrics.op(OpCode.RESOLUTION)
         self.transport: asyncio.DatagramTransport | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.max_pending = service.config.udp_queue_len
@@ -230,6 +306,12 @@ class UDPProtocol(asyncio.DatagramProtocol):
             self.metrics.dropped += 1
             return
         started = perf_counter()
+        again = self.replies.answer(data)
+        if again is not None and len(again) <= UDP_MAX_ANSWER_BYTES:
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.sendto(again, addr)
+            self._resolutions.done(_SUCCESS, started)
+            return
         try:
             request = decode_message(data, self.limits)
         except ProtocolError as exc:
@@ -242,6 +324,7 @@ class UDPProtocol(asyncio.DatagramProtocol):
         if now is not None:
             self._send(addr, *now)
             self.metrics.for_request(request).done(now[0].code, started)
+            self.replies.learn(data, request, now)
             return
         task = asyncio.ensure_future(self._serve(request, addr, started))
         self.tasks.add(task)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -21,6 +22,7 @@ from protocol.messages import (
     AddValuesRequest,
     CreateRequest,
     CreateResponse,
+    Credential,
     DeleteRequest,
     DoneResponse,
     ErrorResponse,
@@ -36,6 +38,7 @@ from protocol.messages import (
     Response,
     SiteInfoResponse,
     TruncatedResponse,
+    UnhomePrefixRequest,
 )
 from protocol.records import HandleValue, Reference
 from protocol.wire import PROTOCOL_VERSION, decode_message, encode_message, frame
@@ -832,3 +835,108 @@ def test_tcp_1000_pipelined_requests_with_back_pressure(seeded: RunningNode) -> 
             await client.close()
 
     assert seeded.call(go) == set(range(1, 1001))
+
+
+# ------------------------------------------------------------------------------------------------
+# Repeated requests answered by their bytes (``node.transports.msgpack.Replies``)
+
+
+def _resolution_bytes(packed_rid: bytes, handle: str, flags: int = 0) -> bytes:
+    """A plain resolution whose request id is packed as ``packed_rid`` (any msgpack int form)."""
+    rest: bytes = msgpack.packb([1, 0, flags, 0, {"h": handle}])
+    return b"\x97\x01" + packed_rid + rest[1:]
+
+
+#: (request id, how it is packed): every unsigned form, and a signed one only decoding reads
+PACKED_IDS = [
+    (5, b"\x05"),
+    (200, b"\xcc\xc8"),
+    (60000, b"\xcd\xea\x60"),
+    (4_000_000_000, b"\xce\xee\x6b\x28\x00"),
+    (7, b"\xd0\x07"),
+]
+
+
+async def _raw_answers(node: RunningNode, transport: str, payloads: list[bytes]) -> list[Response]:
+    answers = []
+    if transport == "tcp":
+        client = await TCPClient.open(node.ports["tcp"])
+        try:
+            for payload in payloads:
+                await client.send_raw(frame(payload))
+                answer = await client.receive()
+                assert isinstance(answer, Response)
+                answers.append(answer)
+        finally:
+            await client.close()
+    else:
+        udp = await UDPClient.open(node.ports["udp"])
+        try:
+            for payload in payloads:
+                udp.send_raw(payload)
+                answer = decode_message(await udp.receive_raw())
+                assert isinstance(answer, Response)
+                answers.append(answer)
+        finally:
+            udp.close()
+    return answers
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_repeated_request_bytes_answered_under_each_request_id(
+    seeded: RunningNode, transport: str
+) -> None:
+    handle = f"{PREFIX}/item"
+    payloads = [_resolution_bytes(packed, handle) for _, packed in PACKED_IDS for _ in range(2)]
+    stats = seeded.node.metrics.transports[transport].op(OpCode.RESOLUTION)
+    before = stats.success
+    answers = seeded.call(lambda: _raw_answers(seeded, transport, payloads))
+    expected = ask(seeded, transport, ResolveRequest(request_id=rid(), handle=handle))
+    assert isinstance(expected, ResolveResponse)
+    assert [a.request_id for a in answers] == [r for r, _ in PACKED_IDS for _ in range(2)]
+    for answer in answers:
+        assert isinstance(answer, ResolveResponse)
+        assert (answer.handle, answer.values, answer.flags) == (
+            expected.handle,
+            expected.values,
+            expected.flags,
+        )
+    for _ in range(100):  # the node counts an answer just after sending it, in its own thread
+        if stats.success - before == len(payloads) + 1:
+            break
+        time.sleep(0.01)
+    assert stats.success - before == len(payloads) + 1  # every answer counted, repeats too
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_repeated_request_bytes_see_writes_and_unhoming(
+    seeded: RunningNode, transport: str
+) -> None:
+    handle = f"{PREFIX}/item"
+    payload = _resolution_bytes(b"\x09", handle, flags=int(OpFlag.PUBLIC_ONLY))
+    first, again = seeded.call(lambda: _raw_answers(seeded, transport, [payload, payload]))
+    assert isinstance(again, ResolveResponse) and again == first
+    added = AddValuesRequest(
+        request_id=rid(), handle=handle, values=(hv(9, "NEW", "fresh"),), credential=CREDENTIAL
+    )
+    assert ask(seeded, transport, added).code == ResponseCode.SUCCESS
+    (after_write,) = seeded.call(lambda: _raw_answers(seeded, transport, [payload]))
+    assert isinstance(after_write, ResolveResponse)
+    assert [v.index for v in after_write.values] == [*[v.index for v in first.values], 9]
+    hidden = _resolution_bytes(b"\x0a", f"{PREFIX}/missing")
+    gone, _ = seeded.call(lambda: _raw_answers(seeded, transport, [hidden, hidden]))
+    assert gone.code == ResponseCode.HANDLE_NOT_FOUND
+    assert http(seeded, "DELETE", f"/api/handles/{handle}", auth=True).status == 200
+    (deleted,) = seeded.call(lambda: _raw_answers(seeded, transport, [payload]))
+    assert deleted.code == ResponseCode.HANDLE_NOT_FOUND and deleted.request_id == 9
+
+
+def test_repeated_request_bytes_of_an_unhomed_prefix_are_refused(seeded: RunningNode) -> None:
+    payload = _resolution_bytes(b"\x0b", f"{PREFIX}/item")
+    first, again = seeded.call(lambda: _raw_answers(seeded, "tcp", [payload, payload]))
+    assert isinstance(again, ResolveResponse) and again == first
+    node_admin = Credential(f"0.NA/{PREFIX}", 300, SECRET)
+    unhome = UnhomePrefixRequest(request_id=rid(), prefix=PREFIX, credential=node_admin)
+    assert ask(seeded, "tcp", unhome).code == ResponseCode.SUCCESS
+    (refused,) = seeded.call(lambda: _raw_answers(seeded, "tcp", [payload]))
+    assert refused.code == ResponseCode.SERVER_NOT_RESPONSIBLE and refused.request_id == 11

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import struct
+from dataclasses import replace
 from typing import Any
 
 import msgpack
@@ -64,12 +65,14 @@ from protocol.wire import (
     UDP_MAX_ANSWER_BYTES,
     Connection,
     WireLimits,
+    after_request_id,
     decode_message,
     encode_body,
     encode_datagram,
     encode_message,
     encode_with_body,
     frame,
+    request_id_end,
 )
 
 SETTINGS = settings(max_examples=200, deadline=None)
@@ -956,3 +959,35 @@ def test_big_referral_is_truncated_over_udp() -> None:
     assert decode_message(encode_datagram(referral)) == TruncatedResponse(
         request_id=23, code=303, answers=OpCode.RESOLUTION
     )
+
+
+@SETTINGS
+@given(st.integers(0, 0xFFFFFFFF), st.integers(0, 0xFFFFFFFF))
+def test_request_bytes_after_the_request_id_do_not_depend_on_it(rid: int, flags: int) -> None:
+    """What a packet cache keys on: the same request under any request id, and the answer
+    rebuilt from the request's head, ``after_request_id`` and the body."""
+    request = ResolveRequest(request_id=rid, handle=HANDLE, flags=flags)
+    payload = encode_message(request)
+    end = request_id_end(payload)
+    assert end and payload[end:] == encode_message(replace(request, request_id=0))[3:]
+    response = ResolveResponse(
+        request_id=rid, flags=flags, handle=HANDLE, values=(HandleValue(1, "URL", b"u"),)
+    )
+    body = encode_body(response)
+    assert payload[:end] + after_request_id(response) + body == encode_with_body(response, body)
+    assert decode_message(payload[:end] + after_request_id(response) + body) == response
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        b"\x97\x01\x05",  # too short to be a message
+        msgpack.packb([2, 5, 1, 0, 0, 0, {"h": HANDLE}]),  # another version
+        msgpack.packb([1, -5, 1, 0, 0, 0, {"h": HANDLE}]),  # a signed request id
+        msgpack.packb([1, 5, 1, 0, 0, 0, {"h": HANDLE}, 0]),  # eight fields
+        msgpack.packb({"h": HANDLE}),
+    ],
+)
+def test_request_id_end_is_zero_for_other_heads(payload: bytes) -> None:
+    assert request_id_end(payload) == 0
