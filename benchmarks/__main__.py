@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, str] = {
     "capacity": "benchmarks.capacity:run",
     "workers": "benchmarks.workers_bench:run",
     "recursion": "benchmarks.recursion_bench:run",
+    "scaling": "benchmarks.scaling_bench:run",
 }
 #: name -> "module:function" taking its own command line: ``python -m benchmarks openloop ...``
 COMMANDS: dict[str, str] = {

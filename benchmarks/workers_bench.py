@@ -24,23 +24,33 @@ from protocol.messages import ResolveRequest
 from protocol.wire import encode_message, frame
 
 
-def _start(data_dir: str, workers: int) -> tuple[subprocess.Popen[str], dict[str, int]]:
+def start(
+    data_dir: str, workers: int, cpus: list[int] | None = None
+) -> tuple[subprocess.Popen[str], dict[str, int]]:
+    """``idnode serve --workers N`` on free ports, its processes on ``cpus`` (None: any)."""
     args = [sys.executable, "-m", "node", "serve", "--data-dir", data_dir, "--http-port", "0"]
     args += ["--port", "0", "--admin-secret", SECRET, "--log-level", "WARNING"]
     args += ["--workers", str(workers)]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+
+    def pin() -> None:  # the workers it spawns inherit the set
+        if cpus is not None and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, set(cpus))
+
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, preexec_fn=pin)
     assert proc.stdout is not None
     line = proc.stdout.readline()  # "idnode listening on HOST: http=N tcp=M udp=M [workers=N]"
     ports = {k: int(v) for k, v in (p.split("=") for p in line.split(": ", 1)[1].split())}
     return proc, ports
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
+def stop(proc: subprocess.Popen[str]) -> None:
     proc.terminate()
     try:
         proc.wait(20)
     except subprocess.TimeoutExpired:
         proc.kill()
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 def run(
@@ -67,14 +77,14 @@ def run(
     best: dict[tuple[int, str], LoadResult] = {}
     for _ in range(rounds):
         for workers in (1, 2):
-            proc, ports = _start(data_dir, workers)
+            proc, ports = start(data_dir, workers)
             try:
                 for kind, requests in plans.items():
                     r = run_load(kind, ports[kind], requests, concurrency, warmup_s, seconds)
                     if (workers, kind) not in best or r.rate > best[workers, kind].rate:
                         best[workers, kind] = r
             finally:
-                _stop(proc)
+                stop(proc)
             time.sleep(0.5)
     result: dict[str, Any] = {
         "identifiers": identifiers,
