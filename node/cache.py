@@ -16,10 +16,13 @@ from collections.abc import Callable
 
 from node.coherence import Versions
 from node.store import Record
+from protocol.codes import ResponseCode
+from protocol.messages import Response
 from protocol.records import HandleValue
 
 _ENTRY_OVERHEAD_BYTES = 200  #: dict slot, key and entry object, roughly
 _VALUE_OVERHEAD_BYTES = 120  #: a HandleValue object beyond its data
+_SUCCESS = int(ResponseCode.SUCCESS)
 
 
 class Entry:
@@ -49,6 +52,13 @@ class Entry:
                 public = values
             self._public = public
         return public
+
+
+def answer_variant(encoding: str, response: Response) -> object:
+    """The ``encoded`` variant of an answer in ``encoding``: a success names the record's own
+    handle, so one encoding serves every spelling of it; HANDLE_NOT_FOUND names the handle as
+    asked, so each spelling has its own."""
+    return encoding if response.code == _SUCCESS else (encoding, getattr(response, "handle", ""))
 
 
 class _LRU:
@@ -162,10 +172,11 @@ class ResolutionCache:
         data = entry.encoded.get(variant)
         if data is None:
             data = encode()
-            if self._found.entries.get(key) is entry:
+            tier = self._found if entry.record is not None else self._missing
+            if tier.entries.get(key) is entry:
                 entry.encoded[variant] = data
                 entry.size += len(data)
-                self._found.grow(len(data))
+                tier.grow(len(data))
         return data
 
     def invalidate(self, key: str) -> None:

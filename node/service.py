@@ -294,10 +294,11 @@ class Service:
         self, request: ResolveRequest, entry: Entry, key: str, *, public_only: bool
     ) -> Resolution:
         record = entry.record
-        if record is None:  # as common as a hit for some clients: no exception on this path
-            return self.error(request, ResponseCode.HANDLE_NOT_FOUND, "Handle Not Found"), None, ""
-        values = entry.public_values if public_only else record.values
         plain = not (request.indexes or request.types)
+        if record is None:  # as common as a hit for some clients: no exception on this path
+            error = self.error(request, ResponseCode.HANDLE_NOT_FOUND, "Handle Not Found")
+            return error, (entry if plain and public_only else None), key
+        values = entry.public_values if public_only else record.values
         if not plain:
             values = _filter(values, request.indexes, request.types)
             if not values:

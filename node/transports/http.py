@@ -20,6 +20,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from node.cache import answer_variant
 from node.metrics import CONTENT_TYPE_LATEST, NodeMetrics, OpStats
 from node.service import Service
 from protocol.codes import OpCode, OpFlag, ResponseCode, http_status
@@ -45,6 +46,7 @@ JSON = "application/json"
 _CALLBACK = re.compile(r"^[A-Za-z_$][\w$.]{0,63}$")
 _TRUE = ("true", "1", "yes")
 _PUBLIC_ONLY = int(OpFlag.PUBLIC_ONLY)
+_SUCCESS = int(ResponseCode.SUCCESS)
 _AUTHORITATIVE = int(OpFlag.AUTHORITATIVE)
 _DO_NOT_REFER = int(OpFlag.DO_NOT_REFER)
 _RECURSIVE = int(OpFlag.RECURSIVE)
@@ -198,9 +200,15 @@ class HandlesAPI:
             reply = _reply(response)
         else:
             body = service.cache.encoded(
-                key, entry, "json", lambda: _dumps(response_to_json(response))
+                key,
+                entry,
+                answer_variant("json", response),
+                lambda: _dumps(response_to_json(response)),
             )
-            reply = web.Response(body=body, content_type=JSON)  # always a 200
+            if response.code == _SUCCESS:
+                reply = web.Response(body=body, content_type=JSON)
+            else:  # not found
+                reply = _reply(response, body=body)
         self._resolution.done(response.code, started)
         return reply
 
@@ -235,7 +243,10 @@ class HandlesAPI:
             return code, web.Response(body=body, content_type="application/javascript")
         if entry is not None and not pretty:
             body = self.service.cache.encoded(
-                key, entry, "json", lambda: _dumps(response_to_json(response))
+                key,
+                entry,
+                answer_variant("json", response),
+                lambda: _dumps(response_to_json(response)),
             )
             return code, _reply(response, body=body)
         return code, _reply(response, pretty=pretty)

@@ -15,6 +15,7 @@ import logging
 from time import perf_counter
 from typing import Any
 
+from node.cache import answer_variant
 from node.metrics import Rejections, TransportMetrics
 from node.service import Resolution, Service
 from protocol.codes import OpCode, ResponseCode
@@ -63,7 +64,8 @@ def _with_body(service: Service, resolution: Resolution) -> Answer:
     response, entry, key = resolution
     if entry is None:
         return response, None
-    return response, service.cache.encoded(key, entry, "msgpack", lambda: encode_body(response))
+    variant = answer_variant("msgpack", response)
+    return response, service.cache.encoded(key, entry, variant, lambda: encode_body(response))
 
 
 def answer_now(service: Service, request: Request) -> Answer | None:

@@ -123,6 +123,19 @@ def test_get_missing_handle(node: RunningNode) -> None:
     assert reply.json["message"] == "Handle Not Found"
 
 
+def test_cached_not_found_answer_names_each_spelling_asked(node: RunningNode) -> None:
+    """One cache entry holds a missing handle whatever its case; each answer names the handle
+    as it was asked, kept or not, and a later create is seen at once."""
+    spellings = [f"{PREFIX}/missing-{n}" for n in ("a", "A", "a", "A")]
+    for spelling in spellings:
+        reply = resolve(node, spelling)
+        assert (reply.status, reply.json["handle"]) == (404, spelling)
+        pretty = http(node, "GET", f"/api/handles/{spelling}", params=[("pretty", "true")])
+        assert (pretty.status, pretty.json) == (404, reply.json)
+    create(node, f"{PREFIX}/missing-a", value(1, "URL", "https://example.org/"))
+    assert [resolve(node, s).status for s in spellings] == [200] * 4
+
+
 def test_auth_true_bypasses_the_cache(node: RunningNode) -> None:
     create(node, f"{PREFIX}/cached", value(1, "URL", "v1"))
     assert resolve(node, f"{PREFIX}/cached").json["values"][0]["data"]["value"] == "v1"

@@ -924,8 +924,11 @@ def test_repeated_request_bytes_see_writes_and_unhoming(
     assert isinstance(after_write, ResolveResponse)
     assert [v.index for v in after_write.values] == [*[v.index for v in first.values], 9]
     hidden = _resolution_bytes(b"\x0a", f"{PREFIX}/missing")
-    gone, _ = seeded.call(lambda: _raw_answers(seeded, transport, [hidden, hidden]))
-    assert gone.code == ResponseCode.HANDLE_NOT_FOUND
+    upper = _resolution_bytes(b"\x0a", f"{PREFIX}/MISSING")
+    gone, _, other = seeded.call(lambda: _raw_answers(seeded, transport, [hidden, hidden, upper]))
+    assert isinstance(gone, ErrorResponse) and isinstance(other, ErrorResponse)
+    assert gone.code == other.code == ResponseCode.HANDLE_NOT_FOUND
+    assert (gone.handle, other.handle) == (f"{PREFIX}/missing", f"{PREFIX}/MISSING")
     assert http(seeded, "DELETE", f"/api/handles/{handle}", auth=True).status == 200
     (deleted,) = seeded.call(lambda: _raw_answers(seeded, transport, [payload]))
     assert deleted.code == ResponseCode.HANDLE_NOT_FOUND and deleted.request_id == 9
