@@ -95,6 +95,7 @@ class Replies:
         self.service = service
         #: request bytes after the request id -> (handle, answer bytes between request id and body)
         self.known: dict[bytes, tuple[str, bytes]] = {}
+        self._heads: dict[bytes, bytes] = {}
 
     def answer(self, payload: bytes) -> bytes | None:
         """The answer message to ``payload``, or None: decode it and answer it the usual way."""
@@ -127,7 +128,9 @@ class Replies:
                 known = self.known
                 if len(known) >= MAX_KNOWN_REQUESTS:
                     known.clear()
-                known[payload[end:]] = (request.handle, after_request_id(response))
+                    self._heads.clear()
+                head = after_request_id(response)  # one object per set of flags, not per handle
+                known[payload[end:]] = (request.handle, self._heads.setdefault(head, head))
 
 
 async def answer(service: Service, request: Request) -> Answer:
