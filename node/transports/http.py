@@ -149,11 +149,20 @@ class HandlesAPI:
         stats.done(code, started)
         return reply
 
-    async def _call(self, request: web.Request, build: Any) -> Counted:
+    async def _call(
+        self, request: web.Request, build: Any, path_handle: str | None = None
+    ) -> Counted:
+        """Build the typed request with the request's credential, ask the service, answer.
+
+        ``path_handle`` is the handle of the path when the request was not routed (errors name
+        it); None: the router's ``match_info`` has it.
+        """
         try:
             typed: Request = build(credential(request))
         except ProtocolError as exc:
-            return exc.code, _error(exc.code, exc.message, request.match_info.get("handle", ""))
+            if path_handle is None:
+                path_handle = request.match_info.get("handle", "")
+            return exc.code, _error(exc.code, exc.message, path_handle)
         response = await self.service.handle(typed)
         handle = getattr(typed, "handle", "")
         pretty = _flag(request, "pretty", False)
@@ -260,12 +269,50 @@ class HandlesAPI:
             credential=cred,
         )
 
-    async def put(self, request: web.Request) -> web.Response:
-        op = OpCode.ADD_VALUE if "index" in request.query else OpCode.CREATE_HANDLE
-        return await self._counted(self._stats[op], self._put(request))
+    @staticmethod
+    def put_handle(request: web.BaseRequest) -> str | None:
+        """The handle of a ``PUT /api/handles/<handle>``, read before routing, or None.
 
-    async def _put(self, request: web.Request) -> Counted:
-        handle = request.match_info["handle"]
+        As for ``plain_handle``, only paths the router would match to ``put`` with the same
+        handle qualify (nothing percent-encoded, no dot segments); the query is read as usual.
+        A request that expects ``100 Continue`` takes the routed path, which sends it.
+        """
+        raw = request.raw_path
+        if request.method != "PUT" or not raw.startswith(_HANDLES):
+            return None
+        path = raw.partition("?")[0]
+        if (
+            len(path) == len(_HANDLES)
+            or "%" in path
+            or "/." in path
+            or "#" in path
+            or "Expect" in request.headers
+        ):
+            return None
+        return path[len(_HANDLES) :]
+
+    async def put(self, request: web.Request) -> web.Response:
+        return await self.put_to(request, request.match_info["handle"], routed=True)
+
+    async def put_to(
+        self, request: web.Request, handle: str, *, routed: bool = False
+    ) -> web.Response:
+        """PUT ``handle``: a create, or with ``index`` values added; counted however it ends."""
+        started = perf_counter()
+        adding = "index" in request.query
+        stats = self._stats[OpCode.ADD_VALUE if adding else OpCode.CREATE_HANDLE]
+        metrics = self.metrics
+        metrics.in_progress += 1
+        try:
+            code, reply = await self._put(request, handle, adding, None if routed else handle)
+        finally:
+            metrics.in_progress -= 1
+        stats.done(code, started)
+        return reply
+
+    async def _put(
+        self, request: web.Request, handle: str, adding: bool, path_handle: str | None
+    ) -> Counted:
         bad = ResponseCode.PROTOCOL_ERROR
         if request.content_type != JSON:
             return bad, _error(bad, "Content-Type must be application/json", handle)
@@ -282,16 +329,18 @@ class HandlesAPI:
             return exc.code, _error(exc.code, exc.message, handle)
         overwrite = _flag(request, "overwrite", True)
         flags = OpFlag.OVERWRITE if overwrite else 0
-        if "index" in request.query:
+        if adding:
             return await self._call(
                 request,
                 lambda c: AddValuesRequest(handle=handle, values=values, flags=flags, credential=c),
+                path_handle,
             )
         if _flag(request, "mintNewSuffix", False):
             flags |= OpFlag.MINT_SUFFIX
         return await self._call(
             request,
             lambda c: CreateRequest(handle=handle, values=values, flags=flags, credential=c),
+            path_handle,
         )
 
     async def delete(self, request: web.Request) -> web.Response:
@@ -400,17 +449,23 @@ API: web.AppKey[HandlesAPI] = web.AppKey("api", HandlesAPI)
 class NodeRunner(web.AppRunner):
     """The app's runner, with anonymous option-less GETs answered ahead of aiohttp's routing
     (``HandlesAPI.plain_handle``): they are most traffic, and routing would be a sixth of the
-    cost of a cached one."""
+    cost of a cached one. Plain PUTs (``HandlesAPI.put_handle``, creates) skip it too."""
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         routed = server.request_handler
         api = self.app[API]
         plain_handle, resolve_plain = api.plain_handle, api.resolve_plain
+        put_handle, put_to = api.put_handle, api.put_to
 
         async def handle(request: web.BaseRequest) -> web.StreamResponse:
             handle = plain_handle(request)
-            return await (routed(request) if handle is None else resolve_plain(handle))
+            if handle is not None:
+                return await resolve_plain(handle)
+            handle = put_handle(request)
+            if handle is not None:
+                return await put_to(request, handle)  # type: ignore[arg-type]
+            return await routed(request)
 
         server.request_handler = handle
         return server
