@@ -62,10 +62,17 @@ SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
 Counted = tuple[int, web.Response]
 
 
+#: ``json.dumps(obj, separators=(",", ":"), ensure_ascii=False)`` without a new encoder per call
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+MAX_USER_IDS = 4096  #: Basic user ids (``index:handle``, never the secret) whose parse is kept
+#: Basic user id -> (index, handle): a client sends the same one with every request
+_user_ids: dict[str, tuple[int, str]] = {}
+
+
 def _dumps(obj: Any, pretty: bool = False) -> bytes:
     if pretty:
         return json.dumps(obj, indent=2, ensure_ascii=False).encode()
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    return _COMPACT.encode(obj).encode()
 
 
 def _reply(
@@ -110,15 +117,29 @@ def credential(request: web.Request) -> Credential | None:
         )
     try:
         user, sep, secret = base64.b64decode(token.strip(), validate=True).decode().partition(":")
-        index, sep2, handle = unquote(user).partition(":")
-        if not (sep and sep2):
+        if not sep:
             raise ValueError
-        return Credential(handle, int(index), secret)
+        parsed = _user_ids.get(user)
+        if parsed is None:
+            parsed = _user_id(user)
+        return Credential(parsed[1], parsed[0], secret)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise ProtocolError(
             'the Basic user id must be "index:handle", e.g. 300:88.118.8/ADMIN',
             code=ResponseCode.INVALID_CREDENTIAL,
         ) from None
+
+
+def _user_id(user: str) -> tuple[int, str]:
+    """(index, handle) of a Basic user id (``300%3A88.118.8/ADMIN``), remembered; ValueError."""
+    index, sep, handle = unquote(user).partition(":")
+    if not sep:
+        raise ValueError
+    parsed = (int(index), handle)
+    if len(_user_ids) >= MAX_USER_IDS:
+        _user_ids.clear()
+    _user_ids[user] = parsed
+    return parsed
 
 
 def _indexes(request: web.Request) -> tuple[int, ...]:
@@ -316,10 +337,17 @@ class HandlesAPI:
         bad = ResponseCode.PROTOCOL_ERROR
         if request.content_type != JSON:
             return bad, _error(bad, "Content-Type must be application/json", handle)
+        limit = self.service.config.max_http_body_bytes
+        content = request.content
         try:
-            body = json.loads(await request.read())
+            if content.is_eof():  # the whole body came with the head, as most do: no wait
+                raw = content.read_nowait()
+                if len(raw) > limit:  # as ``request.read`` checks it
+                    raise web.HTTPRequestEntityTooLarge(limit, len(raw))
+            else:
+                raw = await request.read()
+            body = json.loads(raw)
         except web.HTTPRequestEntityTooLarge:
-            limit = self.service.config.max_http_body_bytes
             return bad, _error(bad, f"request body over {limit} bytes", status=413)
         except (ValueError, UnicodeDecodeError, RecursionError):
             return bad, _error(bad, "the body is not valid JSON", handle)
