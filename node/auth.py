@@ -3,10 +3,10 @@
 A prefix's admin handle ``<prefix>/ADMIN`` holds its secret at index 300 as
 ``pbkdf2-sha256$<iterations>$<salt hex>$<hash hex>``, never in clear, with admin-only read
 permission. Verifying PBKDF2 on every write would cost more than the write, so successful checks
-are remembered (keyed by a SHA-256 of the secret) until the admin record changes, in this worker or
-another (the version counters of ``node.coherence``). The parse of an identity handle is
-remembered too: every write of a client names the same one. The node admin is
-``300:0.NA/<prefix>`` with the node's own secret.
+are remembered (keyed by a SHA-256 of the secret, with the stored data they matched) until the
+admin record changes, in this worker or another (the version counters of ``node.coherence``).
+The parse of an identity handle is remembered too: every write of a client names the same one.
+The node admin is ``300:0.NA/<prefix>`` with the node's own secret.
 """
 
 from __future__ import annotations
@@ -92,8 +92,9 @@ class Authenticator:
         self.store = store
         self.cache = cache
         self.versions = cache.versions
-        #: key -> (its bucket's version when verified, fingerprints verified against it)
-        self._verified: dict[str, tuple[int, set[tuple[int, str]]]] = {}
+        #: key -> (its bucket's version when last confirmed, {(index, fingerprint of a secret):
+        #: the HS_SECKEY data the secret was verified against})
+        self._verified: dict[str, tuple[int, dict[tuple[int, str], bytes]]] = {}
         #: identity handle text -> (its key, the prefix it administers, the key's version bucket),
         #: or None for a ``0.NA/<prefix>`` handle (the node admin); only handles that parsed
         self._identities: dict[str, tuple[str, str, int] | None] = {}
@@ -120,7 +121,7 @@ class Authenticator:
         checked = (credential.index, fingerprint(credential.secret))
         versions = self.versions
         memo = self._verified.get(key)
-        if memo is not None and checked in memo[1] and versions[bucket] == memo[0]:
+        if memo is not None and versions[bucket] == memo[0] and checked in memo[1]:
             return Principal(identity, owns)
         version = versions[bucket]
         record = await self.store.get(key)
@@ -132,16 +133,23 @@ class Authenticator:
             ),
             None,
         )
-        if stored is None or not verify_secret(credential.secret, stored):
+        if stored is None:
+            raise _failed(identity)
+        # A secret once verified against the very data now stored needs no second PBKDF2: so a
+        # bucket bumped by another key's write (a collision), or many requests that missed the
+        # memo together (the first one verifies), cost a store read, not a key derivation each.
+        memo = self._verified.get(key)  # read again: it may have changed while the store read
+        known = memo is not None and memo[1].get(checked) == stored
+        if not known and not verify_secret(credential.secret, stored):
             raise _failed(identity)
         # No write of the key since the read, here or in another worker (every committed write
         # bumps its bucket before it is answered): safe to remember. Writes of other keys do not
         # matter, so a node under write load still gets its checks remembered.
         if version == versions[bucket]:
-            memo = self._verified.get(key)
             if memo is None or memo[0] != version:
-                memo = self._verified[key] = (version, set())
-            memo[1].add(checked)
+                kept = {c: d for c, d in memo[1].items() if d == stored} if memo else {}
+                memo = self._verified[key] = (version, kept)
+            memo[1][checked] = stored
         return Principal(identity, owns)
 
     def _identity(self, text: str) -> tuple[str, str, int] | None:
