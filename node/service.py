@@ -363,9 +363,12 @@ class Service:
         if mint and text.endswith("/"):
             text += "_"  # a placeholder suffix, replaced by the minted one
         handle = parse_handle(text, self.profile)
-        prefix = handle.suffix if handle.is_prefix_handle else handle.prefix
-        served = ascii_upper(prefix) in self.homed and (mint or self._on_this_server(handle))
-        if not served and not (self.role == "toplevel" and handle.is_prefix_handle):
+        upper = ascii_upper(handle.prefix)
+        na = upper == NA_PREFIX  # ``handle.is_prefix_handle``, upper-casing the prefix once
+        served = (ascii_upper(handle.suffix) if na else upper) in self.homed and (
+            mint or self._on_this_server(handle)
+        )
+        if not served and not (self.role == "toplevel" and na):
             raise _fail(ResponseCode.SERVER_NOT_RESPONSIBLE, NOT_HERE)
         return handle
 
