@@ -175,8 +175,8 @@ class HandlesAPI:
     ) -> Counted:
         """Build the typed request with the request's credential, ask the service, answer.
 
-        ``path_handle`` is the handle of the path when the request was not routed (errors name
-        it); None: the router's ``match_info`` has it.
+        ``path_handle`` is the handle of the path, which errors name (None: the router's
+        ``match_info`` has it; a request answered ahead of routing has none).
         """
         try:
             typed: Request = build(credential(request))
@@ -313,11 +313,9 @@ class HandlesAPI:
         return path[len(_HANDLES) :]
 
     async def put(self, request: web.Request) -> web.Response:
-        return await self.put_to(request, request.match_info["handle"], routed=True)
+        return await self.put_to(request, request.match_info["handle"])
 
-    async def put_to(
-        self, request: web.Request, handle: str, *, routed: bool = False
-    ) -> web.Response:
+    async def put_to(self, request: web.Request, handle: str) -> web.Response:
         """PUT ``handle``: a create, or with ``index`` values added; counted however it ends."""
         started = perf_counter()
         adding = "index" in request.query
@@ -325,15 +323,13 @@ class HandlesAPI:
         metrics = self.metrics
         metrics.in_progress += 1
         try:
-            code, reply = await self._put(request, handle, adding, None if routed else handle)
+            code, reply = await self._put(request, handle, adding)
         finally:
             metrics.in_progress -= 1
         stats.done(code, started)
         return reply
 
-    async def _put(
-        self, request: web.Request, handle: str, adding: bool, path_handle: str | None
-    ) -> Counted:
+    async def _put(self, request: web.Request, handle: str, adding: bool) -> Counted:
         bad = ResponseCode.PROTOCOL_ERROR
         if request.content_type != JSON:
             return bad, _error(bad, "Content-Type must be application/json", handle)
@@ -361,14 +357,14 @@ class HandlesAPI:
             return await self._call(
                 request,
                 lambda c: AddValuesRequest(handle=handle, values=values, flags=flags, credential=c),
-                path_handle,
+                handle,
             )
         if _flag(request, "mintNewSuffix", False):
             flags |= OpFlag.MINT_SUFFIX
         return await self._call(
             request,
             lambda c: CreateRequest(handle=handle, values=values, flags=flags, credential=c),
-            path_handle,
+            handle,
         )
 
     async def delete(self, request: web.Request) -> web.Response:
