@@ -3,9 +3,10 @@
 A prefix's admin handle ``<prefix>/ADMIN`` holds its secret at index 300 as
 ``pbkdf2-sha256$<iterations>$<salt hex>$<hash hex>``, never in clear, with admin-only read
 permission. Verifying PBKDF2 on every write would cost more than the write, so successful checks
-are remembered (keyed by a SHA-256 of the secret) until the admin record changes, in this worker or
-another (the version counters of ``node.coherence``). The node admin is ``300:0.NA/<prefix>``
-with the node's own secret.
+are remembered (keyed by a SHA-256 of the secret, with the stored data they matched) until the
+admin record changes, in this worker or another (the version counters of ``node.coherence``).
+The parse of an identity handle is remembered too: every write of a client names the same one.
+The node admin is ``300:0.NA/<prefix>`` with the node's own secret.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ ADMIN_SUFFIX = "ADMIN"  #: ``<prefix>/ADMIN`` holds a prefix's credentials
 
 ITERATIONS = 20_000
 SCHEME = "pbkdf2-sha256"
+MAX_IDENTITIES = 4096  #: identity handles whose parse ``Authenticator`` remembers
 
 
 def hash_secret(secret: str, *, salt: bytes | None = None, iterations: int = ITERATIONS) -> bytes:
@@ -65,18 +67,19 @@ class Principal:
     """Who a request is made as: the admin of ``prefix``, the node admin (``prefix`` None), or an
     authenticated identity that administers nothing (``prefix`` empty)."""
 
-    __slots__ = ("identity", "prefix")
+    __slots__ = ("identity", "prefix", "_own")
 
     def __init__(self, identity: str, prefix: str | None) -> None:
         self.identity = identity
         self.prefix = prefix
+        self._own = ascii_upper(prefix) if prefix else ""
 
     def may_write(self, prefix: str) -> bool:
         if self.prefix is None:
             return True
-        if not self.prefix:
+        own = self._own
+        if not own:
             return False
-        own = ascii_upper(self.prefix)
         target = ascii_upper(prefix)
         return target == own or target.startswith(own + ".")
 
@@ -89,8 +92,12 @@ class Authenticator:
         self.store = store
         self.cache = cache
         self.versions = cache.versions
-        #: key -> (its bucket's version when verified, fingerprints verified against it)
-        self._verified: dict[str, tuple[int, set[tuple[int, str]]]] = {}
+        #: key -> (its bucket's version when last confirmed, {(index, fingerprint of a secret):
+        #: the HS_SECKEY data the secret was verified against})
+        self._verified: dict[str, tuple[int, dict[tuple[int, str], bytes]]] = {}
+        #: identity handle text -> (its key, the prefix it administers, the key's version bucket),
+        #: or None for a ``0.NA/<prefix>`` handle (the node admin); only handles that parsed
+        self._identities: dict[str, tuple[str, str, int] | None] = {}
 
     def forget(self, key: str) -> None:
         """``key`` was written: its remembered checks no longer hold."""
@@ -102,26 +109,21 @@ class Authenticator:
             raise ProtocolError("Authentication needed", code=ResponseCode.AUTHENTICATION_NEEDED)
         identity = f"{credential.index}:{credential.handle}"
         try:
-            handle = parse_handle(credential.handle)
-        except ProtocolError:
-            raise ProtocolError(
-                "the identity is not a handle", code=ResponseCode.INVALID_CREDENTIAL
-            ) from None
-        if handle.is_prefix_handle:  # 0.NA/<prefix>: the node admin
+            parsed = self._identities[credential.handle]
+        except KeyError:
+            parsed = self._identity(credential.handle)
+        if parsed is None:  # 0.NA/<prefix>: the node admin
             secret = self.config.admin_secret
             if secret and hmac.compare_digest(credential.secret.encode(), secret.encode()):
                 return Principal(identity, None)
             raise _failed(identity)
-        key = handle.key(case_sensitive_suffix=self.config.case_sensitive_suffix)
-        # only a prefix's ADMIN handle administers it; other identities authenticate but own nothing
-        owns = handle.prefix if ascii_upper(handle.suffix) == ADMIN_SUFFIX else ""
+        key, owns, bucket = parsed
         checked = (credential.index, fingerprint(credential.secret))
         versions = self.versions
-        bucket = versions.bucket(key)
         memo = self._verified.get(key)
-        if memo is not None and checked in memo[1] and versions[bucket] == memo[0]:
+        if memo is not None and versions[bucket] == memo[0] and checked in memo[1]:
             return Principal(identity, owns)
-        generation, version = self.cache.generation, versions[bucket]
+        version = versions[bucket]
         record = await self.store.get(key)
         stored = next(
             (
@@ -131,11 +133,42 @@ class Authenticator:
             ),
             None,
         )
-        if stored is None or not verify_secret(credential.secret, stored):
+        if stored is None:
             raise _failed(identity)
-        # no write since the read, here or in another worker: safe to remember
-        if generation == self.cache.generation and version == versions[bucket]:
+        # A secret once verified against the very data now stored needs no second PBKDF2: so a
+        # bucket bumped by another key's write (a collision), or many requests that missed the
+        # memo together (the first one verifies), cost a store read, not a key derivation each.
+        memo = self._verified.get(key)  # read again: it may have changed while the store read
+        known = memo is not None and memo[1].get(checked) == stored
+        if not known and not verify_secret(credential.secret, stored):
+            raise _failed(identity)
+        # No write of the key since the read, here or in another worker (every committed write
+        # bumps its bucket before it is answered): safe to remember. Writes of other keys do not
+        # matter, so a node under write load still gets its checks remembered.
+        if version == versions[bucket]:
             if memo is None or memo[0] != version:
-                memo = self._verified[key] = (version, set())
-            memo[1].add(checked)
+                kept = {c: d for c, d in memo[1].items() if d == stored} if memo else {}
+                memo = self._verified[key] = (version, kept)
+            memo[1][checked] = stored
         return Principal(identity, owns)
+
+    def _identity(self, text: str) -> tuple[str, str, int] | None:
+        """Parse the identity handle ``text`` (see ``_identities``); INVALID_CREDENTIAL if it is
+        not a handle."""
+        try:
+            handle = parse_handle(text)
+        except ProtocolError:
+            raise ProtocolError(
+                "the identity is not a handle", code=ResponseCode.INVALID_CREDENTIAL
+            ) from None
+        parsed: tuple[str, str, int] | None = None
+        if not handle.is_prefix_handle:
+            key = handle.key(case_sensitive_suffix=self.config.case_sensitive_suffix)
+            # only a prefix's ADMIN handle administers it; other identities own nothing
+            owns = handle.prefix if ascii_upper(handle.suffix) == ADMIN_SUFFIX else ""
+            parsed = (key, owns, self.versions.bucket(key))
+        identities = self._identities
+        if len(identities) >= MAX_IDENTITIES:
+            identities.clear()
+        identities[text] = parsed
+        return parsed

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import operator
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -77,6 +78,7 @@ from protocol.records import (
     HS_SECKEY,
     AdminValue,
     HandleValue,
+    new_value,
     validate_record,
 )
 from protocol.site import HASH_BY_HANDLE, HASH_BY_PREFIX, server_for
@@ -103,6 +105,8 @@ ROLES = ("secondary", "toplevel", "recursive")
 SITE_TYPES = frozenset({"HS_SITE", "HS_SITE.PREFIX", "HS_SERV", "HS_SERV.PREFIX"})
 _DO_NOT_REFER = int(OpFlag.DO_NOT_REFER)
 _SUCCESS = int(ResponseCode.SUCCESS)
+_HASHED_PREFIX = auth.SCHEME.encode() + b"$"  #: HS_SECKEY data already hashed (``auth``)
+_INDEX = operator.attrgetter("index")
 
 
 def _fail(code: ResponseCode, message: str) -> ProtocolError:
@@ -376,9 +380,12 @@ class Service:
         if mint and text.endswith("/"):
             text += "_"  # a placeholder suffix, replaced by the minted one
         handle = parse_handle(text, self.profile)
-        prefix = handle.suffix if handle.is_prefix_handle else handle.prefix
-        served = ascii_upper(prefix) in self.homed and (mint or self._on_this_server(handle))
-        if not served and not (self.role == "toplevel" and handle.is_prefix_handle):
+        upper = ascii_upper(handle.prefix)
+        na = upper == NA_PREFIX  # ``handle.is_prefix_handle``, upper-casing the prefix once
+        served = (ascii_upper(handle.suffix) if na else upper) in self.homed and (
+            mint or self._on_this_server(handle)
+        )
+        if not served and not (self.role == "toplevel" and na):
             raise _fail(ResponseCode.SERVER_NOT_RESPONSIBLE, NOT_HERE)
         return handle
 
@@ -445,15 +452,15 @@ class Service:
             data = v.data
             permissions = v.permissions
             if v.type == HS_SECKEY:  # stored hashed, and never publicly readable
-                if not data.startswith(auth.SCHEME.encode() + b"$"):
+                if not data.startswith(_HASHED_PREFIX):
                     data = auth.hash_secret(data.decode("utf-8", "replace"))
                 permissions &= ~0x3
             out.append(
-                HandleValue(
-                    v.index, v.type, data, v.ttl, v.ttl_type, now, permissions, v.references
-                )
+                new_value(v.index, v.type, data, v.ttl, v.ttl_type, now, permissions, v.references)
             )
-        return tuple(sorted(out, key=lambda v: v.index))
+        if len(out) > 1:
+            out.sort(key=_INDEX)
+        return tuple(out)
 
     def _written(self, key: str) -> None:
         self.on_written(key)

@@ -32,6 +32,7 @@ from protocol.records import (
     TTL_RELATIVE,
     HandleValue,
     Reference,
+    new_value,
 )
 
 MIN_TIMESTAMP = -62135596800  #: 0001-01-01T00:00:00Z, the first second a timestamp can show
@@ -129,7 +130,11 @@ def value_from_json(obj: Any) -> HandleValue:
         if not isinstance(handle, str):
             raise MalformedMessage("a reference needs a string handle")
         references.append(Reference(handle, _int_field(ref, "index")))
-    return HandleValue(index, type_, raw, ttl, ttl_type, timestamp, permissions, tuple(references))
+    # every field given, in order: the fast constructor builds the same value as ``HandleValue``
+    value: HandleValue = new_value(
+        index, type_, raw, ttl, ttl_type, timestamp, permissions, tuple(references)
+    )
+    return value
 
 
 def values_from_body(body: Any, handle: str) -> tuple[HandleValue, ...]:

@@ -64,10 +64,17 @@ SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
 Counted = tuple[int, web.Response]
 
 
+#: ``json.dumps(obj, separators=(",", ":"), ensure_ascii=False)`` without a new encoder per call
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+MAX_USER_IDS = 4096  #: Basic user ids (``index:handle``, never the secret) whose parse is kept
+#: Basic user id -> (index, handle): a client sends the same one with every request
+_user_ids: dict[str, tuple[int, str]] = {}
+
+
 def _dumps(obj: Any, pretty: bool = False) -> bytes:
     if pretty:
         return json.dumps(obj, indent=2, ensure_ascii=False).encode()
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    return _COMPACT.encode(obj).encode()
 
 
 def _reply(
@@ -112,15 +119,29 @@ def credential(request: web.Request) -> Credential | None:
         )
     try:
         user, sep, secret = base64.b64decode(token.strip(), validate=True).decode().partition(":")
-        index, sep2, handle = unquote(user).partition(":")
-        if not (sep and sep2):
+        if not sep:
             raise ValueError
-        return Credential(handle, int(index), secret)
+        parsed = _user_ids.get(user)
+        if parsed is None:
+            parsed = _user_id(user)
+        return Credential(parsed[1], parsed[0], secret)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise ProtocolError(
             'the Basic user id must be "index:handle", e.g. 300:88.118.8/ADMIN',
             code=ResponseCode.INVALID_CREDENTIAL,
         ) from None
+
+
+def _user_id(user: str) -> tuple[int, str]:
+    """(index, handle) of a Basic user id (``300%3A88.118.8/ADMIN``), remembered; ValueError."""
+    index, sep, handle = unquote(user).partition(":")
+    if not sep:
+        raise ValueError
+    parsed = (int(index), handle)
+    if len(_user_ids) >= MAX_USER_IDS:
+        _user_ids.clear()
+    _user_ids[user] = parsed
+    return parsed
 
 
 def _indexes(request: web.Request) -> tuple[int, ...]:
@@ -151,11 +172,20 @@ class HandlesAPI:
         stats.done(code, started)
         return reply
 
-    async def _call(self, request: web.Request, build: Any) -> Counted:
+    async def _call(
+        self, request: web.Request, build: Any, path_handle: str | None = None
+    ) -> Counted:
+        """Build the typed request with the request's credential, ask the service, answer.
+
+        ``path_handle`` is the handle of the path, which errors name (None: the router's
+        ``match_info`` has it; a request answered ahead of routing has none).
+        """
         try:
             typed: Request = build(credential(request))
         except ProtocolError as exc:
-            return exc.code, _error(exc.code, exc.message, request.match_info.get("handle", ""))
+            if path_handle is None:
+                path_handle = request.match_info.get("handle", "")
+            return exc.code, _error(exc.code, exc.message, path_handle)
         response = await self.service.handle(typed)
         handle = getattr(typed, "handle", "")
         pretty = _flag(request, "pretty", False)
@@ -271,19 +301,60 @@ class HandlesAPI:
             credential=cred,
         )
 
-    async def put(self, request: web.Request) -> web.Response:
-        op = OpCode.ADD_VALUE if "index" in request.query else OpCode.CREATE_HANDLE
-        return await self._counted(self._stats[op], self._put(request))
+    @staticmethod
+    def put_handle(request: web.BaseRequest) -> str | None:
+        """The handle of a ``PUT /api/handles/<handle>``, read before routing, or None.
 
-    async def _put(self, request: web.Request) -> Counted:
-        handle = request.match_info["handle"]
+        As for ``plain_handle``, only paths the router would match to ``put`` with the same
+        handle qualify (nothing percent-encoded, no dot segments); the query is read as usual.
+        A request that expects ``100 Continue`` takes the routed path, which sends it.
+        """
+        raw = request.raw_path
+        if request.method != "PUT" or not raw.startswith(_HANDLES):
+            return None
+        path = raw.partition("?")[0]
+        if (
+            len(path) == len(_HANDLES)
+            or "%" in path
+            or "/." in path
+            or "#" in path
+            or "Expect" in request.headers
+        ):
+            return None
+        return path[len(_HANDLES) :]
+
+    async def put(self, request: web.Request) -> web.Response:
+        return await self.put_to(request, request.match_info["handle"])
+
+    async def put_to(self, request: web.Request, handle: str) -> web.Response:
+        """PUT ``handle``: a create, or with ``index`` values added; counted however it ends."""
+        started = perf_counter()
+        adding = "index" in request.query
+        stats = self._stats[OpCode.ADD_VALUE if adding else OpCode.CREATE_HANDLE]
+        metrics = self.metrics
+        metrics.in_progress += 1
+        try:
+            code, reply = await self._put(request, handle, adding)
+        finally:
+            metrics.in_progress -= 1
+        stats.done(code, started)
+        return reply
+
+    async def _put(self, request: web.Request, handle: str, adding: bool) -> Counted:
         bad = ResponseCode.PROTOCOL_ERROR
         if request.content_type != JSON:
             return bad, _error(bad, "Content-Type must be application/json", handle)
+        limit = self.service.config.max_http_body_bytes
+        content = request.content
         try:
-            body = json.loads(await request.read())
+            if content.is_eof():  # the whole body came with the head, as most do: no wait
+                raw = content.read_nowait()
+                if len(raw) > limit:  # as ``request.read`` checks it
+                    raise web.HTTPRequestEntityTooLarge(limit, len(raw))
+            else:
+                raw = await request.read()
+            body = json.loads(raw)
         except web.HTTPRequestEntityTooLarge:
-            limit = self.service.config.max_http_body_bytes
             return bad, _error(bad, f"request body over {limit} bytes", status=413)
         except (ValueError, UnicodeDecodeError, RecursionError):
             return bad, _error(bad, "the body is not valid JSON", handle)
@@ -293,16 +364,18 @@ class HandlesAPI:
             return exc.code, _error(exc.code, exc.message, handle)
         overwrite = _flag(request, "overwrite", True)
         flags = OpFlag.OVERWRITE if overwrite else 0
-        if "index" in request.query:
+        if adding:
             return await self._call(
                 request,
                 lambda c: AddValuesRequest(handle=handle, values=values, flags=flags, credential=c),
+                handle,
             )
         if _flag(request, "mintNewSuffix", False):
             flags |= OpFlag.MINT_SUFFIX
         return await self._call(
             request,
             lambda c: CreateRequest(handle=handle, values=values, flags=flags, credential=c),
+            handle,
         )
 
     async def delete(self, request: web.Request) -> web.Response:
@@ -411,17 +484,23 @@ API: web.AppKey[HandlesAPI] = web.AppKey("api", HandlesAPI)
 class NodeRunner(web.AppRunner):
     """The app's runner, with anonymous option-less GETs answered ahead of aiohttp's routing
     (``HandlesAPI.plain_handle``): they are most traffic, and routing would be a sixth of the
-    cost of a cached one."""
+    cost of a cached one. Plain PUTs (``HandlesAPI.put_handle``, creates) skip it too."""
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         routed = server.request_handler
         api = self.app[API]
         plain_handle, resolve_plain = api.plain_handle, api.resolve_plain
+        put_handle, put_to = api.put_handle, api.put_to
 
         async def handle(request: web.BaseRequest) -> web.StreamResponse:
             handle = plain_handle(request)
-            return await (routed(request) if handle is None else resolve_plain(handle))
+            if handle is not None:
+                return await resolve_plain(handle)
+            handle = put_handle(request)
+            if handle is not None:
+                return await put_to(request, handle)  # type: ignore[arg-type]
+            return await routed(request)
 
         server.request_handler = handle
         return server

@@ -30,7 +30,9 @@ from tests.node.conftest import (
     create,
     http,
     indexes,
+    make_config,
     resolve,
+    running_node,
     state,
     value,
 )
@@ -609,6 +611,55 @@ def test_put_invalid_value_400_202(node: RunningNode) -> None:
         auth=True,
     )
     _rejected(node, dup, 400, 202, before)
+
+
+def test_put_over_a_small_limit_413_when_the_body_comes_with_the_head(tmp_path: Any) -> None:
+    with running_node(make_config(tmp_path / "data", max_http_body_bytes=200)) as node:
+        body = {"values": [value(1, "URL", "x" * 300)]}
+        reply = http(node, "PUT", f"/api/handles/{PREFIX}/target", body=body, auth=True)
+        assert reply.status == 413
+        assert reply.json["responseCode"] == 4
+        assert resolve(node, f"{PREFIX}/target").status == 404
+        small = {"values": [value(1, "URL", "u")]}
+        assert http(node, "PUT", f"/api/handles/{PREFIX}/t2", body=small, auth=True).status == 201
+
+
+def test_put_expecting_100_continue_gets_it_before_the_body(node: RunningNode) -> None:
+    body = json.dumps({"values": [value(1, "URL", "u")]}).encode()
+    auth = AUTH["Authorization"]
+    head = (
+        f"PUT /api/handles/{PREFIX}/continued HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Type: application/json\r\nAuthorization: {auth}\r\n"
+        f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
+    ).encode()
+
+    async def go() -> tuple[bytes, bytes]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", node.ports["http"])
+        try:
+            writer.write(head)
+            interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            writer.write(body)
+            final = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            return interim, final
+        finally:
+            writer.close()
+
+    interim, final = asyncio.run(go())
+    assert interim.startswith(b"HTTP/1.1 100")
+    assert final.startswith(b"HTTP/1.1 201")
+    assert resolve(node, f"{PREFIX}/continued").status == 200
+
+
+def test_put_to_a_percent_encoded_path_creates_the_decoded_handle(node: RunningNode) -> None:
+    reply = http(
+        node,
+        "PUT",
+        f"/api/handles/{PREFIX}/with%20space",
+        body={"values": [value(1, "URL", "u")]},
+        auth=True,
+    )
+    assert reply.status == 201
+    assert reply.json["handle"] == f"{PREFIX}/with space"
 
 
 def test_put_over_one_mib_413(node: RunningNode) -> None:
