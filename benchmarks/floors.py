@@ -1,7 +1,8 @@
 """Floors measured in the same run as the node: the least any server on this machine can do.
 
 ``python -m benchmarks.floors http|tcp|udp PORTFILE``: a bare aiohttp handler answering a fixed
-300-byte JSON, a bare asyncio TCP echo of length-prefixed frames, and a bare asyncio UDP echo,
+300-byte JSON to a GET (and, to a PUT, reading the body and answering a fixed 201), a bare asyncio
+TCP echo of length-prefixed frames, and a bare asyncio UDP echo,
 each on the same event loop implementation as the node (uvloop when installed).
 """
 
@@ -20,6 +21,8 @@ BODY = (
     b'"timestamp":"2026-11-28T10:00:00Z"}]}'
 )
 BODY = BODY + b" " * (300 - len(BODY))
+#: what a create answers (201): the handle made
+CREATED = b'{"responseCode":1,"handle":"88.118.8/NEW-1764324000-000123"}'
 
 
 class _TCPEcho(asyncio.Protocol):
@@ -48,8 +51,13 @@ async def _main(kind: str, portfile: str) -> None:
         async def handler(request: web.Request) -> web.Response:
             return web.Response(body=BODY, content_type="application/json")
 
+        async def put(request: web.Request) -> web.Response:
+            await request.read()
+            return web.Response(status=201, body=CREATED, content_type="application/json")
+
         app = web.Application()
         app.router.add_get("/{tail:.*}", handler)
+        app.router.add_put("/{tail:.*}", put)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

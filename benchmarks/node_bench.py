@@ -7,7 +7,9 @@ CPU 0 and this generator (``benchmarks.loadgen``, one process, closed loop) pinn
   answering a fixed 300-byte JSON (goal >= 0.7x);
 * HTTP resolve of identifiers that do not exist under a homed prefix vs existing ones (>= 0.9x);
 * msgpack/TCP and msgpack/UDP resolve vs a bare asyncio TCP / UDP echo (>= 0.6x);
-* acknowledged creates from 64 concurrent clients vs the node's HTTP resolve rate (>= 0.5x);
+* acknowledged creates from 64 concurrent clients vs the node's HTTP resolve rate (>= 0.5x), and
+  the same PUTs against a bare aiohttp handler that reads the body and answers 201 (what aiohttp
+  alone allows a create, before any work of the node's);
 * resident memory of the node after the runs, with the cache filled to its bound (<= 300 MB).
 """
 
@@ -217,6 +219,7 @@ def run(
         "floor_udp": ("udp", fp["udp"], msgpack_reqs, concurrency, 0),
         "udp_resolve": ("udp", np_["udp"], msgpack_reqs, concurrency, 0),
         "http_create_64": ("http", np_["http"], creates, 64, 0),
+        "floor_http_put_64": ("http", fp["http"], creates, 64, 0),
     }
     # uniform reads and misses cool the cache the Zipf runs rely on: they come after them
     cold: Plan = {
@@ -234,7 +237,7 @@ def run(
         for plan in (hot, cold):
             for round_no in range(rounds):
                 for name, (kind, port, reqs, conc, ok) in plan.items():
-                    if name == "http_create_64":
+                    if name == "http_create_64":  # each create once
                         reqs = reqs[round_no::rounds]
                     before = cache_counts(np_["http"])
                     runs[name].append(run_load(kind, port, reqs, conc, 1.0, seconds, ok_status=ok))
@@ -275,6 +278,11 @@ def run(
         "create_vs_http_resolve (goal >= 0.5)": round(
             rate["http_create_64"] / rate["http_resolve"], 2
         ),
+        # what aiohttp alone allows: a handler that reads a PUT's body and answers a fixed 201
+        "bare_aiohttp_put_vs_http_resolve": round(
+            rate["floor_http_put_64"] / rate["http_resolve"], 2
+        ),
+        "create_vs_bare_aiohttp_put": round(rate["http_create_64"] / rate["floor_http_put_64"], 2),
         "node_rss_mb (goal <= 300)": round(rss, 1),
     }
     return results
