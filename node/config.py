@@ -79,6 +79,9 @@ class Config:
     tcp_idle_timeout_s: float = _f(60.0, "close a TCP connection idle this long")
     udp_queue_len: int = _f(1024, "UDP requests waiting at most; more are dropped")
     write_batch_max: int = _f(512, "most writes committed in one transaction (group commit)")
+    write_batch_wait_s: float = _f(
+        0.0005, "under concurrent writes, how long a commit waits for more writes to join it"
+    )
     workers: int = _f(
         0,
         "worker processes sharing the ports and the store (SO_REUSEPORT); "

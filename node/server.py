@@ -44,7 +44,10 @@ class Node:
         self.reuse_port = reuse_port
         self.metrics = NodeMetrics()
         self.store = SQLiteStore(
-            config.data_dir, max_batch=config.write_batch_max, metrics=self.metrics.store
+            config.data_dir,
+            max_batch=config.write_batch_max,
+            batch_wait_s=config.write_batch_wait_s,
+            metrics=self.metrics.store,
         )
         self.service = Service(config, self.store, versions=versions)
         self.metrics.service = self.service

@@ -305,6 +305,46 @@ def test_group_commit_batches_concurrent_writes(open_store: Any) -> None:
     assert count == 201
 
 
+@pytest.mark.parametrize("wait_s", [0.0, 0.1])
+def test_commit_waits_for_more_writes_only_under_concurrent_writes(
+    tmp_path: Path, wait_s: float
+) -> None:
+    """After a burst of concurrent writes, writes arriving every 5 ms each get a commit of
+    their own, unless ``batch_wait_s`` lets a commit wait for more of them. A lone write after
+    a pause never waits."""
+
+    async def main() -> tuple[int, float]:
+        store = SQLiteStore(tmp_path, batch_wait_s=wait_s)
+        await store.open()
+
+        def write(name: str) -> Awaitable[Any]:
+            key = f"88.100.1/{name}"
+            return store.mutate(key, put(rec(key.lower(), (1, "URL", key))))
+
+        try:
+            await asyncio.gather(*(write(f"BURST-{i}") for i in range(8)))  # one batch: busy
+            before = store.commits
+            trickle = []
+            for i in range(40):
+                trickle.append(asyncio.ensure_future(write(f"TRICKLE-{i}")))
+                await asyncio.sleep(0.005)
+            await asyncio.gather(*trickle)
+            commits = store.commits - before
+            await asyncio.sleep(0.1)  # quiet: no longer busy
+            started = asyncio.get_running_loop().time()
+            await write("LONE")
+            return commits, asyncio.get_running_loop().time() - started
+        finally:
+            await store.close()
+
+    commits, lone_s = asyncio.run(main())
+    if wait_s:
+        assert commits <= 10, f"40 writes took {commits} commits"
+        assert lone_s < wait_s / 2  # it did not wait for company
+    else:
+        assert commits >= 20, f"40 writes 5 ms apart took only {commits} commits"
+
+
 def test_concurrent_creates_of_one_key_exactly_one_wins(open_store: Any) -> None:
     async def fn(store: Store) -> Any:
         results = await asyncio.gather(
