@@ -16,13 +16,10 @@ from collections.abc import Callable
 
 from node.coherence import Versions
 from node.store import Record
-from protocol.codes import ResponseCode
-from protocol.messages import Response
 from protocol.records import HandleValue
 
 _ENTRY_OVERHEAD_BYTES = 200  #: dict slot, key and entry object, roughly
 _VALUE_OVERHEAD_BYTES = 120  #: a HandleValue object beyond its data
-_SUCCESS = int(ResponseCode.SUCCESS)
 
 
 class Entry:
@@ -41,6 +38,12 @@ class Entry:
         self.version = version  #: the bucket's version read before the store read
         self._public: tuple[HandleValue, ...] | None = None
 
+    def variant(self, encoding: str, asked: str) -> object:
+        """The ``encoded`` key of the plain answer in ``encoding`` to handle ``asked``: a record's
+        answer names its own handle, so one serves every spelling of it; HANDLE_NOT_FOUND names
+        the handle as asked, so each spelling has its own."""
+        return encoding if self.record is not None else (encoding, asked)
+
     @property
     def public_values(self) -> tuple[HandleValue, ...]:
         """The record's publicly readable values (what anonymous resolution returns), kept."""
@@ -52,13 +55,6 @@ class Entry:
                 public = values
             self._public = public
         return public
-
-
-def answer_variant(encoding: str, response: Response) -> object:
-    """The ``encoded`` variant of an answer in ``encoding``: a success names the record's own
-    handle, so one encoding serves every spelling of it; HANDLE_NOT_FOUND names the handle as
-    asked, so each spelling has its own."""
-    return encoding if response.code == _SUCCESS else (encoding, getattr(response, "handle", ""))
 
 
 class _LRU:

@@ -256,19 +256,17 @@ class Service:
         except ProtocolError as exc:
             return self.error(request, exc.code, exc.message), None, ""
 
-    def cached_entry(self, text: str) -> tuple[Entry, str] | None:
-        """(entry, key) of handle ``text`` when ``resolve_cached`` would answer a plain anonymous
-        resolution of it from that cache entry with success; else None."""
+    def cached_entry(self, text: str) -> Entry | None:
+        """The cache entry ``resolve_cached`` would answer a plain anonymous resolution of handle
+        ``text`` from (a record, or the fact that there is none), or None. Its ``encoded``
+        answers are what that resolution answers (``Entry.variant``)."""
         if self.versions.homed_epoch != self._homed_epoch:
             return None
         try:
             _, key = self._resolution_key(text)
         except ProtocolError:  # NotServed included
             return None
-        entry = self.cache.get(key, self.clock(), count_miss=False)
-        if entry is None or entry.record is None or not entry.public_values:
-            return None
-        return entry, key
+        return self.cache.get(key, self.clock(), count_miss=False)
 
     async def resolve(self, request: ResolveRequest) -> Resolution:
         """Resolve, also returning the cache entry when the answer is the plain cacheable one.

@@ -20,7 +20,6 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from node.cache import answer_variant
 from node.metrics import CONTENT_TYPE_LATEST, NodeMetrics, OpStats
 from node.service import Service
 from protocol.codes import OpCode, OpFlag, ResponseCode, http_status
@@ -47,6 +46,7 @@ _CALLBACK = re.compile(r"^[A-Za-z_$][\w$.]{0,63}$")
 _TRUE = ("true", "1", "yes")
 _PUBLIC_ONLY = int(OpFlag.PUBLIC_ONLY)
 _SUCCESS = int(ResponseCode.SUCCESS)
+_NOT_FOUND = int(ResponseCode.HANDLE_NOT_FOUND)
 _AUTHORITATIVE = int(OpFlag.AUTHORITATIVE)
 _DO_NOT_REFER = int(OpFlag.DO_NOT_REFER)
 _RECURSIVE = int(OpFlag.RECURSIVE)
@@ -216,12 +216,13 @@ class HandlesAPI:
         without a wait (its JSON is kept in the cache entry)."""
         started = perf_counter()
         service = self.service
-        found = service.cached_entry(handle)
-        if found is not None:  # the usual case: a success whose JSON the entry already holds
-            body = found[0].encoded.get("json")
+        entry = service.cached_entry(handle)
+        if entry is not None:  # the usual case: an answer whose JSON the entry already holds
+            found = entry.record is not None
+            body = entry.encoded.get(entry.variant("json", handle))
             if body is not None:
-                reply = web.Response(body=body, content_type=JSON)
-                self._resolution.done(_SUCCESS, started)
+                reply = web.Response(body=body, status=200 if found else 404, content_type=JSON)
+                self._resolution.done(_SUCCESS if found else _NOT_FOUND, started)
                 return reply
         typed = new_resolve_request(0, _PUBLIC_ONLY, None, handle, (), ())
         resolution = service.resolve_cached(typed)
@@ -239,7 +240,7 @@ class HandlesAPI:
             body = service.cache.encoded(
                 key,
                 entry,
-                answer_variant("json", response),
+                entry.variant("json", handle),
                 lambda: _dumps(response_to_json(response)),
             )
             if response.code == _SUCCESS:
@@ -282,7 +283,7 @@ class HandlesAPI:
             body = self.service.cache.encoded(
                 key,
                 entry,
-                answer_variant("json", response),
+                entry.variant("json", typed.handle),
                 lambda: _dumps(response_to_json(response)),
             )
             return code, _reply(response, body=body)

@@ -15,7 +15,6 @@ import logging
 from time import perf_counter
 from typing import Any
 
-from node.cache import answer_variant
 from node.metrics import Rejections, TransportMetrics
 from node.service import Resolution, Service
 from protocol.codes import OpCode, ResponseCode
@@ -59,12 +58,12 @@ def _not_a_request(message: Message) -> ErrorResponse:
     return _error_for(error)
 
 
-def _with_body(service: Service, resolution: Resolution) -> Answer:
+def _with_body(service: Service, request: ResolveRequest, resolution: Resolution) -> Answer:
     """The response and, for a cacheable answer, its msgpack body kept in the cache entry."""
     response, entry, key = resolution
     if entry is None:
         return response, None
-    variant = answer_variant("msgpack", response)
+    variant = entry.variant("msgpack", request.handle)
     return response, service.cache.encoded(key, entry, variant, lambda: encode_body(response))
 
 
@@ -73,7 +72,7 @@ def answer_now(service: Service, request: Request) -> Answer | None:
     if type(request) is ResolveRequest:
         resolution = service.resolve_cached(request)
         if resolution is not None:
-            return _with_body(service, resolution)
+            return _with_body(service, request, resolution)
     return None
 
 
@@ -105,10 +104,8 @@ class Replies:
         known = self.known.get(payload[end:])
         if known is None:
             return None
-        found = self.service.cached_entry(known[0])
-        if found is None:
-            return None
-        body = found[0].encoded.get("msgpack")
+        entry = self.service.cached_entry(known[0])
+        body = None if entry is None else entry.encoded.get("msgpack")  # a success's body
         if body is None:
             return None
         return payload[:end] + known[1] + body
@@ -136,7 +133,7 @@ class Replies:
 async def answer(service: Service, request: Request) -> Answer:
     """The service's answer (resolution through ``resolve`` to share its cache path)."""
     if type(request) is ResolveRequest:
-        return _with_body(service, await service.resolve(request))
+        return _with_body(service, request, await service.resolve(request))
     return await service.handle(request), None
 
 
