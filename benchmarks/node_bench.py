@@ -5,7 +5,9 @@ CPU 0 and this generator (``benchmarks.loadgen``, one process, closed loop) pinn
 
 * HTTP resolve of existing identifiers (Zipf popularity, s = 1; also uniform) vs a bare aiohttp handler
   answering a fixed 300-byte JSON (goal >= 0.7x);
-* HTTP resolve of identifiers that do not exist under a homed prefix vs existing ones (>= 0.9x);
+* HTTP resolve of identifiers that do not exist under a homed prefix vs existing ones (>= 0.9x),
+  with the same Zipf popularity; the node's cache is warmed with both kinds first, as a node in
+  service would be (the uniform run shows the cold, store-bound case);
 * msgpack/TCP and msgpack/UDP resolve vs a bare asyncio TCP / UDP echo (>= 0.6x);
 * acknowledged creates from 64 concurrent clients vs the node's HTTP resolve rate (>= 0.5x), and
   the same PUTs against a bare aiohttp handler that reads the body and answers 201 (what aiohttp
@@ -220,18 +222,20 @@ def run(
         "udp_resolve": ("udp", np_["udp"], msgpack_reqs, concurrency, 0),
         "http_create_64": ("http", np_["http"], creates, 64, 0),
         "floor_http_put_64": ("http", fp["http"], creates, 64, 0),
+        "http_miss": ("http", np_["http"], misses, concurrency, 404),
     }
-    # uniform reads and misses cool the cache the Zipf runs rely on: they come after them
+    # uniform reads cool the cache the Zipf runs rely on: they come after them
     cold: Plan = {
         "http_resolve_uniform": ("http", np_["http"], hits_uniform, concurrency, 0),
-        "http_miss": ("http", np_["http"], misses, concurrency, 404),
     }
     runs: dict[str, list[LoadResult]] = {name: [] for name in [*hot, *cold]}
     #: name -> [hits, misses] of the node's cache during its runs
     lookups: dict[str, list[int]] = {name: [0, 0] for name in [*hot, *cold]}
     try:
-        # Warm the node's cache with the Zipf traffic first, as a node in service would be.
+        # Warm the node's cache with the Zipf traffic first, as a node in service would be,
+        # the identifiers that do not exist as well as those that do.
         run_load("udp", np_["udp"], msgpack_reqs, concurrency, 0.0, warmup_s)
+        run_load("http", np_["http"], misses, concurrency, 0.0, warmup_s / 2, ok_status=404)
         # Floors and node alternate, round after round, so that whatever else the machine does
         # weighs on both alike; each figure is the median round.
         for plan in (hot, cold):
