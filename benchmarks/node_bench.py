@@ -9,9 +9,9 @@ CPU 0 and this generator (``benchmarks.loadgen``, one process, closed loop) pinn
   with the same Zipf popularity; the node's cache is warmed with both kinds first, as a node in
   service would be (the uniform run shows the cold, store-bound case);
 * msgpack/TCP and msgpack/UDP resolve vs a bare asyncio TCP / UDP echo (>= 0.6x);
-* acknowledged creates from 64 concurrent clients vs the node's HTTP resolve rate (>= 0.5x), and
-  the same PUTs against a bare aiohttp handler that reads the body and answers 201 (what aiohttp
-  alone allows a create, before any work of the node's);
+* acknowledged creates from 64 concurrent clients vs the node's HTTP resolve rate (>= 0.5x), over
+  HTTP (and the same PUTs against a bare aiohttp handler that reads the body and answers 201: what
+  aiohttp alone allows a create, before any work of the node's) and over msgpack/TCP;
 * resident memory of the node after the runs, with the cache filled to its bound (<= 300 MB).
 """
 
@@ -32,7 +32,8 @@ from typing import Any
 
 from benchmarks.loadgen import LoadResult, http_get, http_put, run_load
 from protocol.codes import OpFlag
-from protocol.messages import ResolveRequest
+from protocol.messages import CreateRequest, Credential, ResolveRequest
+from protocol.records import HandleValue
 from protocol.wire import encode_message, frame
 
 PREFIX = "88.118.8"
@@ -49,7 +50,6 @@ async def _seed(data_dir: Path, identifiers: int) -> None:
     from node.service import Service
     from node.store import Record
     from node.store.sqlite import SQLiteStore
-    from protocol.records import HandleValue
 
     store = SQLiteStore(data_dir)
     await store.open()
@@ -206,6 +206,20 @@ def run(
         )
         for n in range(300_000)
     ]
+    admin = Credential(f"{PREFIX}/ADMIN", 300, SECRET)
+    tcp_creates = [  # the same records over msgpack/TCP, as the Handle protocol's clients write
+        frame(
+            encode_message(
+                CreateRequest(
+                    request_id=n,
+                    handle=f"{PREFIX}/NEW-{run_id}-T{n}",
+                    values=(HandleValue(1, "URL", f"https://f.example.com/{n}".encode()),),
+                    credential=admin,
+                )
+            )
+        )
+        for n in range(300_000)
+    ]
     framed = [frame(m) for m in msgpack_reqs]
     procs = {kind: _floor(kind) for kind in ("http", "tcp", "udp")}
     node = _Proc(serve_args(data_dir))
@@ -222,6 +236,7 @@ def run(
         "udp_resolve": ("udp", np_["udp"], msgpack_reqs, concurrency, 0),
         "http_create_64": ("http", np_["http"], creates, 64, 0),
         "floor_http_put_64": ("http", fp["http"], creates, 64, 0),
+        "tcp_create_64": ("tcp", np_["tcp"], tcp_creates, 64, 0),
         "http_miss": ("http", np_["http"], misses, concurrency, 404),
     }
     # uniform reads cool the cache the Zipf runs rely on: they come after them
@@ -241,7 +256,7 @@ def run(
         for plan in (hot, cold):
             for round_no in range(rounds):
                 for name, (kind, port, reqs, conc, ok) in plan.items():
-                    if name == "http_create_64":  # each create once
+                    if name in ("http_create_64", "tcp_create_64"):  # each create once
                         reqs = reqs[round_no::rounds]
                     before = cache_counts(np_["http"])
                     runs[name].append(run_load(kind, port, reqs, conc, 1.0, seconds, ok_status=ok))
@@ -287,6 +302,7 @@ def run(
             rate["floor_http_put_64"] / rate["http_resolve"], 2
         ),
         "create_vs_bare_aiohttp_put": round(rate["http_create_64"] / rate["floor_http_put_64"], 2),
+        "tcp_create_vs_http_resolve": round(rate["tcp_create_64"] / rate["http_resolve"], 2),
         "node_rss_mb (goal <= 300)": round(rss, 1),
     }
     return results

@@ -29,12 +29,12 @@ from multiprocessing.context import SpawnContext
 from typing import Any
 
 DEFAULT_BUCKETS = 65536  #: version counters at least; 512 KiB of memory
-_CACHE_BYTES_PER_BUCKET = 512  #: a cached handle takes 1-2 KiB: a few buckets for each
+_CACHE_BYTES_PER_BUCKET = 256  #: a cached handle takes 1-2 KiB: several buckets for each
 
 
 def buckets_for(cache_max_bytes: int) -> int:
     """Buckets for a cache of this bound: a write then makes few other entries miss spuriously
-    (one in five, on average, when the cache is full of records like the benchmark's)."""
+    (one in ten, on average, when the cache is full of records like the benchmark's)."""
     buckets = DEFAULT_BUCKETS
     while buckets * _CACHE_BYTES_PER_BUCKET < cache_max_bytes:
         buckets *= 2
