@@ -234,18 +234,23 @@ def run(
         "tcp_resolve": ("tcp", np_["tcp"], framed, concurrency, 0),
         "floor_udp": ("udp", fp["udp"], msgpack_reqs, concurrency, 0),
         "udp_resolve": ("udp", np_["udp"], msgpack_reqs, concurrency, 0),
+        "http_miss": ("http", np_["http"], misses, concurrency, 404),
+    }
+    # Writes and uniform reads cool the cache the Zipf runs rely on, so they come after them:
+    # each write bumps a version bucket (``node.coherence``) that some cached handles share, and
+    # tens of thousands of creates in a round made the next round's resolutions miss.
+    writes: Plan = {
         "http_create_64": ("http", np_["http"], creates, 64, 0),
         "floor_http_put_64": ("http", fp["http"], creates, 64, 0),
         "tcp_create_64": ("tcp", np_["tcp"], tcp_creates, 64, 0),
-        "http_miss": ("http", np_["http"], misses, concurrency, 404),
     }
-    # uniform reads cool the cache the Zipf runs rely on: they come after them
     cold: Plan = {
         "http_resolve_uniform": ("http", np_["http"], hits_uniform, concurrency, 0),
     }
-    runs: dict[str, list[LoadResult]] = {name: [] for name in [*hot, *cold]}
+    names = [*hot, *writes, *cold]
+    runs: dict[str, list[LoadResult]] = {name: [] for name in names}
     #: name -> [hits, misses] of the node's cache during its runs
-    lookups: dict[str, list[int]] = {name: [0, 0] for name in [*hot, *cold]}
+    lookups: dict[str, list[int]] = {name: [0, 0] for name in names}
     try:
         # Warm the node's cache with the Zipf traffic first, as a node in service would be,
         # the identifiers that do not exist as well as those that do.
@@ -253,7 +258,7 @@ def run(
         run_load("http", np_["http"], misses, concurrency, 0.0, warmup_s / 2, ok_status=404)
         # Floors and node alternate, round after round, so that whatever else the machine does
         # weighs on both alike; each figure is the median round.
-        for plan in (hot, cold):
+        for plan in (hot, writes, cold):
             for round_no in range(rounds):
                 for name, (kind, port, reqs, conc, ok) in plan.items():
                     if name in ("http_create_64", "tcp_create_64"):  # each create once
