@@ -19,12 +19,9 @@ import random
 import time
 from typing import Any
 
-from benchmarks.loadgen import LoadResult, http_get, run_load
-from benchmarks.node_bench import _key, dataset
-from benchmarks.workers_bench import start, stop
-from protocol.codes import OpFlag
-from protocol.messages import ResolveRequest
-from protocol.wire import encode_message, frame
+from benchmarks.loadgen import LoadResult, run_load
+from benchmarks.node_bench import dataset
+from benchmarks.workers_bench import resolutions, start, stop
 
 CONNECTIONS_PER_GENERATOR = 32
 
@@ -74,17 +71,7 @@ def run(
     data_dir = str(dataset(identifiers))
     rng = random.Random(1)
     sample = [rng.randrange(min(identifiers, 10_000)) for _ in range(50_000)]
-    plans = {
-        "http": [http_get(f"/api/handles/{_key(i)}") for i in sample],
-        "tcp": [
-            frame(
-                encode_message(
-                    ResolveRequest(handle=_key(i), request_id=n, flags=OpFlag.PUBLIC_ONLY)
-                )
-            )
-            for n, i in enumerate(sample)
-        ],
-    }
+    plans = resolutions(sample)
     measured = [w for w in workers if w + 1 <= len(cpus)]
     best: dict[tuple[int, str], dict[str, Any]] = {}
     for _ in range(rounds):

@@ -43,6 +43,21 @@ def start(
     return proc, ports
 
 
+def resolutions(sample: list[int]) -> dict[str, list[bytes]]:
+    """Anonymous resolutions of the benchmark keys numbered ``sample``, per transport."""
+    return {
+        "http": [http_get(f"/api/handles/{_key(i)}") for i in sample],
+        "tcp": [
+            frame(
+                encode_message(
+                    ResolveRequest(handle=_key(i), request_id=n, flags=OpFlag.PUBLIC_ONLY)
+                )
+            )
+            for n, i in enumerate(sample)
+        ],
+    }
+
+
 def stop(proc: subprocess.Popen[str]) -> None:
     proc.terminate()
     try:
@@ -63,17 +78,7 @@ def run(
     data_dir = str(dataset(identifiers))
     rng = random.Random(1)
     sample = [rng.randrange(identifiers) for _ in range(50_000)]  # all fit in the cache
-    plans = {
-        "http": [http_get(f"/api/handles/{_key(i)}") for i in sample],
-        "tcp": [
-            frame(
-                encode_message(
-                    ResolveRequest(handle=_key(i), request_id=n, flags=OpFlag.PUBLIC_ONLY)
-                )
-            )
-            for n, i in enumerate(sample)
-        ],
-    }
+    plans = resolutions(sample)
     best: dict[tuple[int, str], LoadResult] = {}
     for _ in range(rounds):
         for workers in (1, 2):
