@@ -1,6 +1,8 @@
 """msgpack adapters: length-prefixed frames over TCP (pipelined) and one message per UDP datagram.
 
-Both feed bytes to ``protocol.wire`` and hand typed requests to the service core. A bad message in a
+Both feed bytes to ``protocol.wire`` and hand typed requests to the service core; a plain
+resolution whose bytes were answered from the cache before is answered by those bytes
+(``Replies``), once the service confirms its cache entry still holds. A bad message in a
 good frame gets an error answer and the connection goes on; a frame over the limit cannot be skipped,
 so it is answered and the connection closed. UDP requests beyond the queue bound are dropped (the
 client retries), and answers over 1,400 bytes go out truncated so the client asks again over TCP.
