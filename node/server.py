@@ -27,7 +27,8 @@ from node.metrics import NodeMetrics
 from node.service import Service
 from node.store.sqlite import SQLiteStore
 from node.transports.http import NodeRunner, make_app, make_metrics_app
-from node.transports.msgpack import Replies, TCPProtocol, UDPProtocol
+from node.transports.msgpack import TCPProtocol, UDPProtocol
+from node.transports.replies import Replies
 from protocol.wire import WireLimits
 
 log = logging.getLogger("idnode.server")

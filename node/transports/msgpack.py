@@ -19,6 +19,7 @@ from typing import Any
 
 from node.metrics import Rejections, TransportMetrics
 from node.service import Resolution, Service
+from node.transports.replies import Replies
 from protocol.codes import OpCode, ResponseCode
 from protocol.errors import ProtocolError
 from protocol.messages import ErrorResponse, Message, Request, ResolveRequest, Response
@@ -26,14 +27,12 @@ from protocol.wire import (
     UDP_MAX_ANSWER_BYTES,
     Connection,
     WireLimits,
-    after_request_id,
     decode_message,
     encode_body,
     encode_datagram,
     encode_message,
     encode_with_body,
     frame,
-    request_id_end,
 )
 
 log = logging.getLogger("idnode.msgpack")
@@ -76,60 +75,6 @@ def answer_now(service: Service, request: Request) -> Answer | None:
         if resolution is not None:
             return _with_body(service, request, resolution)
     return None
-
-
-MAX_KNOWN_REQUESTS = 65536  #: request byte strings ``Replies`` remembers (then it starts over)
-
-
-class Replies:
-    """Plain resolutions answered again by their bytes, without decoding or encoding them.
-
-    A request's bytes after its request id (``request_id_end``) decode to the same request every
-    time, so once one was answered from the cache, the same bytes under another request id are
-    looked up by those bytes: the service still decides (``cached_entry``: the cache entry must
-    still be valid, the prefix still served), and the answer is the entry's msgpack body under
-    the new request id. Only anonymous, filter-less requests answered with success from the
-    cache are remembered; one server's TCP connections and UDP socket share one instance.
-    """
-
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        #: request bytes after the request id -> (handle, answer bytes between request id and body)
-        self.known: dict[bytes, tuple[str, bytes]] = {}
-        self._heads: dict[bytes, bytes] = {}
-
-    def answer(self, payload: bytes) -> bytes | None:
-        """The answer message to ``payload``, or None: decode it and answer it the usual way."""
-        end = request_id_end(payload)
-        if not end:
-            return None
-        known = self.known.get(payload[end:])
-        if known is None:
-            return None
-        entry = self.service.cached_entry(known[0])
-        body = None if entry is None else entry.encoded.get("msgpack")  # a success's body
-        if body is None:
-            return None
-        return payload[:end] + known[1] + body
-
-    def learn(self, payload: bytes, request: Request, answer: Answer) -> None:
-        """Remember a request the cache just answered, when it is one ``answer`` may repeat."""
-        response, body = answer
-        if (
-            body is not None
-            and response.code == ResponseCode.SUCCESS
-            and type(request) is ResolveRequest
-            and request.credential is None
-            and not (request.indexes or request.types or request.authoritative)
-        ):
-            end = request_id_end(payload)
-            if end:
-                known = self.known
-                if len(known) >= MAX_KNOWN_REQUESTS:
-                    known.clear()
-                    self._heads.clear()
-                head = after_request_id(response)  # one object per set of flags, not per handle
-                known[payload[end:]] = (request.handle, self._heads.setdefault(head, head))
 
 
 async def answer(service: Service, request: Request) -> Answer:
@@ -228,7 +173,7 @@ class TCPProtocol(asyncio.Protocol):
             if now is not None:
                 self._write(*now)
                 metrics.for_request(event).done(now[0].code, started)
-                replies.learn(payload, event, now)
+                replies.learn(payload, event, *now)
                 continue
             task = asyncio.ensure_future(self._serve(event, started))
             self.tasks.add(task)
@@ -328,7 +273,7 @@ class UDPProtocol(asyncio.DatagramProtocol):
         if now is not None:
             self._send(addr, *now)
             self.metrics.for_request(request).done(now[0].code, started)
-            self.replies.learn(data, request, now)
+            self.replies.learn(data, request, *now)
             return
         task = asyncio.ensure_future(self._serve(request, addr, started))
         self.tasks.add(task)
