@@ -121,7 +121,13 @@ def _client(args: argparse.Namespace, credential: Credential | None) -> Client:
         return TCPClient(*_host_port(args.tcp), **options)
     if args.udp:
         return UDPClient(*_host_port(args.udp), **options)
-    return HTTPClient(args.url or DEFAULT_URL, **options)
+    url = args.url or DEFAULT_URL
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(
+            f"--url takes an http:// or https:// base URL, not {url!r}; "
+            "for msgpack use --tcp HOST:PORT or --udp HOST:PORT"
+        )
+    return HTTPClient(url, **options)
 
 
 async def _call(args: argparse.Namespace, client: Client) -> Response:

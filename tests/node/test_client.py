@@ -497,5 +497,8 @@ def test_cli_commands(
         assert "--tcp" in capsys.readouterr().err
         assert await cli("create", f"{PREFIX}/bad", "--value", "one:URL", *where["http"]) == 2
         assert "INDEX:TYPE:DATA" in capsys.readouterr().err
+        tcp_url = f"tcp://127.0.0.1:{node.ports['tcp']}"
+        assert await cli("resolve", handle, "--url", tcp_url) == 2
+        assert "--tcp HOST:PORT" in capsys.readouterr().err
 
     on_node(tmp_path, body)
