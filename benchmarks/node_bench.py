@@ -271,6 +271,7 @@ def run(
                     lookups[name][0] += after["hits"] - before["hits"]
                     lookups[name][1] += after["misses"] - before["misses"]
         rss = node.rss_mb()
+        cache_at_end = cache_counts(np_["http"])  # how full the cache was when RSS was read
     finally:
         node.stop()
         for proc in procs.values():
@@ -292,6 +293,9 @@ def run(
         if found + missed and not name.startswith("floor"):
             results[name]["cache_hit_ratio"] = round(found / (found + missed), 3)
     results["node_rss_mb"] = round(rss, 1)
+    results["node_cache_at_rss"] = {
+        k: cache_at_end[k] for k in ("entries", "bytes", "max_bytes") if k in cache_at_end
+    }
     rate = {name: r.rate for name, r in best.items()}
     results["ratios"] = {
         "http_resolve_vs_bare_aiohttp (goal >= 0.7)": round(
