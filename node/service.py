@@ -98,6 +98,7 @@ MAX_PAGE_SIZE = 10000
 #: handle texts whose parse the resolution path remembers: as many as a full cache at its
 #: default bound holds, found and not found (about 45,000 and 40,000 of the benchmark's)
 MAX_PARSED_KEYS = 131072
+MAX_PARSED_KEY_CHARS = 8 * 1024 * 1024  #: ...and as many characters of them (each kept twice)
 MAX_PAGE = 10**9  #: keeps page * pageSize inside SQL's 64-bit OFFSET
 NOT_HERE = "That prefix doesn't live here"  #: the reference server's 301 message
 _NA_KEY = NA_PREFIX + "/"
@@ -171,6 +172,7 @@ class Service:
         self._homed_lock = asyncio.Lock()
         #: handle text -> (upper-cased prefix, cache key, whether this server of the site holds it)
         self._keys: dict[str, tuple[str, str, bool]] = {}
+        self._keys_chars = 0  #: characters of the texts in ``_keys``
         self._handlers: dict[type[Request], Callable[[Any], Awaitable[Response]]] = {
             ResolveRequest: self._resolve_only,
             CreateRequest: self._create,
@@ -358,8 +360,10 @@ class Service:
             # prefixes are few: one string each rather than one per remembered handle
             prefix = sys.intern(ascii_upper(prefix))
             known = (prefix, self._key(handle), self._on_this_server(handle))
-            if len(self._keys) >= MAX_PARSED_KEYS:
-                self._keys.clear()
+            self._keys_chars += len(text)
+            if len(self._keys) >= MAX_PARSED_KEYS or self._keys_chars > MAX_PARSED_KEY_CHARS:
+                self._keys.clear()  # long handle texts cannot grow it past its bound either
+                self._keys_chars = len(text)
             self._keys[text] = known
         prefix, key, here = known
         if not (here and prefix in self.homed) and not self._serves_all(key):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from node.service import Service
 from protocol.codes import ResponseCode
 from protocol.messages import Request, ResolveRequest, Response
-from protocol.wire import after_request_id, request_id_end
+from protocol.wire import after_request_id, encode_message, request_id_end
 
 MAX_KNOWN_REQUESTS = 65536  #: request byte strings ``Replies`` remembers (then it starts over)
+MAX_KNOWN_BYTES = 8 * 1024 * 1024  #: ...and as many bytes of them
 
 
 class Replies:
@@ -25,6 +28,7 @@ class Replies:
         self.service = service
         #: request bytes after the request id -> (handle, answer bytes between request id and body)
         self.known: dict[bytes, tuple[str, bytes]] = {}
+        self._bytes = 0  #: of the request bytes in ``known``
         self._heads: dict[bytes, bytes] = {}
 
     def answer(self, payload: bytes) -> bytes | None:
@@ -54,10 +58,16 @@ class Replies:
             and not (request.indexes or request.types or request.authoritative)
         ):
             end = request_id_end(payload)
-            if end:
-                known = self.known
-                if len(known) >= MAX_KNOWN_REQUESTS:
-                    known.clear()
-                    self._heads.clear()
-                head = after_request_id(response)  # one object per set of flags, not per handle
-                known[payload[end:]] = (request.handle, self._heads.setdefault(head, head))
+            tail = payload[end:]
+            # only the plain encoding (ours, and any msgpack packer's): a request padded with
+            # keys the decoder ignores would make each remembered request as big as a frame
+            if not end or tail != encode_message(replace(request, request_id=0))[3:]:
+                return
+            known = self.known
+            self._bytes += len(tail)
+            if len(known) >= MAX_KNOWN_REQUESTS or self._bytes > MAX_KNOWN_BYTES:
+                known.clear()
+                self._heads.clear()
+                self._bytes = len(tail)
+            head = after_request_id(response)  # one object per set of flags, not per handle
+            known[tail] = (request.handle, self._heads.setdefault(head, head))

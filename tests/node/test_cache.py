@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 from node.cache import ResolutionCache
 from node.coherence import DEFAULT_BUCKETS, Versions, buckets_for
+from node.config import Config
+from node.service import MAX_PARSED_KEY_CHARS, Service
 from node.store import Record
+from node.store.sqlite import SQLiteStore
 from protocol.records import HandleValue
 
 
@@ -88,3 +94,24 @@ def test_public_values_share_the_record_when_all_are_public() -> None:
     private = HandleValue(2, "secret", b"s", permissions=0x1)
     mixed = cache.put("A/2", Record("a/2", (*record("a/2").values, private)), 0.0, 0)
     assert [v.index for v in mixed.public_values] == [1]
+
+
+def test_parsed_handle_memo_is_bounded_in_characters(tmp_path: Path) -> None:
+    """Resolving many long distinct handles cannot grow the parse memo past its bound."""
+
+    async def resolve_all() -> dict[str, object]:
+        store = SQLiteStore(tmp_path)
+        await store.open()
+        try:
+            service = Service(Config(data_dir=str(tmp_path)), store)
+            await service.start()
+            long_suffix = "x" * 2000
+            for i in range(6000):  # 12 million characters of handle text, none served here
+                assert service.cached_entry(f"88.100.1/{i}-{long_suffix}") is None
+            return dict(service._keys)
+        finally:
+            await store.close()
+
+    kept = asyncio.run(resolve_all())
+    assert 0 < len(kept) < 6000
+    assert sum(len(text) for text in kept) <= MAX_PARSED_KEY_CHARS

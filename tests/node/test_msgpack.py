@@ -16,6 +16,8 @@ from typing import Any
 import msgpack
 import pytest
 
+from node.transports.msgpack import answer_now
+from node.transports.replies import Replies
 from protocol.codes import MessageFlag, OpCode, OpFlag, ResponseCode
 from protocol.jsonapi import response_from_json
 from protocol.messages import (
@@ -943,3 +945,27 @@ def test_repeated_request_bytes_of_an_unhomed_prefix_are_refused(seeded: Running
     assert ask(seeded, "tcp", unhome).code == ResponseCode.SUCCESS
     (refused,) = seeded.call(lambda: _raw_answers(seeded, "tcp", [payload]))
     assert refused.code == ResponseCode.SERVER_NOT_RESPONSIBLE and refused.request_id == 11
+
+
+def test_padded_requests_are_answered_but_never_remembered(seeded: RunningNode) -> None:
+    """Keys the decoder ignores could make each remembered request as big as a frame: only the
+    plain encoding of a request is remembered, and padded ones are still answered."""
+    handle = f"{PREFIX}/item"
+    plain = _resolution_bytes(b"\x05", handle)
+    padded_body: bytes = msgpack.packb([1, 0, 0, 0, {"h": handle, "pad": b"x" * 30_000}])
+    padded = b"\x97\x01\x05" + padded_body[1:]
+    answers = seeded.call(lambda: _raw_answers(seeded, "tcp", [padded, padded, plain]))
+    assert all(isinstance(a, ResolveResponse) and a.handle == handle for a in answers)
+    service = seeded.node.service
+
+    async def learn() -> list[bytes]:
+        replies = Replies(service)
+        for payload in (padded, plain):
+            request = decode_message(payload)
+            assert isinstance(request, ResolveRequest)
+            now = answer_now(service, request)
+            assert now is not None and now[1] is not None  # answered from the cache
+            replies.learn(payload, request, *now)
+        return list(replies.known)
+
+    assert seeded.call(learn) == [plain[3:]]
