@@ -144,6 +144,20 @@ def _user_id(user: str) -> tuple[int, str]:
     return parsed
 
 
+def _unrouted_handle(path: str) -> str | None:
+    """The handle of ``/api/handles/<handle>`` when the router would match the same handle
+    (nothing percent-encoded, no dot segments, no fragment), else None: take the routed path."""
+    if (
+        not path.startswith(_HANDLES)
+        or len(path) == len(_HANDLES)
+        or "%" in path
+        or "/." in path
+        or "#" in path
+    ):
+        return None
+    return path[len(_HANDLES) :]
+
+
 def _indexes(request: web.Request) -> tuple[int, ...]:
     try:
         return tuple(int(i) for i in request.query.getall("index", []) if i != "various")
@@ -193,23 +207,12 @@ class HandlesAPI:
 
     @staticmethod
     def plain_handle(request: web.BaseRequest) -> str | None:
-        """The handle of an anonymous, option-less GET, read before routing, or None.
-
-        Only paths the router would match to ``resolve`` with the same handle qualify (nothing
-        percent-encoded, no dot segments, no query); anything else takes the routed path.
-        """
+        """The handle of an anonymous, option-less GET, read before routing, or None (no query,
+        no credentials, and a path ``_unrouted_handle`` takes)."""
         raw = request.raw_path
-        if (
-            request.method != "GET"
-            or not raw.startswith(_HANDLES)
-            or len(raw) == len(_HANDLES)
-            or "%" in raw
-            or "?" in raw
-            or "/." in raw
-            or "Authorization" in request.headers
-        ):
+        if request.method != "GET" or "?" in raw or "Authorization" in request.headers:
             return None
-        return raw[len(_HANDLES) :]
+        return _unrouted_handle(raw)
 
     async def resolve_plain(self, handle: str) -> web.Response:
         """Anonymous resolution without options: most traffic, often answered from the cache
@@ -311,25 +314,12 @@ class HandlesAPI:
 
     @staticmethod
     def put_handle(request: web.BaseRequest) -> str | None:
-        """The handle of a ``PUT /api/handles/<handle>``, read before routing, or None.
-
-        As for ``plain_handle``, only paths the router would match to ``put`` with the same
-        handle qualify (nothing percent-encoded, no dot segments); the query is read as usual.
-        A request that expects ``100 Continue`` takes the routed path, which sends it.
-        """
-        raw = request.raw_path
-        if request.method != "PUT" or not raw.startswith(_HANDLES):
+        """The handle of a ``PUT /api/handles/<handle>``, read before routing, or None; the query
+        is read as usual. A request that expects ``100 Continue`` takes the routed path, which
+        sends it."""
+        if request.method != "PUT" or "Expect" in request.headers:
             return None
-        path = raw.partition("?")[0]
-        if (
-            len(path) == len(_HANDLES)
-            or "%" in path
-            or "/." in path
-            or "#" in path
-            or "Expect" in request.headers
-        ):
-            return None
-        return path[len(_HANDLES) :]
+        return _unrouted_handle(request.raw_path.partition("?")[0])
 
     async def put(self, request: web.Request) -> web.Response:
         return await self.put_to(request, request.match_info["handle"])
