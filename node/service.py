@@ -400,13 +400,12 @@ class Service:
 
     async def elsewhere(self, request: ResolveRequest, prefix: str) -> Response:
         """The answer for a handle not served here: followed (RECURSIVE), a referral, or 301."""
-        if self.role == "toplevel":
-            if request.flags & _DO_NOT_REFER:
-                return self.error(request, ResponseCode.SERVER_NOT_RESPONSIBLE, NOT_HERE)
-            return await self._referral(request, prefix)
         resolver = self.resolver
-        if resolver is None or request.flags & _DO_NOT_REFER:
+        if request.flags & _DO_NOT_REFER or not self.refers:
             return self.error(request, ResponseCode.SERVER_NOT_RESPONSIBLE, NOT_HERE)
+        if self.role == "toplevel":
+            return await self._referral(request, prefix)
+        assert resolver is not None  # ``refers``
         if request.recursive:
             answer = await resolver.resolve(request)
         else:
@@ -421,7 +420,9 @@ class Service:
         through the resolution cache: every first hop of every walk reads them."""
         for prefix_handle in parent_chain(prefix)[:-1]:  # not the root 0.NA/0.NA
             record = (await self._entry(prefix_handle, prefix_handle)).record
-            values = tuple(v for v in record.values if v.type in SITE_TYPES) if record else ()
+            if record is None:
+                continue
+            values = tuple(v for v in record.values if v.type in SITE_TYPES)
             if values:
                 return ReferralResponse(
                     request_id=request.request_id,
@@ -429,7 +430,7 @@ class Service:
                     code=ResponseCode.PREFIX_REFERRAL,
                     answers=request.op,
                     handle=request.handle,
-                    prefix_handle=record.handle if record else prefix_handle,
+                    prefix_handle=record.handle,
                     values=values,
                 )
         return self.error(

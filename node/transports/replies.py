@@ -50,12 +50,13 @@ class Replies:
     ) -> None:
         """Remember a request the cache just answered (``body``: the cached msgpack body, if any),
         when it is one ``answer`` may repeat."""
+        # a cached body means the service answered a plain public resolution from its cache
+        # (``Service.resolve_cached``); one with a credential is not kept, to keep no secrets
         if (
             body is not None
             and response.code == ResponseCode.SUCCESS
             and type(request) is ResolveRequest
             and request.credential is None
-            and not (request.indexes or request.types or request.authoritative)
         ):
             end = request_id_end(payload)
             tail = payload[end:]
