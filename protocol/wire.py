@@ -538,13 +538,15 @@ def decode_message(payload: bytes, limits: WireLimits = DEFAULT_LIMITS) -> Messa
             raise MalformedMessage("message flags must be an integer and the body a map")
         # a value, reference, server or interface that can be built takes 3 bytes or more, so a
         # message of at most 3 * max_items bytes cannot build too many: no need to count
-        too_many = len(payload) > 3 * limits.max_items and _count_items(body) > limits.max_items
+        too_many = None  # the error for a message that would build too many items
+        if len(payload) > 3 * limits.max_items and _count_items(body) > limits.max_items:
+            too_many = LimitExceeded(f"message holds over {limits.max_items} values and references")
         if rc == 0:
             decoder = _REQUEST_DECODERS.get(op)
             if decoder is None:
                 raise UnsupportedOperation(f"unknown op code {op}")
             if too_many:
-                raise LimitExceeded(f"message holds over {limits.max_items} values and references")
+                raise too_many
             return decoder(body, rid, flags, None if "a" not in body else _credential(body))
         answers = _OP_CODES.get(op) or OpCode(op)
         if mflags & _TRUNCATED:
@@ -552,9 +554,7 @@ def decode_message(payload: bytes, limits: WireLimits = DEFAULT_LIMITS) -> Messa
         if rc != _SUCCESS:
             if rc in _REFERRALS and "ph" in body:  # a referral without service info is an error
                 if too_many:
-                    raise LimitExceeded(
-                        f"message holds over {limits.max_items} values and references"
-                    )
+                    raise too_many
                 return ReferralResponse(
                     request_id=rid,
                     flags=flags,
@@ -575,7 +575,7 @@ def decode_message(payload: bytes, limits: WireLimits = DEFAULT_LIMITS) -> Messa
         response_decoder = _SUCCESS_DECODERS.get(op)
         if response_decoder is not None:
             if too_many:
-                raise LimitExceeded(f"message holds over {limits.max_items} values and references")
+                raise too_many
             return response_decoder(body, rid, flags, rc)
         if op in _DONE_OPS:
             created = _bool(body, "c") if "c" in body else False
