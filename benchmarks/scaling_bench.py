@@ -14,30 +14,22 @@ from __future__ import annotations
 
 import functools
 import multiprocessing
-import os
 import random
 import time
 from typing import Any
 
 from benchmarks.loadgen import LoadResult, run_load
-from benchmarks.node_bench import dataset
-from benchmarks.workers_bench import resolutions, start, stop
+from benchmarks.node_bench import _pin, dataset
+from benchmarks.workers_bench import resolutions, start, stop, usable_cpus
 
 CONNECTIONS_PER_GENERATOR = 32
-
-
-def _cpus() -> list[int]:
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return list(range(os.cpu_count() or 1))
 
 
 def _generate(
     kind: str, port: int, requests: list[bytes], warmup_s: float, seconds: float, cpu: int
 ) -> LoadResult:
     """One generator process: pinned to ``cpu``, closed loop for ``seconds`` after a warm-up."""
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {cpu})
+    _pin(cpu)()
     return run_load(kind, port, requests, CONNECTIONS_PER_GENERATOR, warmup_s, seconds)
 
 
@@ -67,7 +59,7 @@ def run(
     rounds: int = 2,
     warmup_s: float = 2.0,
 ) -> dict[str, Any]:
-    cpus = _cpus()
+    cpus = usable_cpus()
     data_dir = str(dataset(identifiers))
     rng = random.Random(1)
     sample = [rng.randrange(min(identifiers, 10_000)) for _ in range(50_000)]

@@ -24,6 +24,13 @@ from protocol.messages import ResolveRequest
 from protocol.wire import encode_message, frame
 
 
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
 def start(
     data_dir: str, workers: int, cpus: list[int] | None = None
 ) -> tuple[subprocess.Popen[str], dict[str, int]]:
@@ -93,9 +100,7 @@ def run(
             time.sleep(0.5)
     result: dict[str, Any] = {
         "identifiers": identifiers,
-        "cpus": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count(),
+        "cpus": len(usable_cpus()),
         "generator": f"benchmarks.loadgen, 1 process, closed loop, {concurrency} connections, "
         "on the same machine as the node (competes for its CPUs)",
         "rounds": rounds,
