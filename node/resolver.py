@@ -109,16 +109,16 @@ class Resolver:
             types=request.types,
             flags=request.flags & ~int(OpFlag.RECURSIVE),
         )
-        hop = 1
+        hop = 1  #: the hop that gave ``answer``
         while isinstance(answer, ReferralResponse):
-            hop += 1
-            if hop - 1 > self.limit:
+            if hop > self.limit:  # ``hop`` referrals so far
                 return error_for(
                     request,
                     ResponseCode.RECURSION_LIMIT,
                     f"more than {self.limit} referrals for {request.handle} "
                     f"(last: {answer.prefix_handle}); a referral loop?",
                 )
+            hop += 1
             self.on_follow()
             try:
                 server = self._server(answer, handle.prefix, handle.suffix)
