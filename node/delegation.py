@@ -105,12 +105,13 @@ class Registrar:
         """Register what is not registered with the current site, then heartbeat."""
         service = self.service
         site = service.site_info()
-        site_data = site_value(site, SITE_INDEX).data
+        site_entry = site_value(site, SITE_INDEX, ttl=int(service.config.heartbeat_stale_s))
+        site_data = site_entry.data
         beating = {ascii_upper(p) for p in self.heartbeat_prefixes()}
         for upper, prefix in list(service.homed.items()):
             if self._registered.get(upper) == site_data:
                 continue
-            values = [site_value(site, SITE_INDEX, ttl=int(service.config.heartbeat_stale_s))]
+            values = [site_entry]
             if upper in beating:
                 values.append(self._heartbeat())
             await self._write(prefix, values, whole=True)
