@@ -20,6 +20,7 @@ import asyncio
 import bisect
 import functools
 import itertools
+import json
 import operator
 import queue
 import sqlite3
@@ -141,6 +142,22 @@ def _record(rows: list[tuple[Any, ...]]) -> Record | None:
 
 def _read(conn: sqlite3.Connection, key: str) -> Record | None:
     return _record(conn.execute(_SELECT, (key,)).fetchall())
+
+
+_SELECT_MANY = (
+    "SELECT hkey, handle, idx, type, data, ttl_type, ttl, timestamp, refs, admin_read,"
+    " admin_write, pub_read, pub_write FROM handles"
+    " WHERE hkey IN (SELECT value FROM json_each(?)) ORDER BY hkey, idx"
+)
+
+
+def _read_many(conn: sqlite3.Connection, keys: Iterable[str]) -> dict[str, Record | None]:
+    """The record of each of ``keys`` (None when absent), read with one statement."""
+    found: dict[str, Record | None] = dict.fromkeys(keys)
+    rows = conn.execute(_SELECT_MANY, (json.dumps(list(found)),)).fetchall()
+    for key, group in itertools.groupby(rows, operator.itemgetter(0)):
+        found[key] = _record([row[1:] for row in group])
+    return found
 
 
 # -- bulk loading (seeding) ----------------------------------------------------------------------
@@ -585,13 +602,22 @@ class SQLiteStore(Store):
         self._changes.clear()
         try:
             conn.execute("BEGIN IMMEDIATE")
+            run: list[_Op] = []  # consecutive mutations, applied together
             for op in batch:
+                if op.key:
+                    run.append(op)
+                    continue
+                if run:
+                    self._mutate_all(conn, run)
+                    run = []
                 try:
-                    op.result = self._apply(conn, op)
+                    op.result = self._raw(conn, op)
                 except sqlite3.Error:
                     raise  # the database failed: the whole batch fails below
-                except Exception as exc:  # refused before it wrote anything (see _apply)
+                except Exception as exc:  # refused, and rolled back to before it (see _raw)
                     op.error = exc
+            if run:
+                self._mutate_all(conn, run)
             conn.execute("COMMIT")
             self.commits += 1
             if self.metrics is not None:
@@ -607,30 +633,56 @@ class SQLiteStore(Store):
             for op in batch:
                 op.result, op.error = None, StoreError(f"commit failed: {exc}")
 
-    def _apply(self, conn: sqlite3.Connection, op: _Op) -> Any:
-        """Run one op. A mutation writes only after everything that can refuse has run, so a
-        refusal needs no rollback; a raw op (homing, bulk load) gets a savepoint of its own."""
+    def _raw(self, conn: sqlite3.Connection, op: _Op) -> Any:
+        """Run a raw op: a bulk load as it is, anything else (homing) in a savepoint of its own."""
         if type(op) is _BulkOp:
             return op.mutation(conn)  # type: ignore[arg-type]
-        if not op.key:
-            conn.execute("SAVEPOINT raw")
+        conn.execute("SAVEPOINT raw")
+        try:
+            return op.mutation(conn)  # type: ignore[arg-type]
+        except Exception:
+            conn.execute("ROLLBACK TO raw")
+            raise
+        finally:
+            conn.execute("RELEASE raw")
+
+    def _mutate_all(self, conn: sqlite3.Connection, ops: list[_Op]) -> None:
+        """Apply consecutive mutations with one read of every key they touch and one write of
+        each key they changed (a few statements per batch, not a few per write).
+
+        Each mutation sees the record as the ones before it in the batch left it. One that raises
+        is refused: it changed nothing, and the error is its answer. A database error fails the
+        whole batch (the caller rolls back).
+        """
+        state = _read_many(conn, {op.key for op in ops})  # key -> record, None when absent
+        stored = {key for key, record in state.items() if record is not None}
+        rows_of: dict[str, list[tuple[Any, ...]]] = {}  # key -> its rows, for keys changed
+        changes = self._changes if self.metrics is not None else None
+        for op in ops:
+            key = op.key
+            current = state[key]
             try:
-                result = op.mutation(conn)  # type: ignore[arg-type]
-            except Exception:
-                conn.execute("ROLLBACK TO raw")
-                raise
-            finally:
-                conn.execute("RELEASE raw")
-            return result
-        current = _read(conn, op.key)
-        new = op.mutation(current)
-        if new is None:
-            return None
-        rows = _rows(op.key, new) if isinstance(new, Record) else []
-        if current is not None:
-            conn.execute("DELETE FROM handles WHERE hkey = ?", (op.key,))
-        if rows:
-            conn.executemany(_INSERT, rows)
-        if self.metrics is not None and (current is None) != (not rows):  # created or deleted
-            self._changes.append((op.key.partition("/")[0], 1 if rows else -1, False))
-        return new
+                new = op.mutation(current)
+                if new is None:
+                    continue  # no change
+                after = new if isinstance(new, Record) and new.values else None  # None: gone
+                rows = _rows(key, after) if after is not None else []
+            except Exception as exc:  # refused before it changed anything
+                op.error = exc
+                continue
+            op.result = new
+            rows_of[key] = rows
+            state[key] = after
+            if changes is not None and (current is None) != (not rows):  # created or deleted
+                changes.append((key.partition("/")[0], 1 if rows else -1, False))
+        try:
+            gone = [(key,) for key in rows_of if key in stored]
+            if gone:
+                conn.executemany(_DELETE, gone)
+            rows = [row for key_rows in rows_of.values() for row in key_rows]
+            if rows:
+                conn.executemany(_INSERT, rows)
+        except sqlite3.Error:
+            raise
+        except Exception as exc:  # a value SQLite cannot bind: fail the transaction
+            raise sqlite3.DatabaseError(f"write failed: {exc!r}") from exc

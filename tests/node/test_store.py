@@ -360,6 +360,64 @@ def test_concurrent_creates_of_one_key_exactly_one_wins(open_store: Any) -> None
     assert count == 1
 
 
+def test_writes_queued_together_apply_in_order(open_store: Any) -> None:
+    """Writes that reach the store together (one group commit, where the backend batches) act as
+    if applied one after another: each sees what the ones before it left, a refused one changes
+    nothing, and homing in the middle sees the writes before it."""
+
+    def append(tag: str) -> Callable[[Record | None], Record]:
+        def mutation(current: Record | None) -> Record:
+            seen.append((tag, current))
+            values = current.values if current is not None else ()
+            value = HandleValue(len(values) + 1, "T", tag.encode(), timestamp=1_700_000_000)
+            return Record("88.100.1/seq", (*values, value))
+
+        return mutation
+
+    def refuse(current: Record | None) -> Record:
+        raise Refused("no")
+
+    seen: list[tuple[str, Record | None]] = []
+    key = "88.100.1/SEQ"
+
+    async def fn(store: Store) -> Any:
+        counted: Any = store  # every backend counts its commits
+        before = counted.commits
+        results = await asyncio.gather(
+            store.mutate(key, append("a")),
+            store.mutate(key, refuse),
+            store.mutate(key, append("b")),
+            store.mutate("88.100.1/GONE", create(rec("88.100.1/gone", (1, "URL", "g")))),
+            store.set_homed("88.200", True),
+            store.mutate("88.100.1/GONE", lambda current: DELETE),
+            store.mutate(key, lambda current: DELETE),
+            store.mutate(key, append("c")),
+            store.mutate("88.100.1/NEW", create(rec("88.100.1/new", (1, "URL", "n")))),
+            store.mutate("88.100.1/NEW", create(rec("88.100.1/new", (1, "URL", "again")))),
+            return_exceptions=True,
+        )
+        commits = counted.commits - before
+        got = [await store.get(k) for k in (key, "88.100.1/GONE", "88.100.1/NEW")]
+        return results, got, await store.count(), await store.homed_prefixes(), commits
+
+    results, got, count, homed, commits = open_store(fn)
+    assert commits < 10  # some of the ten were committed together
+    assert isinstance(results[1], Refused) and isinstance(results[9], Refused)
+    assert results[5] is DELETE and results[6] is DELETE
+    assert [(tag, r and [v.data for v in r.values]) for tag, r in seen] == [
+        ("a", None),
+        ("b", [b"a"]),
+        ("c", None),
+    ]
+    assert got == [
+        Record("88.100.1/seq", (HandleValue(1, "T", b"c", timestamp=1_700_000_000),)),
+        None,
+        rec("88.100.1/new", (1, "URL", "n")),
+    ]
+    assert count == 2
+    assert homed == ["88.200"]
+
+
 def test_persistence_across_close_and_reopen(open_store: Any, tmp_path: Path) -> None:
     data_dir = tmp_path / "persist"
     record = rec("88.100.1/keep", (1, "URL", "https://x"), (2, "EMAIL", "a@b"))
