@@ -3,8 +3,10 @@
 Tables follow the HANDLE.NET SQL storage: ``handles`` holds one row per value keyed by handle and
 index (plus ``hkey``, the case-folded comparison key the node looks records up by), ``nas`` the
 homed prefixes. One writer thread owns the write connection: it takes every queued mutation, runs
-each (a refused one writes nothing), and commits the whole batch with one fsync, so many concurrent writers
-share each disk flush and an acknowledged write is on disk. Reads run in batches on a reader thread
+each in order on the records as the ones before it left them (a refused one writes nothing), and
+commits the whole batch with one fsync, so many concurrent writers share each disk flush and an
+acknowledged write is on disk. A batch reads the keys it touches with one statement and writes them
+back with one DELETE and one INSERT. Reads run in batches on a reader thread
 with its own connection, so SQLite never blocks the event loop.
 
 With ``metrics`` (``node.metrics.StoreMetrics``) the threads time each read and each commit, count
