@@ -7,8 +7,9 @@ CPU 0 and this generator (``benchmarks.loadgen``, one process, closed loop) pinn
   answering a fixed 300-byte JSON (goal >= 0.7x);
 * HTTP resolve of identifiers that do not exist under a homed prefix vs existing ones (>= 0.9x),
   with the same Zipf popularity; the node's cache is warmed with both kinds first, as a node in
-  service would be, and with the not-found ones again before each round, since they are cached
-  for 60 s only (the uniform run shows the cold, store-bound case);
+  service would be (the uniform run shows the cold, store-bound case; not-found answers are cached
+  for 60 s only, so later rounds also find some expired); and not-found identifiers each asked
+  once, as a client walking serial numbers would (no cached answer: the key filter's case);
 * msgpack/TCP and msgpack/UDP resolve vs a bare asyncio TCP / UDP echo (>= 0.6x);
 * acknowledged creates from 64 concurrent clients vs the node's HTTP resolve rate (>= 0.5x), over
   HTTP (and the same PUTs against a bare aiohttp handler that reads the body and answers 201: what
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import random
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -39,7 +42,7 @@ from protocol.wire import encode_message, frame
 
 PREFIX = "88.118.8"
 SECRET = "bench-secret"
-MISS_REWARM_S = 2.0  #: UDP not-found traffic before each round after the first (see ``run``)
+ONCE = ("http_create_64", "tcp_create_64", "http_miss_never_asked")  #: each request sent once
 DATA_ROOT = Path(__file__).resolve().parent / ".data"
 
 
@@ -156,6 +159,20 @@ def cache_counts(http_port: int) -> dict[str, int]:
     return cache
 
 
+def _key_filter_ready(http_port: int, timeout_s: float = 300.0) -> None:
+    """Wait until the node's key filter holds every stored key (``node.keyfilter``)."""
+    url = f"http://127.0.0.1:{http_port}/readyz"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with contextlib.suppress(urllib.error.HTTPError):  # 503 while starting
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                if json.loads(reply.read()).get("key_filter") in ("ready", "off"):
+                    return
+        if time.monotonic() > deadline:
+            raise RuntimeError("the node's key filter was not built in time")
+        time.sleep(0.2)
+
+
 def _floor(kind: str) -> _Proc:
     portfile = tempfile.mktemp(prefix=f"idnode-floor-{kind}-")
     return _Proc(["-m", "benchmarks.floors", kind, portfile], portfile)
@@ -175,12 +192,13 @@ def run(
     identifiers: int = 1_000_000,
     seconds: float = 3.0,
     concurrency: int = 32,
-    rounds: int = 3,
+    rounds: int = 5,
     warmup_s: float = 10.0,
 ) -> dict[str, Any]:
     data_dir = dataset(identifiers)
     _pin(1)()
     rng = random.Random(1)
+    run_id = int(time.time())
     # Popularity follows Zipf (s = 1) over all identifiers, as resolution traffic does; the
     # uniform run shows the store-bound worst case.
     cum, total = [], 0.0
@@ -192,6 +210,8 @@ def run(
     hits = [http_get(f"/api/handles/{_key(i)}") for i in sample]
     hits_uniform = [http_get(f"/api/handles/{_key(i)}") for i in uniform]
     misses = [http_get(f"/api/handles/{PREFIX}/MISSING-{i:07d}") for i in sample]
+    # each asked once: no not-found answer cached to give (a client walking serial numbers)
+    never_asked = [http_get(f"/api/handles/{PREFIX}/NEVER-{run_id}-{n}") for n in range(300_000)]
     msgpack_reqs = [
         encode_message(ResolveRequest(handle=_key(i), request_id=n, flags=OpFlag.PUBLIC_ONLY))
         for n, i in enumerate(sample)
@@ -205,7 +225,6 @@ def run(
         for n, i in enumerate(sample)
     ]
     auth = "Basic " + base64.b64encode(f"300%3A{PREFIX}/ADMIN:{SECRET}".encode()).decode()
-    run_id = int(time.time())
     creates = [
         http_put(
             f"/api/handles/{PREFIX}/NEW-{run_id}-{n}?overwrite=false",
@@ -235,6 +254,7 @@ def run(
     node = _Proc(serve_args(data_dir))
     fp = {kind: proc.ports["port"] for kind, proc in procs.items()}
     np_ = node.ports
+    _key_filter_ready(np_["http"])
     # name: (transport, port, requests, concurrency, HTTP status that counts as success)
     Plan = dict[str, tuple[str, int, list[bytes], int, int]]
     hot: Plan = {
@@ -257,6 +277,7 @@ def run(
     }
     cold: Plan = {
         "http_resolve_uniform": ("http", np_["http"], hits_uniform, concurrency, 0),
+        "http_miss_never_asked": ("http", np_["http"], never_asked, concurrency, 404),
     }
     names = [*hot, *writes, *cold]
     runs: dict[str, list[LoadResult]] = {name: [] for name in names}
@@ -264,22 +285,18 @@ def run(
     lookups: dict[str, list[int]] = {name: [0, 0] for name in names}
     try:
         # Warm the node's cache with the Zipf traffic first, as a node in service would be,
-        # the identifiers that do not exist as well as those that do.
-        # UDP, the fastest door, goes through the whole sample several times.
+        # the identifiers that do not exist as well as those that do. UDP, the fastest door,
+        # goes through the whole sample several times; HTTP through it once, since an answer is
+        # kept encoded per wire format and its JSON is built when HTTP first asks for it.
         run_load("udp", np_["udp"], msgpack_reqs, concurrency, 0.0, warmup_s)
+        run_load("http", np_["http"], hits, concurrency, 0.0, warmup_s / 2)
         run_load("udp", np_["udp"], msgpack_misses, concurrency, 0.0, warmup_s / 2)
         # Floors and node alternate, round after round, so that whatever else the machine does
         # weighs on both alike; each figure is the median round.
         for plan in (hot, writes, cold):
             for round_no in range(rounds):
-                if plan is hot and round_no:
-                    # Not-found answers are cached for 60 s (``negative_cache_ttl_s``) and a
-                    # round takes about 30 s: without this, the third round's not-found run began
-                    # after every one of them had expired together, which a node seeing such
-                    # traffic continuously does not go through. Found records stay cached.
-                    run_load("udp", np_["udp"], msgpack_misses, concurrency, 0.0, MISS_REWARM_S)
                 for name, (kind, port, reqs, conc, ok) in plan.items():
-                    if name in ("http_create_64", "tcp_create_64"):  # each create once
+                    if name in ONCE:
                         reqs = reqs[round_no::rounds]
                     before = cache_counts(np_["http"])
                     runs[name].append(run_load(kind, port, reqs, conc, 1.0, seconds, ok_status=ok))
@@ -298,7 +315,6 @@ def run(
         "seconds_per_run": seconds,
         "rounds": rounds,
         "cache_warmup_s": warmup_s,
-        "miss_rewarm_s_per_round": MISS_REWARM_S,
         "concurrency": concurrency,
         "generator": "benchmarks.loadgen: 1 process pinned to CPU 1, closed loop, uvloop",
         "servers": "node and floors: 1 process each, all pinned to CPU 0, run alternately",
@@ -322,6 +338,9 @@ def run(
         ),
         "http_miss_vs_hit (goal >= 0.9)": round(rate["http_miss"] / rate["http_resolve"], 2),
         "http_miss_vs_uniform_hit": round(rate["http_miss"] / rate["http_resolve_uniform"], 2),
+        "http_miss_never_asked_vs_hit": round(
+            rate["http_miss_never_asked"] / rate["http_resolve"], 2
+        ),
         "tcp_resolve_vs_tcp_echo (goal >= 0.6)": round(rate["tcp_resolve"] / rate["floor_tcp"], 2),
         "udp_resolve_vs_udp_echo (goal >= 0.6)": round(rate["udp_resolve"] / rate["floor_udp"], 2),
         "create_vs_http_resolve (goal >= 0.5)": round(
