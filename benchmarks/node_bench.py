@@ -9,7 +9,7 @@ CPU 0 and this generator (``benchmarks.loadgen``, one process, closed loop) pinn
   with the same Zipf popularity; the node's cache is warmed with both kinds first, as a node in
   service would be (the uniform run shows the cold, store-bound case; not-found answers are cached
   for 60 s only, so later rounds also find some expired); and not-found identifiers each asked
-  once, as a client walking serial numbers would (no cached answer: the key filter's case);
+  once, as a client walking serial numbers would (no cached answer to give);
 * msgpack/TCP and msgpack/UDP resolve vs a bare asyncio TCP / UDP echo (>= 0.6x);
 * acknowledged creates from 64 concurrent clients vs the node's HTTP resolve rate (>= 0.5x), over
   HTTP (and the same PUTs against a bare aiohttp handler that reads the body and answers 201: what
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import os
 import random
@@ -29,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -159,20 +157,6 @@ def cache_counts(http_port: int) -> dict[str, int]:
     return cache
 
 
-def _key_filter_ready(http_port: int, timeout_s: float = 300.0) -> None:
-    """Wait until the node's key filter holds every stored key (``node.keyfilter``)."""
-    url = f"http://127.0.0.1:{http_port}/readyz"
-    deadline = time.monotonic() + timeout_s
-    while True:
-        with contextlib.suppress(urllib.error.HTTPError):  # 503 while starting
-            with urllib.request.urlopen(url, timeout=5) as reply:
-                if json.loads(reply.read()).get("key_filter") in ("ready", "off"):
-                    return
-        if time.monotonic() > deadline:
-            raise RuntimeError("the node's key filter was not built in time")
-        time.sleep(0.2)
-
-
 def _floor(kind: str) -> _Proc:
     portfile = tempfile.mktemp(prefix=f"idnode-floor-{kind}-")
     return _Proc(["-m", "benchmarks.floors", kind, portfile], portfile)
@@ -254,7 +238,6 @@ def run(
     node = _Proc(serve_args(data_dir))
     fp = {kind: proc.ports["port"] for kind, proc in procs.items()}
     np_ = node.ports
-    _key_filter_ready(np_["http"])
     # name: (transport, port, requests, concurrency, HTTP status that counts as success)
     Plan = dict[str, tuple[str, int, list[bytes], int, int]]
     hot: Plan = {

@@ -74,11 +74,6 @@ class Config:
     profile: str = _f("protocol", "identifier limits: protocol (2048) or snms (255/64)")
     cache_max_bytes: int = _f(96 * 1024 * 1024, "bound of the resolution cache")
     negative_cache_ttl_s: float = _f(60.0, "how long a not-found answer is cached")
-    key_filter_bytes: int = _f(
-        8 * 1024 * 1024,
-        "memory of the filter that answers most not-found resolutions without a store read "
-        "(a power of two; about a million keys per MiB before it lets much through); 0: none",
-    )
     max_frame_bytes: int = _f(65536, "largest msgpack message accepted over TCP or UDP")
     max_http_body_bytes: int = _f(1024 * 1024, "largest HTTP request body (413 above)")
     tcp_idle_timeout_s: float = _f(60.0, "close a TCP connection idle this long")

@@ -23,10 +23,8 @@ from aiohttp import web
 from node.coherence import Versions
 from node.config import Config
 from node.delegation import Monitor, Registrar
-from node.keyfilter import KeyFilter
 from node.metrics import NodeMetrics
 from node.service import Service
-from node.store import StoreError
 from node.store.sqlite import SQLiteStore
 from node.transports.http import NodeRunner, make_app, make_metrics_app
 from node.transports.msgpack import TCPProtocol, UDPProtocol
@@ -40,12 +38,7 @@ class Node:
     """One node process; ``ports`` holds the bound ports once started."""
 
     def __init__(
-        self,
-        config: Config,
-        *,
-        versions: Versions | None = None,
-        keys: KeyFilter | None = None,
-        reuse_port: bool = False,
+        self, config: Config, *, versions: Versions | None = None, reuse_port: bool = False
     ) -> None:
         self.config = config
         #: bind with SO_REUSEPORT (workers share the ports; the ports must be given, not 0)
@@ -57,7 +50,7 @@ class Node:
             batch_wait_s=config.write_batch_wait_s,
             metrics=self.metrics.store,
         )
-        self.service = Service(config, self.store, versions=versions, keys=keys)
+        self.service = Service(config, self.store, versions=versions)
         self.metrics.service = self.service
         if self.service.resolver is not None:
             self.service.resolver.on_follow = self.metrics.referral_followed
@@ -73,7 +66,6 @@ class Node:
         self._metrics_runner: web.AppRunner | None = None
         self._tcp: asyncio.Server | None = None
         self._udp: UDPProtocol | None = None
-        self._key_filter: asyncio.Task[None] | None = None
 
     @property
     def ports(self) -> dict[str, int]:
@@ -84,7 +76,6 @@ class Node:
         await self.service.start()
         # once, before any transport is open: from here on creates and deletes keep it current
         await self.store.count_identifiers(self.service.homed)
-        self._key_filter = asyncio.create_task(self._build_key_filter())
         loop = asyncio.get_running_loop()
         host = self.config.host
         self._runner = NodeRunner(
@@ -149,19 +140,9 @@ class Node:
             port,
         )
 
-    async def _build_key_filter(self) -> None:
-        try:
-            await self.service.build_key_filter()
-        except StoreError as exc:  # the filter stays unbuilt: every miss reads the store
-            log.error("key filter not built: %s", exc)
-
     async def stop(self) -> None:
         """Stop accepting, drain in-flight requests within the grace period, close the store."""
         grace = self.config.shutdown_grace_s
-        if self._key_filter is not None:
-            self._key_filter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._key_filter
         for task in (self.registrar, self.monitor):
             if task is not None:
                 await task.stop()

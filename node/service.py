@@ -33,7 +33,6 @@ from node import auth
 from node.cache import Entry, ResolutionCache
 from node.coherence import Versions, buckets_for
 from node.config import Config
-from node.keyfilter import KeyFilter
 from node.resolver import Resolver, parse_address
 from node.store import DELETE, Record, Store, StoreError
 from protocol.codes import ALL_ADMIN_PERMISSIONS, OpCode, OpFlag, ResponseCode
@@ -136,7 +135,6 @@ class Service:
         store: Store,
         clock: Callable[[], float] = time.time,
         versions: Versions | None = None,
-        keys: KeyFilter | None = None,
     ) -> None:
         if config.role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, not {config.role!r}")
@@ -166,8 +164,6 @@ class Service:
         self.cache = ResolutionCache(
             config.cache_max_bytes, config.negative_cache_ttl_s, self.versions
         )
-        #: the keys the store may hold (``node.keyfilter``); shared with the other workers
-        self.keys = keys if keys is not None else KeyFilter(config.key_filter_bytes)
         self.authenticator = auth.Authenticator(config, store, self.cache)
         self.homed: dict[str, str] = {}  #: upper-cased prefix -> as written
         self.ready = False
@@ -200,24 +196,6 @@ class Service:
                     raise ValueError(f"homing {prefix} needs an admin secret (--admin-secret)")
                 await self.home_prefix(prefix, self.config.admin_secret)
         self.ready = True
-
-    async def build_key_filter(self, page: int = 4096) -> None:
-        """Add every stored key to ``keys`` and make it answer, when no other worker does it.
-
-        Writes meanwhile add their own keys, so paging through the keys in order, one read at a
-        time (never a long transaction, never every key in memory at once), misses none."""
-        if not self.keys.claim():
-            return
-        started, added, after = time.perf_counter(), 0, ""
-        while True:
-            keys = await self.store.keys_after(after, page)
-            self.keys.add(keys)
-            added += len(keys)
-            if len(keys) < page:
-                break
-            after = keys[-1]
-        self.keys.built()
-        log.info("key filter: %d keys in %.1f s", added, time.perf_counter() - started)
 
     def is_ready(self) -> bool:
         """Started, and, when a top-level is configured, registered there (it took the last
@@ -354,8 +332,6 @@ class Service:
     async def _fetch(self, text: str, key: str) -> Record | None:
         """The record behind ``key``: from the store, or for a recursive node, the hierarchy."""
         if self.role != "recursive":
-            if not self.keys.may_hold(key):
-                return None
             return await self.store.get(key)
         assert self.resolver is not None
         plain = ResolveRequest(handle=text)  # cached whole; filters apply after
@@ -526,7 +502,6 @@ class Service:
             return Record(text, values)
 
         key = self._key(handle)
-        self.keys.add((key,))  # before the write: once it is acknowledged, no filter hides it
         await self.store.mutate(key, mutation)
         self._written(key)
         return CreateResponse(
@@ -686,7 +661,6 @@ class Service:
             ),
         )
         key = self._key(Handle(prefix, auth.ADMIN_SUFFIX))
-        self.keys.add((key,))
         await self.store.mutate(key, lambda current: record if current is None else None)
         await self.store.set_homed(prefix, True)
         self._written(key)

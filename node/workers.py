@@ -39,7 +39,6 @@ from typing import Any
 
 from node.coherence import Versions, buckets_for
 from node.config import Config
-from node.keyfilter import KeyFilter
 from node.metrics import NodeMetrics
 
 log = logging.getLogger("idnode.workers")
@@ -150,7 +149,6 @@ def serve_workers(config: Config, workers: int) -> int:
     MetricsFiles.clear(config.data_dir)
     ctx = multiprocessing.get_context("spawn")
     versions = Versions.shared(ctx, buckets_for(config.cache_max_bytes))
-    keys = KeyFilter.shared(ctx, config.key_filter_bytes)
     procs: list[Any] = []
     signalled: set[int] = set()
     stopping = False
@@ -172,15 +170,7 @@ def serve_workers(config: Config, workers: int) -> int:
         readers: dict[Connection, int] = {}
         for worker_id in range(workers):
             reader, writer = ctx.Pipe(duplex=False)
-            args = (
-                config,
-                worker_id,
-                versions.array,
-                versions.lock,
-                versions.buckets,
-                keys.array,
-                keys.lock,
-            )
+            args = (config, worker_id, versions.array, versions.lock, versions.buckets)
             p = ctx.Process(
                 target=worker_main,
                 args=(*args, writer, os.getpid()),
@@ -277,8 +267,6 @@ def worker_main(
     array: Any,
     lock: Any,
     buckets: int,
-    keys_array: Any,
-    keys_lock: Any,
     ready: Connection,
     parent_pid: int,
 ) -> None:
@@ -289,21 +277,15 @@ def worker_main(
 
     logs.setup(config.log_level)
     versions = Versions(buckets, array, lock)
-    keys = KeyFilter(config.key_filter_bytes, keys_array, keys_lock)
-    _run(_worker(config, worker_id, versions, keys, ready, parent_pid))
+    _run(_worker(config, worker_id, versions, ready, parent_pid))
 
 
 async def _worker(
-    config: Config,
-    worker_id: int,
-    versions: Versions,
-    keys: KeyFilter,
-    ready: Connection,
-    parent_pid: int,
+    config: Config, worker_id: int, versions: Versions, ready: Connection, parent_pid: int
 ) -> None:
     from node.server import Node
 
-    node = Node(config, versions=versions, keys=keys, reuse_port=True)
+    node = Node(config, versions=versions, reuse_port=True)
     files = MetricsFiles(config.data_dir, worker_id)
     node.metrics.peers = files.peers
     stop = asyncio.Event()

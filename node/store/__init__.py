@@ -66,10 +66,6 @@ class Store(abc.ABC):
         """Total number of handles under ``prefix`` and one page of them, sorted by key."""
 
     @abc.abstractmethod
-    async def keys_after(self, after: str, limit: int) -> list[str]:
-        """Up to ``limit`` stored keys greater than ``after``, in order ("" for the first)."""
-
-    @abc.abstractmethod
     async def homed_prefixes(self) -> list[str]:
         """Prefixes homed on this node, as first written."""
 

@@ -468,17 +468,6 @@ class SQLiteStore(Store):
         result: tuple[int, list[str]] = await self._run_read(work)
         return result
 
-    async def keys_after(self, after: str, limit: int) -> list[str]:
-        def work(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute(
-                "SELECT hkey FROM handles WHERE hkey > ? GROUP BY hkey ORDER BY hkey LIMIT ?",
-                (after, limit),
-            )
-            return [r[0] for r in rows]
-
-        result: list[str] = await self._run_read(work)
-        return result
-
     async def homed_prefixes(self) -> list[str]:
         def work(conn: sqlite3.Connection) -> list[str]:
             return [r[0] for r in conn.execute("SELECT na FROM nas ORDER BY na_key")]

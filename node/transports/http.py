@@ -443,8 +443,6 @@ class HandlesAPI:
                 "bytes": cache.used_bytes,
                 "max_bytes": cache.max_bytes,
             },
-            # whether not-found answers skip the store (``node.keyfilter``): built after start
-            "key_filter": service.keys.state,
         }
         return web.json_response(body, status=200 if ready else 503)
 

@@ -274,21 +274,6 @@ def test_bulk_load_and_count(open_store: Any) -> None:
     assert b7 == rec("88.100.1/b7", (1, "URL", "u7"))  # existing key replaced, old value gone
 
 
-def test_keys_after_pages_through_every_key_in_order(open_store: Any) -> None:
-    async def fn(store: Store) -> Any:
-        for name in ("88.100.1/B", "88.100.1/A", "88.200/C", "88.100.1/D"):
-            await store.mutate(name, put(rec(name.lower(), (1, "T", "x"), (2, "U", "y"))))
-        pages, after = [], ""
-        while True:
-            page = await store.keys_after(after, 2)
-            pages.append(page)
-            if len(page) < 2:
-                return pages
-            after = page[-1]
-
-    assert open_store(fn) == [["88.100.1/A", "88.100.1/B"], ["88.100.1/D", "88.200/C"], []]
-
-
 def test_count_counts_handles_not_values(open_store: Any) -> None:
     async def fn(store: Store) -> Any:
         empty = await store.count()

@@ -169,14 +169,6 @@ def test_a_write_in_one_worker_is_seen_by_every_worker_at_once(
     tmp_path: Path, spawn_node: Any
 ) -> None:
     node = _spawn(spawn_node, tmp_path)
-    deadline = time.monotonic() + 20  # the key filter both share: built by one, after start
-    while http(node, "GET", "/readyz").json["key_filter"] != "ready":
-        assert time.monotonic() < deadline, "the key filter was never built"
-        time.sleep(0.05)
-    # never asked before: the filter alone knows it now exists, whichever worker created it
-    fresh = f"{PREFIX}/fresh"
-    create(node, fresh, value(1, "URL", "https://fresh/1"))
-    assert_all(node, fresh, "https://fresh/1")
     handle = f"{PREFIX}/coherent"
     # a not-found cached in both workers, then created: found everywhere immediately
     assert_all(node, handle, MISSING)
