@@ -274,6 +274,7 @@ def run(
         run_load("udp", np_["udp"], msgpack_reqs, concurrency, 0.0, warmup_s)
         run_load("http", np_["http"], hits, concurrency, 0.0, warmup_s / 2)
         run_load("udp", np_["udp"], msgpack_misses, concurrency, 0.0, warmup_s / 2)
+        run_load("http", np_["http"], misses, concurrency, 0.0, warmup_s / 4, 404)
         # Floors and node alternate, round after round, so that whatever else the machine does
         # weighs on both alike; each figure is the median round.
         for plan in (hot, writes, cold):
