@@ -24,6 +24,7 @@ import base64
 import json
 import os
 import random
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,7 @@ from protocol.wire import encode_message, frame
 
 PREFIX = "88.118.8"
 SECRET = "bench-secret"
+CREATED = "NEW-"  #: the suffix of every handle a run creates (``_forget_creates``)
 ONCE = ("http_create_64", "tcp_create_64", "http_miss_never_asked")  #: each request sent once
 DATA_ROOT = Path(__file__).resolve().parent / ".data"
 
@@ -94,6 +96,21 @@ def dataset(identifiers: int) -> Path:
             f"{identifiers} identifiers seeded in {time.perf_counter() - started:.1f} s\n"
         )
     return data_dir
+
+
+def _forget_creates(data_dir: Path) -> int:
+    """Delete what a run created (``NEW-...``), with the node stopped, so every run measures the
+    seeded data set; the number of handles deleted."""
+    conn = sqlite3.connect(data_dir / "idnode.sqlite3", isolation_level=None)
+    try:
+        low = f"{PREFIX}/{CREATED}".upper()
+        cur = conn.execute(
+            "DELETE FROM handles WHERE hkey >= ? AND hkey < ?", (low, low[:-1] + chr(ord("-") + 1))
+        )
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return cur.rowcount
+    finally:
+        conn.close()
 
 
 def _pin(cpu: int) -> Any:
@@ -211,7 +228,7 @@ def run(
     auth = "Basic " + base64.b64encode(f"300%3A{PREFIX}/ADMIN:{SECRET}".encode()).decode()
     creates = [
         http_put(
-            f"/api/handles/{PREFIX}/NEW-{run_id}-{n}?overwrite=false",
+            f"/api/handles/{PREFIX}/{CREATED}{run_id}-{n}?overwrite=false",
             json.dumps(
                 {"values": [{"index": 1, "type": "URL", "data": f"https://f.example.com/{n}"}]}
             ).encode(),
@@ -225,7 +242,7 @@ def run(
             encode_message(
                 CreateRequest(
                     request_id=n,
-                    handle=f"{PREFIX}/NEW-{run_id}-T{n}",
+                    handle=f"{PREFIX}/{CREATED}{run_id}-T{n}",
                     values=(HandleValue(1, "URL", f"https://f.example.com/{n}".encode()),),
                     credential=admin,
                 )
@@ -291,6 +308,7 @@ def run(
         cache_at_end = cache_counts(np_["http"])  # how full the cache was when RSS was read
     finally:
         node.stop()
+        _forget_creates(data_dir)
         for proc in procs.values():
             proc.stop()
     best = {name: sorted(rs, key=lambda r: r.rate)[len(rs) // 2] for name, rs in runs.items()}
