@@ -25,7 +25,16 @@ _VALUE_OVERHEAD_BYTES = 120  #: a HandleValue object beyond its data
 class Entry:
     """One cached handle: ``record`` (None: known not to exist) and its encoded answers."""
 
-    __slots__ = ("record", "expires_at", "encoded", "size", "bucket", "version", "_public")
+    __slots__ = (
+        "record",
+        "expires_at",
+        "encoded",
+        "size",
+        "bucket",
+        "version",
+        "renewing",
+        "_public",
+    )
 
     def __init__(
         self, record: Record | None, expires_at: float, size: int, bucket: int, version: int
@@ -36,6 +45,7 @@ class Entry:
         self.size = size
         self.bucket = bucket  #: the key's version bucket (``node.coherence``)
         self.version = version  #: the bucket's version read before the store read
+        self.renewing = False  #: a not-found answer being confirmed to keep it (``renewal_due``)
         self._public: tuple[HandleValue, ...] | None = None
 
     def variant(self, encoding: str, asked: str) -> object:
@@ -127,6 +137,32 @@ class ResolutionCache:
         tier.entries.move_to_end(key)
         self.hits += 1
         return entry
+
+    def renewal_due(self, entry: Entry, now: float) -> bool:
+        """Whether a not-found answer just used is in the second half of its time, and nothing
+        is confirming it yet: the caller then reads the store and, still absent, ``renew``s it.
+        So a not-found asked for steadily stays cached, and the reads that keep it happen off the
+        requests' path instead of one per request once it has expired."""
+        if (
+            entry.record is not None
+            or entry.renewing
+            or entry.expires_at - now > self.negative_ttl_s / 2
+        ):
+            return False
+        entry.renewing = True
+        return True
+
+    def renew(self, key: str, entry: Entry, now: float) -> bool:
+        """The store, read after ``renewal_due``, still has no ``key``: keep ``entry`` for another
+        ``negative_ttl_s``, unless it has left the cache or been written since (then it stays
+        invalid: a write bumps its bucket, before or after this)."""
+        entry.renewing = False
+        if self._missing.entries.get(key) is not entry:
+            return False
+        if self.versions[entry.bucket] != entry.version:
+            return False
+        entry.expires_at = now + self.negative_ttl_s
+        return True
 
     def version(self, key: str) -> int:
         """The version of ``key``'s bucket; read it before the store read, pass it to ``put``."""

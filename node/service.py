@@ -170,6 +170,8 @@ class Service:
         self.ports: dict[str, int] = {}  #: transport -> bound port, set by the server
         self._homed_epoch = -1  #: the shared homed epoch ``homed`` was loaded at
         self._homed_lock = asyncio.Lock()
+        #: background confirmations of not-found answers (``_cached``), kept till they finish
+        self._renewals: set[asyncio.Task[None]] = set()
         #: handle text -> (upper-cased prefix, cache key, whether this server of the site holds it)
         self._keys: dict[str, tuple[str, str, bool]] = {}
         self._keys_chars = 0  #: characters of the texts in ``_keys``
@@ -250,7 +252,7 @@ class Service:
             return None  # homed prefixes changed: ``resolve`` reloads them first
         try:
             _, key = self._resolution_key(request.handle)
-            entry = self.cache.get(key, self.clock(), count_miss=False)
+            entry = self._cached(key, count_miss=False)
             if entry is None:
                 return None
             return self._answer(request, entry, key, public_only=True)
@@ -271,7 +273,29 @@ class Service:
             _, key = self._resolution_key(text)
         except ProtocolError:  # NotServed included
             return None
-        return self.cache.get(key, self.clock(), count_miss=False)
+        return self._cached(key, count_miss=False)
+
+    def _cached(self, key: str, *, count_miss: bool = True) -> Entry | None:
+        """``cache.get``, and a not-found answer in the second half of its time renewed in the
+        background (``ResolutionCache.renewal_due``)."""
+        now = self.clock()
+        entry = self.cache.get(key, now, count_miss=count_miss)
+        if entry is not None and entry.record is None and self.cache.renewal_due(entry, now):
+            task = asyncio.get_running_loop().create_task(self._renew(key, entry))
+            self._renewals.add(task)
+            task.add_done_callback(self._renewals.discard)
+        return entry
+
+    async def _renew(self, key: str, entry: Entry) -> None:
+        try:
+            if self.role == "recursive" or await self.store.get(key) is not None:
+                entry.renewing = False  # let it expire: the next asking reads again
+                return
+        except StoreError as exc:
+            entry.renewing = False
+            log.warning("renewing a not-found answer failed: %s", exc)
+            return
+        self.cache.renew(key, entry, self.clock())
 
     async def resolve(self, request: ResolveRequest) -> Resolution:
         """Resolve, also returning the cache entry when the answer is the plain cacheable one.
@@ -323,7 +347,7 @@ class Service:
         always read, as for an authoritative request)."""
         now = self.clock()
         cache = self.cache
-        entry = None if fresh else cache.get(key, now)
+        entry = None if fresh else self._cached(key)
         if entry is None:
             generation, version = cache.generation, cache.version(key)
             entry = cache.put(key, await self._fetch(text, key), now, generation, version)

@@ -115,3 +115,81 @@ def test_parsed_handle_memo_is_bounded_in_characters(tmp_path: Path) -> None:
     kept = asyncio.run(resolve_all())
     assert 0 < len(kept) < 6000
     assert sum(len(text) for text in kept) <= MAX_PARSED_KEY_CHARS
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _renewal_scenario(tmp_path: Path, write: str) -> list[object]:
+    """A not-found answer cached at 0 s and asked for at 40, 90 and 130 s; each ask in the
+    second half of its 60 s starts a background store read that confirms it. The handle is
+    created through the node after the confirmation at 40 s (``write`` "service"), behind its
+    back before the ask at 40 s ("store"), or not at all (""). What each ask gives, and whether
+    it read the store itself."""
+    from protocol.messages import CreateRequest, Credential, ResolveRequest
+
+    handle = "88.100.1/LATER"
+
+    async def main() -> list[object]:
+        store = SQLiteStore(tmp_path)
+        await store.open()
+        clock = _Clock()
+        config = Config(data_dir=str(tmp_path), home=["88.100.1"], admin_secret="s")
+        service = Service(config, store, clock=clock)
+        try:
+            await service.start()
+            seen: list[object] = []
+
+            async def ask_at(at: float) -> None:
+                clock.now = 1_000_000.0 + at
+                misses = service.cache.misses
+                response = (await service.resolve(ResolveRequest(handle=handle)))[0]
+                seen.append((response.code, service.cache.misses - misses))
+                await asyncio.gather(*service._renewals)  # the confirmation, if one started
+
+            await ask_at(0)  # read, not found, cached for 60 s
+            if write == "store":
+                await store.mutate(handle.upper(), lambda current: record(handle))
+            await ask_at(40)  # a hit, confirmed in the background
+            if write == "service":
+                value = HandleValue(1, "URL", b"https://later")
+                credential = Credential("88.100.1/ADMIN", 300, "s")
+                create = CreateRequest(handle=handle, values=(value,), credential=credential)
+                assert (await service.handle(create)).code == 1
+            await ask_at(90)
+            await ask_at(130)
+            return seen
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def test_a_not_found_asked_for_steadily_is_renewed_off_the_request_path(tmp_path: Path) -> None:
+    # found at 90 s with no read although 60 s had passed; renewed again at 90 s, so 130 s too
+    assert _renewal_scenario(tmp_path, "") == [(100, 1), (100, 0), (100, 0), (100, 0)]
+
+
+def test_a_renewal_never_outlives_a_create(tmp_path: Path) -> None:
+    assert _renewal_scenario(tmp_path, "service") == [(100, 1), (100, 0), (1, 1), (1, 0)]
+
+
+def test_a_renewal_that_finds_the_handle_lets_the_answer_expire(tmp_path: Path) -> None:
+    """Written behind the node's back (no invalidation): found once the 60 s are over."""
+    assert _renewal_scenario(tmp_path, "store") == [(100, 1), (100, 0), (1, 1), (1, 0)]
+
+
+def test_renewal_is_due_once_in_the_second_half_only() -> None:
+    cache = ResolutionCache(1 << 20, negative_ttl_s=60)
+    entry = cache.put("A/GONE", None, 0.0, cache.generation)
+    assert not cache.renewal_due(entry, 29.0)
+    assert cache.renewal_due(entry, 31.0)
+    assert not cache.renewal_due(entry, 32.0)  # already being confirmed
+    assert cache.renew("A/GONE", entry, 32.0) and entry.expires_at == 92.0
+    found = cache.put("A/1", record("a/1"), 0.0, cache.generation)
+    assert not cache.renewal_due(found, 86_399.0)  # found records keep their own TTL
