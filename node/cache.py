@@ -45,7 +45,9 @@ class Entry:
         self.size = size
         self.bucket = bucket  #: the key's version bucket (``node.coherence``)
         self.version = version  #: the bucket's version read before the store read
-        self.renewing = False  #: a not-found answer being confirmed to keep it (``renewal_due``)
+        #: a not-found answer's confirmation has started (``renewal_due``); still True after one
+        #: that found the handle or failed: the answer then expires at its time
+        self.renewing = False
         self._public: tuple[HandleValue, ...] | None = None
 
     def variant(self, encoding: str, asked: str) -> object:

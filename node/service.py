@@ -280,19 +280,24 @@ class Service:
         background (``ResolutionCache.renewal_due``)."""
         now = self.clock()
         entry = self.cache.get(key, now, count_miss=count_miss)
-        if entry is not None and entry.record is None and self.cache.renewal_due(entry, now):
+        if (
+            entry is not None
+            and entry.record is None
+            and self.role != "recursive"  # its not-found answers come from the hierarchy
+            and self.cache.renewal_due(entry, now)
+        ):
             task = asyncio.get_running_loop().create_task(self._renew(key, entry))
             self._renewals.add(task)
             task.add_done_callback(self._renewals.discard)
         return entry
 
     async def _renew(self, key: str, entry: Entry) -> None:
+        """Keep ``entry`` (not found) if the store still has no ``key``; otherwise it expires at
+        its time, unrenewed, and the next asking after that reads the store."""
         try:
-            if self.role == "recursive" or await self.store.get(key) is not None:
-                entry.renewing = False  # let it expire: the next asking reads again
+            if await self.store.get(key) is not None:
                 return
         except StoreError as exc:
-            entry.renewing = False
             log.warning("renewing a not-found answer failed: %s", exc)
             return
         self.cache.renew(key, entry, self.clock())
