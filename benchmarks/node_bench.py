@@ -8,7 +8,7 @@ CPU 0 and this generator (``benchmarks.loadgen``, one process, closed loop) pinn
 * HTTP resolve of identifiers that do not exist under a homed prefix vs existing ones (>= 0.9x),
   with the same Zipf popularity; the node's cache is warmed with both kinds first, as a node in
   service would be (the uniform run shows the cold, store-bound case; not-found answers are cached
-  for 60 s only, so later rounds also find some expired); and not-found identifiers each asked
+  for 60 s, renewed in the background while asked for); and not-found identifiers each asked
   once, as a client walking serial numbers would (no cached answer to give);
 * msgpack/TCP and msgpack/UDP resolve vs a bare asyncio TCP / UDP echo (>= 0.6x);
 * acknowledged creates from 64 concurrent clients vs the node's HTTP resolve rate (>= 0.5x), over
