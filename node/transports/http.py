@@ -326,17 +326,9 @@ class HandlesAPI:
 
     async def put_to(self, request: web.Request, handle: str) -> web.Response:
         """PUT ``handle``: a create, or with ``index`` values added; counted however it ends."""
-        started = perf_counter()
         adding = "index" in request.query
         stats = self._stats[OpCode.ADD_VALUE if adding else OpCode.CREATE_HANDLE]
-        metrics = self.metrics
-        metrics.in_progress += 1
-        try:
-            code, reply = await self._put(request, handle, adding)
-        finally:
-            metrics.in_progress -= 1
-        stats.done(code, started)
-        return reply
+        return await self._counted(stats, self._put(request, handle, adding))
 
     async def _put(self, request: web.Request, handle: str, adding: bool) -> Counted:
         bad = ResponseCode.PROTOCOL_ERROR
