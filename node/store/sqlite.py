@@ -63,10 +63,12 @@ CREATE TABLE IF NOT EXISTS nas (
 ) WITHOUT ROWID;
 """
 
-_SELECT = (
-    "SELECT handle, idx, type, data, ttl_type, ttl, timestamp, refs,"
-    " admin_read, admin_write, pub_read, pub_write FROM handles WHERE hkey = ? ORDER BY idx"
+#: a record's columns, as ``_record`` takes them
+_COLUMNS = (
+    "handle, idx, type, data, ttl_type, ttl, timestamp, refs,"
+    " admin_read, admin_write, pub_read, pub_write"
 )
+_SELECT = f"SELECT {_COLUMNS} FROM handles WHERE hkey = ? ORDER BY idx"
 _INSERT = "INSERT OR REPLACE INTO handles VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 _COUNT_UNDER = "SELECT COUNT(DISTINCT hkey) FROM handles WHERE hkey >= ? AND hkey < ?"
 _STOP = object()
@@ -147,8 +149,7 @@ def _read(conn: sqlite3.Connection, key: str) -> Record | None:
 
 
 _SELECT_MANY = (
-    "SELECT hkey, handle, idx, type, data, ttl_type, ttl, timestamp, refs, admin_read,"
-    " admin_write, pub_read, pub_write FROM handles"
+    f"SELECT hkey, {_COLUMNS} FROM handles"
     " WHERE hkey IN (SELECT value FROM json_each(?)) ORDER BY hkey, idx"
 )
 
@@ -576,16 +577,11 @@ class SQLiteStore(Store):
             now = perf_counter()
             deadline = now + self.batch_wait_s if busy and now - committed < _BUSY_S else 0.0
             while len(batch) < self.max_batch:
+                wait = deadline - perf_counter()
                 try:
-                    item = get_nowait()
+                    item = get(timeout=wait) if wait > 0 else get_nowait()
                 except queue.Empty:
-                    wait = deadline - perf_counter()
-                    if wait <= 0:
-                        break
-                    try:
-                        item = get(timeout=wait)
-                    except queue.Empty:
-                        break
+                    break
                 if item is _STOP:
                     stop = True
                     break
@@ -675,8 +671,8 @@ class SQLiteStore(Store):
             op.result = new
             rows_of[key] = rows
             state[key] = after
-            if changes is not None and (current is None) != (not rows):  # created or deleted
-                changes.append((key.partition("/")[0], 1 if rows else -1, False))
+            if changes is not None and (current is None) != (after is None):  # created, deleted
+                changes.append((key.partition("/")[0], 1 if after else -1, False))
         try:
             gone = [(key,) for key in rows_of if key in stored]
             if gone:
