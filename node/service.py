@@ -252,7 +252,7 @@ class Service:
             return None  # homed prefixes changed: ``resolve`` reloads them first
         try:
             _, key = self._resolution_key(request.handle)
-            entry = self._cached(key, count_miss=False)
+            entry = self._cached(key, self.clock(), count_miss=False)
             if entry is None:
                 return None
             return self._answer(request, entry, key, public_only=True)
@@ -273,12 +273,11 @@ class Service:
             _, key = self._resolution_key(text)
         except ProtocolError:  # NotServed included
             return None
-        return self._cached(key, count_miss=False)
+        return self._cached(key, self.clock(), count_miss=False)
 
-    def _cached(self, key: str, *, count_miss: bool = True) -> Entry | None:
+    def _cached(self, key: str, now: float, *, count_miss: bool = True) -> Entry | None:
         """``cache.get``, and a not-found answer in the second half of its time renewed in the
         background (``ResolutionCache.renewal_due``)."""
-        now = self.clock()
         entry = self.cache.get(key, now, count_miss=count_miss)
         if (
             entry is not None
@@ -352,7 +351,7 @@ class Service:
         always read, as for an authoritative request)."""
         now = self.clock()
         cache = self.cache
-        entry = None if fresh else self._cached(key)
+        entry = None if fresh else self._cached(key, now)
         if entry is None:
             generation, version = cache.generation, cache.version(key)
             entry = cache.put(key, await self._fetch(text, key), now, generation, version)
