@@ -62,7 +62,8 @@ class Replies:
             tail = payload[end:]
             # only the plain encoding (ours, and any msgpack packer's): a request padded with
             # keys the decoder ignores would make each remembered request as big as a frame
-            if not end or tail != encode_message(replace(request, request_id=0))[3:]:
+            plain = encode_message(replace(request, request_id=0))
+            if not end or tail != plain[request_id_end(plain) :]:
                 return
             known = self.known
             self._bytes += len(tail)
