@@ -113,10 +113,14 @@ def _forget_creates(data_dir: Path) -> int:
         conn.close()
 
 
-def _pin(cpu: int) -> Any:
+def _pin(*cpus: int) -> Any:
+    """A function that pins the calling process (and what it starts after) to ``cpus``, those of
+    them the machine has; none: it changes nothing."""
+
     def apply() -> None:
-        if hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > cpu:  # type: ignore[operator]
-            os.sched_setaffinity(0, {cpu})
+        wanted = {cpu for cpu in cpus if cpu < (os.cpu_count() or 0)}
+        if wanted and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, wanted)
 
     return apply
 

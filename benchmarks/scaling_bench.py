@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import functools
 import multiprocessing
+import operator
 import random
-import time
 from typing import Any
 
 from benchmarks.loadgen import LoadResult, run_load
 from benchmarks.node_bench import _pin, dataset
-from benchmarks.workers_bench import resolutions, start, stop, usable_cpus
+from benchmarks.workers_bench import best_of_rounds, resolutions, usable_cpus
 
 CONNECTIONS_PER_GENERATOR = 32
 
@@ -65,20 +65,20 @@ def run(
     sample = [rng.randrange(min(identifiers, 10_000)) for _ in range(50_000)]
     plans = resolutions(sample)
     measured = [w for w in workers if w + 1 <= len(cpus)]
-    best: dict[tuple[int, str], dict[str, Any]] = {}
-    for _ in range(rounds):
-        for w in measured:
-            node_cpus = cpus[:w]
-            generator_cpus = cpus[w : w + max(1, min(w, len(cpus) - w))]
-            proc, ports = start(data_dir, w, node_cpus)
-            try:
-                for kind, requests in plans.items():
-                    fig = _load(kind, ports[kind], requests, generator_cpus, warmup_s, seconds)
-                    if (w, kind) not in best or fig["rate_per_s"] > best[w, kind]["rate_per_s"]:
-                        best[w, kind] = fig
-            finally:
-                stop(proc)
-            time.sleep(0.5)
+
+    def measure(w: int, kind: str, port: int) -> dict[str, Any]:
+        generator_cpus = cpus[w : w + max(1, min(w, len(cpus) - w))]
+        return _load(kind, port, plans[kind], generator_cpus, warmup_s, seconds)
+
+    best = best_of_rounds(
+        data_dir,
+        measured,
+        plans,
+        rounds,
+        measure,
+        operator.itemgetter("rate_per_s"),
+        lambda w: cpus[:w],
+    )
     result: dict[str, Any] = {
         "identifiers": identifiers,
         "cpus": len(cpus),
