@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,14 @@ def _forget_creates(data_dir: Path) -> int:
         return cur.rowcount
     finally:
         conn.close()
+
+
+def _resolve_messages(handles: Iterable[str]) -> list[bytes]:
+    """Anonymous msgpack resolutions of ``handles``, request ids counting from 0."""
+    return [
+        encode_message(ResolveRequest(handle=h, request_id=n, flags=OpFlag.PUBLIC_ONLY))
+        for n, h in enumerate(handles)
+    ]
 
 
 def _pin(*cpus: int) -> Any:
@@ -217,18 +226,8 @@ def run(
     misses = [http_get(f"/api/handles/{PREFIX}/MISSING-{i:07d}") for i in sample]
     # each asked once: no not-found answer cached to give (a client walking serial numbers)
     never_asked = [http_get(f"/api/handles/{PREFIX}/NEVER-{run_id}-{n}") for n in range(300_000)]
-    msgpack_reqs = [
-        encode_message(ResolveRequest(handle=_key(i), request_id=n, flags=OpFlag.PUBLIC_ONLY))
-        for n, i in enumerate(sample)
-    ]
-    msgpack_misses = [
-        encode_message(
-            ResolveRequest(
-                handle=f"{PREFIX}/MISSING-{i:07d}", request_id=n, flags=OpFlag.PUBLIC_ONLY
-            )
-        )
-        for n, i in enumerate(sample)
-    ]
+    msgpack_reqs = _resolve_messages(_key(i) for i in sample)
+    msgpack_misses = _resolve_messages(f"{PREFIX}/MISSING-{i:07d}" for i in sample)
     auth = "Basic " + base64.b64encode(f"300%3A{PREFIX}/ADMIN:{SECRET}".encode()).decode()
     creates = [
         http_put(

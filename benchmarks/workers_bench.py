@@ -20,10 +20,8 @@ from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 from benchmarks.loadgen import http_get, run_load
-from benchmarks.node_bench import SECRET, _fig, _key, _pin, dataset
-from protocol.codes import OpFlag
-from protocol.messages import ResolveRequest
-from protocol.wire import encode_message, frame
+from benchmarks.node_bench import SECRET, _fig, _key, _pin, _resolve_messages, dataset
+from protocol.wire import frame
 
 T = TypeVar("T")
 
@@ -54,14 +52,7 @@ def resolutions(sample: list[int]) -> dict[str, list[bytes]]:
     """Anonymous resolutions of the benchmark keys numbered ``sample``, per transport."""
     return {
         "http": [http_get(f"/api/handles/{_key(i)}") for i in sample],
-        "tcp": [
-            frame(
-                encode_message(
-                    ResolveRequest(handle=_key(i), request_id=n, flags=OpFlag.PUBLIC_ONLY)
-                )
-            )
-            for n, i in enumerate(sample)
-        ],
+        "tcp": [frame(m) for m in _resolve_messages(_key(i) for i in sample)],
     }
 
 
