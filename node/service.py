@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from node import auth
-from node.cache import Entry, ResolutionCache
+from node.cache import Entry, ResolutionCache, public_values
 from node.coherence import Versions, buckets_for
 from node.config import Config
 from node.resolver import Resolver, parse_address
@@ -281,7 +281,7 @@ class Service:
         entry = self.cache.get(key, now, count_miss=count_miss)
         if (
             entry is not None
-            and entry.record is None
+            and not entry.found
             and self.role != "recursive"  # its not-found answers come from the hierarchy
             and self.cache.renewal_due(entry, now)
         ):
@@ -315,7 +315,7 @@ class Service:
                 return await self.elsewhere(request, exc.prefix), None, ""
             entry = await self._entry(key, request.handle, fresh=request.authoritative)
             public_only = request.public_only or request.credential is None
-            if not public_only and entry.record is not None:
+            if not public_only and entry.found:
                 principal = await self.authenticator.principal(request.credential)
                 public_only = not principal.may_write(prefix)
             return self._answer(request, entry, key, public_only=public_only)
@@ -333,7 +333,7 @@ class Service:
         if record is None:  # as common as a hit for some clients: no exception on this path
             error = self.error(request, ResponseCode.HANDLE_NOT_FOUND, "Handle Not Found")
             return error, (entry if plain and public_only else None), key
-        values = entry.public_values if public_only else record.values
+        values = public_values(record.values) if public_only else record.values
         if not plain:
             values = _filter(values, request.indexes, request.types)
             if not values:

@@ -283,7 +283,7 @@ def worker_main(
 async def _worker(
     config: Config, worker_id: int, versions: Versions, ready: Connection, parent_pid: int
 ) -> None:
-    from node.server import Node
+    from node.server import Node, tune_gc
 
     node = Node(config, versions=versions, reuse_port=True)
     files = MetricsFiles(config.data_dir, worker_id)
@@ -300,6 +300,7 @@ async def _worker(
         with contextlib.suppress(Exception):
             await node.store.close()
         raise
+    tune_gc()
     files.write(node.metrics)
     ready.send(("ready", os.getpid()))
     ready.close()

@@ -221,7 +221,7 @@ class HandlesAPI:
         service = self.service
         entry = service.cached_entry(handle)
         if entry is not None:  # the usual case: an answer whose JSON the entry already holds
-            found = entry.record is not None
+            found = entry.found
             body = entry.encoded.get(entry.variant("json", handle))
             if body is not None:
                 reply = web.Response(body=body, status=200 if found else 404, content_type=JSON)

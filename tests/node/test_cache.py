@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 
-from node.cache import ResolutionCache
+from node.cache import ResolutionCache, public_values
 from node.coherence import DEFAULT_BUCKETS, Versions, buckets_for
 from node.config import Config
 from node.service import MAX_PARSED_KEY_CHARS, Service
 from node.store import Record
 from node.store.sqlite import SQLiteStore
-from protocol.records import HandleValue
+from protocol.records import HandleValue, Reference
 
 
 def record(name: str, ttl: int = 86400, size: int = 100) -> Record:
@@ -88,12 +89,28 @@ def test_a_burst_of_writes_leaves_most_cached_entries_valid() -> None:
 
 
 def test_public_values_share_the_record_when_all_are_public() -> None:
-    cache = ResolutionCache(1 << 20)
-    public = cache.put("A/1", record("a/1"), 0.0, cache.generation)
-    assert public.record is not None and public.public_values is public.record.values
+    values = record("a/1").values
+    assert public_values(values) is values
     private = HandleValue(2, "secret", b"s", permissions=0x1)
-    mixed = cache.put("A/2", Record("a/2", (*record("a/2").values, private)), 0.0, 0)
-    assert [v.index for v in mixed.public_values] == [1]
+    assert [v.index for v in public_values((*values, private))] == [1]
+
+
+def test_an_entry_keeps_its_record_out_of_the_garbage_collector() -> None:
+    """A cached record comes back equal, every field included, from plain tuples the collector
+    does not walk: a full cache is hundreds of thousands of entries."""
+    ref = Reference("a/2", 7)
+    values = (
+        HandleValue(1, "URL", b"u", 300, 1, 1764324000, 0xA),
+        HandleValue(2, "X", b"x", references=(ref,)),
+    )
+    cache = ResolutionCache(1 << 20)
+    entry = cache.put("A/1", Record("a/1", values), 0.0, 0)
+    assert entry.found and entry.record == Record("a/1", values)
+    plain = cache.put("A/3", Record("a/3", values[:1]), 0.0, 0)
+    gc.collect()
+    assert not gc.is_tracked(plain._packed)
+    missing = ResolutionCache(1 << 20).put("A/2", None, 0.0, 0)
+    assert not missing.found and missing.record is None
 
 
 def test_parsed_handle_memo_is_bounded_in_characters(tmp_path: Path) -> None:
