@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import operator
 import sys
@@ -95,6 +96,7 @@ Resolution = tuple[Response, Entry | None, str]
 ADMIN_KEY_INDEX = 300  #: index of HS_SECKEY in the admin handle (``300:<prefix>/ADMIN``)
 ADMIN_VALUE_INDEX = 100  #: index of HS_ADMIN
 MAX_PAGE_SIZE = 10000
+RENEWALS_PER_READ = 1000  #: not-found keys confirmed by one store read at most (``_renew``)
 #: handle texts whose parse the resolution path remembers: as many as a full cache at its
 #: default bound holds, found and not found (about 45,000 and 40,000 of the benchmark's)
 MAX_PARSED_KEYS = 131072
@@ -170,8 +172,9 @@ class Service:
         self.ports: dict[str, int] = {}  #: transport -> bound port, set by the server
         self._homed_epoch = -1  #: the shared homed epoch ``homed`` was loaded at
         self._homed_lock = asyncio.Lock()
-        #: background confirmations of not-found answers (``_cached``), kept till they finish
-        self._renewals: set[asyncio.Task[None]] = set()
+        #: not-found answers due for confirmation (``_cached``), by key, and the task doing it
+        self._due: dict[str, Entry] = {}
+        self.renewing: asyncio.Task[None] | None = None
         #: handle text -> (upper-cased prefix, cache key, whether this server of the site holds it)
         self._keys: dict[str, tuple[str, str, bool]] = {}
         self._keys_chars = 0  #: characters of the texts in ``_keys``
@@ -285,21 +288,32 @@ class Service:
             and self.role != "recursive"  # its not-found answers come from the hierarchy
             and self.cache.renewal_due(entry, now)
         ):
-            task = asyncio.get_running_loop().create_task(self._renew(key, entry))
-            self._renewals.add(task)
-            task.add_done_callback(self._renewals.discard)
+            self._due[key] = entry
+            if self.renewing is None:
+                self.renewing = asyncio.get_running_loop().create_task(self._renew())
         return entry
 
-    async def _renew(self, key: str, entry: Entry) -> None:
-        """Keep ``entry`` (not found) if the store still has no ``key``; otherwise it expires at
-        its time, unrenewed, and the next asking after that reads the store."""
+    async def _renew(self) -> None:
+        """Keep each due not-found entry whose key the store still lacks; the others expire at
+        their time, unrenewed, and the next asking after that reads the store. One store read
+        confirms all the keys that fell due meanwhile: the answers cached in one burst of
+        traffic fall due together, and a read each cost as much as answering them."""
         try:
-            if await self.store.get(key) is not None:
-                return
-        except StoreError as exc:
-            log.warning("renewing a not-found answer failed: %s", exc)
-            return
-        self.cache.renew(key, entry, self.clock())
+            while self._due:
+                due = dict(itertools.islice(self._due.items(), RENEWALS_PER_READ))
+                for key in due:
+                    del self._due[key]
+                try:
+                    stored = await self.store.existing(due)
+                except StoreError as exc:
+                    log.warning("renewing not-found answers failed: %s", exc)
+                    continue
+                now = self.clock()
+                for key, entry in due.items():
+                    if key not in stored:
+                        self.cache.renew(key, entry, now)
+        finally:
+            self.renewing = None
 
     async def resolve(self, request: ResolveRequest) -> Resolution:
         """Resolve, also returning the cache entry when the answer is the plain cacheable one.

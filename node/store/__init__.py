@@ -9,7 +9,7 @@ alone decides how writes are batched and made durable (group commit in SQLite).
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -53,6 +53,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def get(self, key: str) -> Record | None:
         """The record stored under ``key``, or None."""
+
+    @abc.abstractmethod
+    async def existing(self, keys: Collection[str]) -> set[str]:
+        """Which of ``keys`` are stored, read at once however many they are."""
 
     @abc.abstractmethod
     async def mutate(self, key: str, mutation: Mutation) -> Record | _Delete | None:

@@ -27,7 +27,7 @@ import operator
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from sys import intern
 from time import perf_counter
@@ -152,6 +152,8 @@ _SELECT_MANY = (
     f"SELECT hkey, {_COLUMNS} FROM handles"
     " WHERE hkey IN (SELECT value FROM json_each(?)) ORDER BY hkey, idx"
 )
+
+_EXISTING = "SELECT DISTINCT hkey FROM handles WHERE hkey IN (SELECT value FROM json_each(?))"
 
 
 def _read_many(conn: sqlite3.Connection, keys: Iterable[str]) -> dict[str, Record | None]:
@@ -451,6 +453,15 @@ class SQLiteStore(Store):
 
     async def get(self, key: str) -> Record | None:
         result: Record | None = await self._run_read(lambda conn: _read(conn, key))
+        return result
+
+    async def existing(self, keys: Collection[str]) -> set[str]:
+        arg = json.dumps(list(keys))
+
+        def work(conn: sqlite3.Connection) -> set[str]:
+            return {row[0] for row in conn.execute(_EXISTING, (arg,))}
+
+        result: set[str] = await self._run_read(work)
         return result
 
     async def list_handles(self, prefix: str, offset: int, limit: int) -> tuple[int, list[str]]:

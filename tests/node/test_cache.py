@@ -9,6 +9,7 @@ from pathlib import Path
 from node.cache import ResolutionCache, public_values
 from node.coherence import DEFAULT_BUCKETS, Versions, buckets_for
 from node.config import Config
+from node.metrics import StoreMetrics
 from node.service import MAX_PARSED_KEY_CHARS, Service
 from node.store import Record
 from node.store.sqlite import SQLiteStore
@@ -167,7 +168,8 @@ def _renewal_scenario(tmp_path: Path, write: str) -> list[object]:
                 misses = service.cache.misses
                 response = (await service.resolve(ResolveRequest(handle=handle)))[0]
                 seen.append((response.code, service.cache.misses - misses))
-                await asyncio.gather(*service._renewals)  # the confirmation, if one started
+                if service.renewing is not None:  # the confirmation, if one started
+                    await service.renewing
 
             await ask_at(0)  # read, not found, cached for 60 s
             if write == "store":
@@ -199,6 +201,41 @@ def test_a_renewal_never_outlives_a_create(tmp_path: Path) -> None:
 def test_a_renewal_that_finds_the_handle_lets_the_answer_expire(tmp_path: Path) -> None:
     """Written behind the node's back (no invalidation): found once the 60 s are over."""
     assert _renewal_scenario(tmp_path, "store") == [(100, 1), (100, 0), (1, 1), (1, 0)]
+
+
+def test_not_found_answers_falling_due_together_are_confirmed_by_one_read(tmp_path: Path) -> None:
+    """300 not-found answers cached in one burst are asked again at 40 s: one store read confirms
+    them all. At 90 s they are still cached, and in their second half again: one more read."""
+    from protocol.messages import ResolveRequest
+
+    handles = [f"88.100.1/GONE-{i}" for i in range(300)]
+
+    async def main() -> list[int]:
+        metrics = StoreMetrics()
+        store = SQLiteStore(tmp_path, metrics=metrics)
+        await store.open()
+        clock = _Clock()
+        config = Config(data_dir=str(tmp_path), home=["88.100.1"], admin_secret="s")
+        service = Service(config, store, clock=clock)
+        try:
+            await service.start()
+            reads = []
+            for at in (0, 40, 90):
+                clock.now = 1_000_000.0 + at
+                before = sum(metrics.read.counts)
+                answers = await asyncio.gather(
+                    *(service.resolve(ResolveRequest(handle=h)) for h in handles)
+                )
+                assert {answer[0].code for answer in answers} == {100}
+                if service.renewing is not None:
+                    await service.renewing
+                reads.append(sum(metrics.read.counts) - before)
+            return reads
+        finally:
+            await store.close()
+
+    first, *then = asyncio.run(main())
+    assert first >= 300 and then == [1, 1]  # (the first ask also loads the homed prefixes)
 
 
 def test_renewal_is_due_once_in_the_second_half_only() -> None:

@@ -90,6 +90,16 @@ def test_get_missing_is_none(open_store: Any) -> None:
     assert open_store(fn) is None
 
 
+def test_existing_names_the_stored_keys_among_many(open_store: Any) -> None:
+    async def fn(store: Store) -> tuple[set[str], set[str]]:
+        for key in ("P/A", "P/B/C"):
+            await store.mutate(key, put(rec(key.lower(), (1, "URL", "u"))))
+        asked = ["P/A", "P/B/C", "P/MISSING", 'P/"QUOTED"', *(f"P/N{i}" for i in range(3000))]
+        return await store.existing(asked), await store.existing([])
+
+    assert open_store(fn) == ({"P/A", "P/B/C"}, set())
+
+
 def test_mutate_get_roundtrip_keeps_every_field(open_store: Any) -> None:
     value = HandleValue(
         7,
