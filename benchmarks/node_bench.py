@@ -204,10 +204,11 @@ def _fig(r: LoadResult) -> dict[str, Any]:
 
 def run(
     identifiers: int = 1_000_000,
-    seconds: float = 3.0,
+    seconds: float = 0.6,
     concurrency: int = 32,
-    rounds: int = 5,
+    rounds: int = 20,
     warmup_s: float = 10.0,
+    run_warmup_s: float = 0.2,
 ) -> dict[str, Any]:
     data_dir = dataset(identifiers)
     _pin(1)()
@@ -295,15 +296,17 @@ def run(
         run_load("http", np_["http"], hits, concurrency, 0.0, warmup_s / 2)
         run_load("udp", np_["udp"], msgpack_misses, concurrency, 0.0, warmup_s / 2)
         run_load("http", np_["http"], misses, concurrency, 0.0, warmup_s / 4, 404)
-        # Floors and node alternate, round after round, so that whatever else the machine does
-        # weighs on both alike; each figure is the median round.
+        # Floors and node alternate in short runs, round after round, so that whatever else the
+        # machine does (its speed drifted by a quarter over seconds) weighs on both alike; each
+        # rate is the median round, and a ratio within a plan the median of the rounds' ratios.
         for plan in (hot, writes, cold):
             for round_no in range(rounds):
                 for name, (kind, port, reqs, conc, ok) in plan.items():
                     if name in ONCE:
                         reqs = reqs[round_no::rounds]
                     before = cache_counts(np_["http"])
-                    runs[name].append(run_load(kind, port, reqs, conc, 1.0, seconds, ok_status=ok))
+                    result = run_load(kind, port, reqs, conc, run_warmup_s, seconds, ok_status=ok)
+                    runs[name].append(result)
                     after = cache_counts(np_["http"])
                     lookups[name][0] += after["hits"] - before["hits"]
                     lookups[name][1] += after["misses"] - before["misses"]
@@ -318,6 +321,7 @@ def run(
     results: dict[str, Any] = {
         "identifiers": identifiers,
         "seconds_per_run": seconds,
+        "warmup_s_per_run": run_warmup_s,
         "rounds": rounds,
         "cache_warmup_s": warmup_s,
         "concurrency": concurrency,
@@ -337,26 +341,29 @@ def run(
         k: cache_at_end[k] for k in ("entries", "bytes", "max_bytes") if k in cache_at_end
     }
     rate = {name: r.rate for name, r in best.items()}
+
+    def paired(a: str, b: str) -> float:
+        """``a`` against ``b`` run just before it in the same plan: the median of the rounds'
+        ratios, so that what the machine did at the time weighs on both sides alike."""
+        ratios = sorted(x.rate / y.rate for x, y in zip(runs[a], runs[b], strict=True))
+        return round(ratios[len(ratios) // 2], 2)
+
+    def apart(a: str, b: str) -> float:
+        """``a`` against ``b`` from another plan: the ratio of their median rounds."""
+        return round(rate[a] / rate[b], 2)
+
     results["ratios"] = {
-        "http_resolve_vs_bare_aiohttp (goal >= 0.7)": round(
-            rate["http_resolve"] / rate["floor_http"], 2
-        ),
-        "http_miss_vs_hit (goal >= 0.9)": round(rate["http_miss"] / rate["http_resolve"], 2),
-        "http_miss_vs_uniform_hit": round(rate["http_miss"] / rate["http_resolve_uniform"], 2),
-        "http_miss_never_asked_vs_hit": round(
-            rate["http_miss_never_asked"] / rate["http_resolve"], 2
-        ),
-        "tcp_resolve_vs_tcp_echo (goal >= 0.6)": round(rate["tcp_resolve"] / rate["floor_tcp"], 2),
-        "udp_resolve_vs_udp_echo (goal >= 0.6)": round(rate["udp_resolve"] / rate["floor_udp"], 2),
-        "create_vs_http_resolve (goal >= 0.5)": round(
-            rate["http_create_64"] / rate["http_resolve"], 2
-        ),
+        "http_resolve_vs_bare_aiohttp (goal >= 0.7)": paired("http_resolve", "floor_http"),
+        "http_miss_vs_hit (goal >= 0.9)": paired("http_miss", "http_resolve"),
+        "http_miss_vs_uniform_hit": apart("http_miss", "http_resolve_uniform"),
+        "http_miss_never_asked_vs_hit": apart("http_miss_never_asked", "http_resolve"),
+        "tcp_resolve_vs_tcp_echo (goal >= 0.6)": paired("tcp_resolve", "floor_tcp"),
+        "udp_resolve_vs_udp_echo (goal >= 0.6)": paired("udp_resolve", "floor_udp"),
+        "create_vs_http_resolve (goal >= 0.5)": apart("http_create_64", "http_resolve"),
         # what aiohttp alone allows: a handler that reads a PUT's body and answers a fixed 201
-        "bare_aiohttp_put_vs_http_resolve": round(
-            rate["floor_http_put_64"] / rate["http_resolve"], 2
-        ),
-        "create_vs_bare_aiohttp_put": round(rate["http_create_64"] / rate["floor_http_put_64"], 2),
-        "tcp_create_vs_http_resolve": round(rate["tcp_create_64"] / rate["http_resolve"], 2),
+        "bare_aiohttp_put_vs_http_resolve": apart("floor_http_put_64", "http_resolve"),
+        "create_vs_bare_aiohttp_put": paired("http_create_64", "floor_http_put_64"),
+        "tcp_create_vs_http_resolve": apart("tcp_create_64", "http_resolve"),
         "node_rss_mb (goal <= 300)": round(rss, 1),
     }
     return results
@@ -364,4 +371,4 @@ def run(
 
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    print(json.dumps(run(n, seconds=float(sys.argv[2]) if len(sys.argv) > 2 else 5.0), indent=2))
+    print(json.dumps(run(n), indent=2))

@@ -173,6 +173,7 @@ class Node:
             await self._runner.cleanup()
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
+        await self.service.stop()
         if self.service.resolver is not None:
             await self.service.resolver.close()
         await self.store.close()
