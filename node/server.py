@@ -34,9 +34,9 @@ from protocol.wire import WireLimits
 
 log = logging.getLogger("idnode.server")
 
-#: Net allocations of tracked objects between young collections (CPython's default is 700). A
-#: request's few hundred objects die with it; at 700 the collector ran several times per create,
-#: walking in-flight requests and promoting them, which also brought the full collections sooner.
+#: Net allocations of tracked objects between young collections (CPython's default is 700). Most
+#: of a request's objects die with it; at 700 a young collection came every 40 or so creates,
+#: walking the requests in flight and promoting them, which also brought full collections sooner.
 GC_THRESHOLDS = (10_000, 20, 20)
 
 

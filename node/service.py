@@ -98,8 +98,8 @@ ADMIN_KEY_INDEX = 300  #: index of HS_SECKEY in the admin handle (``300:<prefix>
 ADMIN_VALUE_INDEX = 100  #: index of HS_ADMIN
 MAX_PAGE_SIZE = 10000
 RENEWALS_PER_READ = 1000  #: not-found keys confirmed by one store read at most (``_renew``)
-#: how long keys falling due for renewal gather before their read: in the benchmark, keys fell due
-#: a few thousand per second and a read as soon as one had made one read per ten keys
+#: how long keys falling due for renewal gather before their read: in the benchmark they fell due
+#: by thousands per second, and reading as soon as one was due took a read per ten keys
 RENEWAL_GATHER_S = 0.05
 #: handle texts whose parse the resolution path remembers: as many as a full cache at its
 #: default bound holds, found and not found (about 45,000 and 40,000 of the benchmark's)
