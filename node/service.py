@@ -262,7 +262,7 @@ class Service:
             entry = self._cached(key, self.clock(), count_miss=False)
             if entry is None:
                 return None
-            return self._answer(request, entry, key, public_only=True)
+            return self._answer(request, entry, entry.record, key, public_only=True)
         except NotServed:
             if self.refers:
                 return None  # ``resolve`` finds the referral
@@ -340,12 +340,12 @@ class Service:
                 prefix, key = self._resolution_key(request.handle)
             except NotServed as exc:  # its failures are answered below like any other
                 return await self.elsewhere(request, exc.prefix), None, ""
-            entry = await self._entry(key, request.handle, fresh=request.authoritative)
+            entry, record = await self._entry(key, request.handle, fresh=request.authoritative)
             public_only = request.public_only or request.credential is None
-            if not public_only and entry.found:
+            if not public_only and record is not None:
                 principal = await self.authenticator.principal(request.credential)
                 public_only = not principal.may_write(prefix)
-            return self._answer(request, entry, key, public_only=public_only)
+            return self._answer(request, entry, record, key, public_only=public_only)
         except ProtocolError as exc:
             return self.error(request, exc.code, exc.message), None, ""
         except StoreError as exc:
@@ -353,9 +353,15 @@ class Service:
             return self.error(request, ResponseCode.ERROR, "the store failed"), None, ""
 
     def _answer(
-        self, request: ResolveRequest, entry: Entry, key: str, *, public_only: bool
+        self,
+        request: ResolveRequest,
+        entry: Entry,
+        record: Record | None,
+        key: str,
+        *,
+        public_only: bool,
     ) -> Resolution:
-        record = entry.record
+        """The answer to ``request`` from ``entry``, whose record is ``record``."""
         plain = not (request.indexes or request.types)
         if record is None:  # as common as a hit for some clients: no exception on this path
             error = self.error(request, ResponseCode.HANDLE_NOT_FOUND, "Handle Not Found")
@@ -373,16 +379,20 @@ class Service:
     async def _resolve_only(self, request: ResolveRequest) -> Response:
         return (await self.resolve(request))[0]
 
-    async def _entry(self, key: str, text: str, *, fresh: bool = False) -> Entry:
-        """The cache entry of ``key`` (handle ``text``), read and kept on a miss (``fresh``:
-        always read, as for an authoritative request)."""
+    async def _entry(
+        self, key: str, text: str, *, fresh: bool = False
+    ) -> tuple[Entry, Record | None]:
+        """The cache entry of ``key`` (handle ``text``) and its record, read and kept on a miss
+        (``fresh``: always read, as for an authoritative request); a record just read is not
+        rebuilt from the entry."""
         now = self.clock()
         cache = self.cache
         entry = None if fresh else self._cached(key, now)
-        if entry is None:
-            generation, version = cache.generation, cache.version(key)
-            entry = cache.put(key, await self._fetch(text, key), now, generation, version)
-        return entry
+        if entry is not None:
+            return entry, entry.record
+        generation, version = cache.generation, cache.version(key)
+        record = await self._fetch(text, key)
+        return cache.put(key, record, now, generation, version), record
 
     async def _fetch(self, text: str, key: str) -> Record | None:
         """The record behind ``key``: from the store, or for a recursive node, the hierarchy."""
@@ -474,7 +484,7 @@ class Service:
         prefix of ``prefix``, or SERVER_NOT_RESPONSIBLE when none is. The prefix records come
         through the resolution cache: every first hop of every walk reads them."""
         for prefix_handle in parent_chain(prefix)[:-1]:  # not the root 0.NA/0.NA
-            record = (await self._entry(prefix_handle, prefix_handle)).record
+            _, record = await self._entry(prefix_handle, prefix_handle)
             if record is None:
                 continue
             values = tuple(v for v in record.values if v.type in SITE_TYPES)
