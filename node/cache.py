@@ -177,9 +177,10 @@ class ResolutionCache:
         ``negative_ttl_s``, unless it has left the cache or been written since (then it stays
         invalid: a write bumps its bucket, before or after this)."""
         entry.renewing = False
-        if self._missing.entries.get(key) is not entry:
-            return False
-        if self.versions[entry.bucket] != entry.version:
+        if (
+            self._missing.entries.get(key) is not entry
+            or self.versions[entry.bucket] != entry.version
+        ):
             return False
         entry.expires_at = now + self.negative_ttl_s
         return True

@@ -148,12 +148,10 @@ def _read(conn: sqlite3.Connection, key: str) -> Record | None:
     return _record(conn.execute(_SELECT, (key,)).fetchall())
 
 
-_SELECT_MANY = (
-    f"SELECT hkey, {_COLUMNS} FROM handles"
-    " WHERE hkey IN (SELECT value FROM json_each(?)) ORDER BY hkey, idx"
-)
-
-_EXISTING = "SELECT DISTINCT hkey FROM handles WHERE hkey IN (SELECT value FROM json_each(?))"
+#: ``hkey`` is one of the keys of a JSON array (one parameter however many keys)
+_KEY_IN = "hkey IN (SELECT value FROM json_each(?))"
+_SELECT_MANY = f"SELECT hkey, {_COLUMNS} FROM handles WHERE {_KEY_IN} ORDER BY hkey, idx"
+_EXISTING = f"SELECT DISTINCT hkey FROM handles WHERE {_KEY_IN}"
 
 
 def _read_many(conn: sqlite3.Connection, keys: Iterable[str]) -> dict[str, Record | None]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from node.cache import ResolutionCache, public_values
@@ -143,6 +145,22 @@ class _Clock:
         return self.now
 
 
+@contextlib.asynccontextmanager
+async def _started(
+    tmp_path: Path, clock: _Clock, metrics: StoreMetrics | None = None
+) -> AsyncIterator[tuple[Service, SQLiteStore]]:
+    """A started service homing 88.100.1 (admin secret "s") on a fresh store, timed by ``clock``."""
+    store = SQLiteStore(tmp_path, metrics=metrics)
+    await store.open()
+    config = Config(data_dir=str(tmp_path), home=["88.100.1"], admin_secret="s")
+    service = Service(config, store, clock=clock)
+    try:
+        await service.start()
+        yield service, store
+    finally:
+        await store.close()
+
+
 def _renewal_scenario(tmp_path: Path, write: str) -> list[object]:
     """A not-found answer cached at 0 s and asked for at 40, 90 and 130 s; each ask in the
     second half of its 60 s starts a background store read that confirms it. The handle is
@@ -154,13 +172,8 @@ def _renewal_scenario(tmp_path: Path, write: str) -> list[object]:
     handle = "88.100.1/LATER"
 
     async def main() -> list[object]:
-        store = SQLiteStore(tmp_path)
-        await store.open()
         clock = _Clock()
-        config = Config(data_dir=str(tmp_path), home=["88.100.1"], admin_secret="s")
-        service = Service(config, store, clock=clock)
-        try:
-            await service.start()
+        async with _started(tmp_path, clock) as (service, store):
             seen: list[object] = []
 
             async def ask_at(at: float) -> None:
@@ -183,8 +196,6 @@ def _renewal_scenario(tmp_path: Path, write: str) -> list[object]:
             await ask_at(90)
             await ask_at(130)
             return seen
-        finally:
-            await store.close()
 
     return asyncio.run(main())
 
@@ -211,14 +222,8 @@ def test_not_found_answers_falling_due_together_are_confirmed_by_one_read(tmp_pa
     handles = [f"88.100.1/GONE-{i}" for i in range(300)]
 
     async def main() -> list[int]:
-        metrics = StoreMetrics()
-        store = SQLiteStore(tmp_path, metrics=metrics)
-        await store.open()
-        clock = _Clock()
-        config = Config(data_dir=str(tmp_path), home=["88.100.1"], admin_secret="s")
-        service = Service(config, store, clock=clock)
-        try:
-            await service.start()
+        metrics, clock = StoreMetrics(), _Clock()
+        async with _started(tmp_path, clock, metrics) as (service, _):
             reads = []
             for at in (0, 40, 90):
                 clock.now = 1_000_000.0 + at
@@ -231,8 +236,6 @@ def test_not_found_answers_falling_due_together_are_confirmed_by_one_read(tmp_pa
                     await service.renewing
                 reads.append(sum(metrics.read.counts) - before)
             return reads
-        finally:
-            await store.close()
 
     first, *then = asyncio.run(main())
     assert first >= 300 and then == [1, 1]  # (the first ask also loads the homed prefixes)
