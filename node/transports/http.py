@@ -470,6 +470,10 @@ def make_metrics_app(metrics: NodeMetrics) -> web.Application:
 
 
 API: web.AppKey[HandlesAPI] = web.AppKey("api", HandlesAPI)
+# ``[\s\S]``, not ``.``: a decoded path may hold a newline (``%0A``), which ``.`` does not match,
+# and such a handle must still reach the service (102), and any other path the JSON catch-all
+_ANY_HANDLE = r"/api/handles/{handle:[\s\S]+}"
+_ANY_PATH = r"/{tail:[\s\S]*}"
 
 
 class NodeRunner(web.AppRunner):
@@ -507,14 +511,14 @@ def make_app(service: Service, metrics: NodeMetrics | None = None) -> web.Applic
     api = HandlesAPI(service, metrics)
     app[API] = api
     # resolution first: the router tries resources in order, and it is most of the traffic
-    app.router.add_get("/api/handles/{handle:.+}", api.resolve)
-    app.router.add_put("/api/handles/{handle:.+}", api.put)
-    app.router.add_delete("/api/handles/{handle:.+}", api.delete)
+    app.router.add_get(_ANY_HANDLE, api.resolve)
+    app.router.add_put(_ANY_HANDLE, api.put)
+    app.router.add_delete(_ANY_HANDLE, api.delete)
     app.router.add_get("/api/handles", api.list_handles)
     app.router.add_route("*", "/api/handles/", api.empty_handle)
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.readyz)
     app.router.add_get("/api/delegations", api.list_delegations)
     app.router.add_get("/metrics", _metrics_handler(metrics))
-    app.router.add_route("*", "/{tail:.*}", api.no_route)  # last: JSON errors, no middleware cost
+    app.router.add_route("*", _ANY_PATH, api.no_route)  # last: JSON errors, no middleware cost
     return app

@@ -650,6 +650,20 @@ def test_put_expecting_100_continue_gets_it_before_the_body(node: RunningNode) -
     assert resolve(node, f"{PREFIX}/continued").status == 200
 
 
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+@pytest.mark.parametrize("escape", ["%0A", "%0D%0A", "%00"])
+def test_handle_with_an_encoded_control_character_is_invalid_102(
+    node: RunningNode, method: str, escape: str
+) -> None:
+    body = {"values": [value(1, "URL", "u")]} if method == "PUT" else None
+    before = state(node)
+    reply = http(node, method, f"/api/handles/{PREFIX}/a{escape}b", body=body, auth=True)
+    assert reply.status == 400
+    assert reply.json["responseCode"] == 102
+    assert "non-printable" in reply.json["message"]
+    assert state(node) == before
+
+
 def test_put_to_a_percent_encoded_path_creates_the_decoded_handle(node: RunningNode) -> None:
     reply = http(
         node,
@@ -1024,9 +1038,10 @@ def test_list_page_beyond_any_offset_is_answered(node: RunningNode) -> None:
 
 
 def test_unknown_paths_and_methods_answer_in_the_error_shape(node: RunningNode) -> None:
-    missing = http(node, "GET", "/nope")
-    assert missing.status == 404
-    assert missing.json["responseCode"] == 4
+    for path in ("/nope", "/no%0Ape"):  # a newline once decoded, which ``.`` would not match
+        missing = http(node, "GET", path)
+        assert missing.status == 404
+        assert missing.json["responseCode"] == 4
     wrong_method = http(node, "POST", f"/api/handles/{PREFIX}/x")
     assert wrong_method.status == 405
     assert wrong_method.json["responseCode"] == 5
