@@ -406,10 +406,11 @@ class HandlesAPI:
         return _error(ResponseCode.INVALID_HANDLE, "empty handle")
 
     async def no_route(self, request: web.Request) -> web.Response:
+        """A method or path the API lacks: code 5 or 4, with the reference's statuses (501, 400)."""
         if request.path.startswith("/api/handles"):
             message = f"{request.method} is not allowed here"
-            return _error(ResponseCode.OPERATION_NOT_SUPPORTED, message, status=405)
-        return _error(ResponseCode.PROTOCOL_ERROR, f"no such path {request.path}", status=404)
+            return _error(ResponseCode.OPERATION_NOT_SUPPORTED, message)
+        return _error(ResponseCode.PROTOCOL_ERROR, f"no such path {request.path}")
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
