@@ -281,6 +281,8 @@ class HandlesAPI:
             if not _CALLBACK.match(callback):
                 bad = ResponseCode.PROTOCOL_ERROR
                 return bad, _error(bad, "callback is not a JavaScript name")
+            # 200 whatever the code, which the body carries: a browser runs a script only from an
+            # answer with an ok status (HTML's "fetch a classic script"), so JSONP errors need it
             body = callback.encode() + b"(" + _dumps(response_to_json(response), pretty) + b");"
             return code, web.Response(body=body, content_type="application/javascript")
         if entry is not None and not pretty:

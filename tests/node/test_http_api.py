@@ -258,6 +258,12 @@ def test_jsonp_callback(seeded: RunningNode) -> None:
     assert json.loads(text[len("handle.cb_1(") : -2]) == plain.json
 
 
+def test_jsonp_error_is_200_with_the_code_in_the_body(seeded: RunningNode) -> None:
+    reply = resolve(seeded, f"{PREFIX}/nosuch", params=[("callback", "cb")])
+    assert reply.status == 200  # or a browser would not run the script
+    assert json.loads(reply.body.decode()[len("cb(") : -2])["responseCode"] == 100
+
+
 def test_jsonp_callback_must_be_a_name(seeded: RunningNode) -> None:
     reply = resolve(seeded, f"{PREFIX}/item", params=[("callback", "alert(1)//")])
     assert reply.status == 400
