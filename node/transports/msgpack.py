@@ -13,6 +13,7 @@ request was decoded until the answer is handed to the transport.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from time import perf_counter
 from typing import Any
@@ -38,6 +39,8 @@ from protocol.wire import (
 log = logging.getLogger("idnode.msgpack")
 MAX_IN_FLIGHT_PER_CONNECTION = 256
 MAX_CONSECUTIVE_ERRORS = 16  #: bad messages in a row before a TCP connection is closed
+#: on shutdown, how long a connection that got its last answers and our FIN may take to close
+LINGER_S = 1.0
 
 #: a response and, when it came from the cache, its already packed msgpack body
 Answer = tuple[Response, bytes | None]
@@ -112,7 +115,9 @@ class TCPProtocol(asyncio.Protocol):
         self._idle: asyncio.TimerHandle | None = None
         self._active = 0.0  #: loop time of the last bytes received
         self._paused = False
+        self._draining = False  #: stopping: reads no more requests
         self._errors = 0  #: bad messages since the last good one
+        self._lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
@@ -124,6 +129,8 @@ class TCPProtocol(asyncio.Protocol):
         self.connections.discard(self)
         if self._idle is not None:
             self._idle.cancel()
+        if not self._lost.done():
+            self._lost.set_result(None)
 
     def _touch(self) -> None:
         """Start the idle timer; activity only moves ``_active`` (no timer churn per request)."""
@@ -141,6 +148,8 @@ class TCPProtocol(asyncio.Protocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        if self._draining:  # read after the last answers only to be dropped (see ``drain``)
+            return
         self._active = self._loop_time()
         conn = self.conn
         conn.receive_data(data)
@@ -205,6 +214,7 @@ class TCPProtocol(asyncio.Protocol):
         _log_failure(task)
         if (
             self._paused
+            and not self._draining
             and self.transport is not None
             and len(self.tasks) < MAX_IN_FLIGHT_PER_CONNECTION // 2
         ):
@@ -219,11 +229,28 @@ class TCPProtocol(asyncio.Protocol):
                 self.transport.write(frame(encode_with_body(response, body)))
 
     async def drain(self) -> None:
-        """Let in-flight requests finish, then close."""
+        """Read no more requests (one not read is neither run nor answered), let those in
+        flight finish, then close after the answers.
+
+        Closing a socket that holds unread requests sends a reset, and a reset makes the
+        client's system drop answers its program has not read yet. So the answers are followed
+        by a FIN, what the client still sends is read and dropped, and the socket is closed once
+        the client closes its side (or after ``LINGER_S``).
+        """
+        self._draining = True
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.pause_reading()
         if self.tasks:
             await asyncio.wait(list(self.tasks))
-        if self.transport is not None:
-            self.transport.close()
+        if not transport.is_closing():
+            if transport.can_write_eof():
+                transport.write_eof()
+            transport.resume_reading()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._lost), LINGER_S)
+        transport.close()
 
 
 class UDPProtocol(asyncio.DatagramProtocol):
@@ -245,11 +272,14 @@ class UDPProtocol(asyncio.DatagramProtocol):
         self.tasks: set[asyncio.Task[None]] = set()
         self.max_pending = service.config.udp_queue_len
         self.dropped = 0
+        self._draining = False  #: stopping: takes no more requests
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self._draining:  # not run, so not answered: the client retries another server
+            return
         if len(self.tasks) >= self.max_pending:
             self.dropped += 1
             self.metrics.dropped += 1
@@ -305,6 +335,8 @@ class UDPProtocol(asyncio.DatagramProtocol):
         log.debug("UDP error: %s", exc)
 
     async def drain(self) -> None:
+        """Take no more requests, let those in flight finish, then close."""
+        self._draining = True
         if self.tasks:
             await asyncio.wait(list(self.tasks))
         if self.transport is not None:

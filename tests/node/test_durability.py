@@ -8,8 +8,10 @@ handle with its values, and the SQLite file must pass ``PRAGMA integrity_check``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sqlite3
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +29,11 @@ from protocol.messages import (
     ResolveResponse,
 )
 from protocol.records import HandleValue
+from protocol.wire import decode_message, encode_message, frame
 from tests.node.conftest import (
     AUTH,
     CREDENTIAL,
+    HOST,
     PREFIX,
     SECRET,
     NodeProcess,
@@ -280,3 +284,84 @@ def test_sigterm_under_load_drains_and_keeps_every_acknowledged_write(
         assert got.status == 200, (i, got.body)
         assert got.json["values"][0]["data"]["value"] == f"https://t/{i}"
     assert again.terminate() == 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_sigterm_leaves_no_write_done_but_unanswered(
+    tmp_path: Path, spawn_node: Any, transport: str
+) -> None:
+    """Creates keep coming over one msgpack socket while the node stops: each one it stored was
+    answered (a request it did not read before stopping is not run, and not answered)."""
+    data_dir = tmp_path / "data"
+    proc: NodeProcess = spawn_node(data_dir)
+    port = proc.ports[transport]
+
+    def create_bytes(n: int) -> bytes:
+        request = CreateRequest(
+            request_id=n,
+            handle=f"{PREFIX}/d{n}",
+            values=(HandleValue(1, "URL", b"https://d/%d" % n),),
+            credential=CREDENTIAL,
+        )
+        return encode_message(request)
+
+    async def stream() -> tuple[int, set[int]]:
+        answered: set[int] = set()
+        sent = 0
+        loop = asyncio.get_running_loop()
+        if transport == "tcp":
+            reader, writer = await asyncio.open_connection(HOST, port)
+
+            async def read() -> None:
+                with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                    while True:
+                        (length,) = struct.unpack(">I", await reader.readexactly(4))
+                        reply = decode_message(await reader.readexactly(length))
+                        if reply.code == ResponseCode.SUCCESS:
+                            answered.add(reply.request_id)
+
+            reading = asyncio.ensure_future(read())
+            writer.write(b"".join(frame(create_bytes(n)) for n in range(1, 201)))
+            sent = 200
+            proc.proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(ConnectionError):
+                for _ in range(200):  # more creates while it stops
+                    writer.write(b"".join(frame(create_bytes(sent + k)) for k in range(1, 11)))
+                    sent += 10
+                    await writer.drain()
+                    await asyncio.sleep(0.002)
+            await asyncio.wait_for(reading, 20)
+            writer.close()
+        else:
+            got: asyncio.Queue[bytes] = asyncio.Queue()
+
+            class Answers(asyncio.DatagramProtocol):
+                def datagram_received(self, data: bytes, addr: Any) -> None:
+                    got.put_nowait(data)
+
+            sock, _ = await loop.create_datagram_endpoint(Answers, remote_addr=(HOST, port))
+            for n in range(1, 601):
+                sock.sendto(create_bytes(n))
+                sent = n
+                if n == 100:
+                    proc.proc.send_signal(signal.SIGTERM)
+                await asyncio.sleep(0.001)
+            await asyncio.sleep(1.0)  # answers still on their way
+            while not got.empty():
+                reply = decode_message(got.get_nowait())
+                if reply.code == ResponseCode.SUCCESS:
+                    answered.add(reply.request_id)
+            sock.close()
+        return sent, answered
+
+    sent, answered = asyncio.run(asyncio.wait_for(stream(), 45))
+    assert proc.proc.wait(15) == 0, proc.stderr()[-2000:]
+    proc.close()
+    assert answered  # the first ones, at least, were answered before the stop
+
+    again: NodeProcess = spawn_node(data_dir, home=False)
+    stored = {n for n in range(1, sent + 1) if resolve(again, f"{PREFIX}/d{n}").status == 200}
+    assert again.terminate() == 0
+    assert answered <= stored  # acknowledged: kept
+    assert stored - answered == set()  # done, but never answered: none
