@@ -114,7 +114,8 @@ class TCPProtocol(asyncio.Protocol):
         self.idle_timeout_s = service.config.tcp_idle_timeout_s
         self._idle: asyncio.TimerHandle | None = None
         self._active = 0.0  #: loop time of the last bytes received
-        self._paused = False
+        self._held = False  #: reads no requests until ``_resume``
+        self._unread = False  #: answers wait in the transport for the client to read them
         self._draining = False  #: stopping: reads no more requests
         self._errors = 0  #: bad messages since the last good one
         self._lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -151,11 +152,17 @@ class TCPProtocol(asyncio.Protocol):
         if self._draining:  # read after the last answers only to be dropped (see ``drain``)
             return
         self._active = self._loop_time()
+        self.conn.receive_data(data)
+        self._serve_received()
+
+    def _serve_received(self) -> None:
+        """Answer or start every whole request received, until the connection must wait: too
+        many in flight, or answers the client has not read piling up (``pause_writing``).
+        What is left stays in ``conn`` until ``_resume``."""
         conn = self.conn
-        conn.receive_data(data)
         metrics = self.metrics
         replies = self.replies
-        while True:
+        while not self._held:
             started = perf_counter()
             try:
                 payload = conn.next_payload()
@@ -187,9 +194,39 @@ class TCPProtocol(asyncio.Protocol):
             task = asyncio.ensure_future(self._serve(event, started))
             self.tasks.add(task)
             task.add_done_callback(self._done)
-            if len(self.tasks) >= MAX_IN_FLIGHT_PER_CONNECTION and self.transport is not None:
-                self.transport.pause_reading()
-                self._paused = True
+            if len(self.tasks) >= MAX_IN_FLIGHT_PER_CONNECTION:
+                self._hold()
+
+    def _hold(self) -> None:
+        self._held = True
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def _resume(self) -> None:
+        """Go on once the answers have drained and fewer than half the limit are in flight."""
+        if (
+            not self._held
+            or self._draining
+            or self._unread
+            or len(self.tasks) >= MAX_IN_FLIGHT_PER_CONNECTION // 2
+            or self.transport is None
+            or self.transport.is_closing()
+        ):
+            return
+        self._held = False
+        self._serve_received()  # what was received before the wait
+        if not self._held:
+            self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        """The transport holds more answers than its high-water mark: the client reads them
+        slower than it asks. Take no more of its requests (bounded memory) until they drain."""
+        self._unread = True
+        self._hold()
+
+    def resume_writing(self) -> None:
+        self._unread = False
+        self._resume()
 
     def _refuse(self, error: ErrorResponse, fatal: bool, started: float) -> None:
         """Answer a bad message; close on a fatal one or after too many in a row."""
@@ -212,14 +249,8 @@ class TCPProtocol(asyncio.Protocol):
     def _done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
         _log_failure(task)
-        if (
-            self._paused
-            and not self._draining
-            and self.transport is not None
-            and len(self.tasks) < MAX_IN_FLIGHT_PER_CONNECTION // 2
-        ):
-            self.transport.resume_reading()
-            self._paused = False
+        if self._held:
+            self._resume()
 
     def _write(self, response: Response, body: bytes | None = None) -> None:
         if self.transport is not None and not self.transport.is_closing():

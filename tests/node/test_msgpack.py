@@ -7,7 +7,9 @@ compared (``protocol.jsonapi.response_from_json`` turns the REST body into the t
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -49,6 +51,7 @@ from tests.node.conftest import (
     BAD_AUTH,
     BAD_CREDENTIAL,
     CREDENTIAL,
+    HOST,
     PREFIX,
     SECRET,
     Reply,
@@ -837,6 +840,46 @@ def test_tcp_1000_pipelined_requests_with_back_pressure(seeded: RunningNode) -> 
             await client.close()
 
     assert seeded.call(go) == set(range(1, 1001))
+
+
+def test_tcp_client_that_does_not_read_cannot_make_the_node_buffer_without_bound(
+    node: RunningNode,
+) -> None:
+    """Requests for a 5 KB answer, 20 MB of answers in all, from a client that reads none until
+    it has sent them all: the node takes no more requests while its answers wait (at most about
+    one over the transport's high-water mark), and once read they all come."""
+    fat = [value(i, "URL", "u" * 500) for i in range(1, 11)]
+    create(node, f"{PREFIX}/fat", *fat)
+    count = 4000
+    payload = b"".join(
+        frame(encode_message(ResolveRequest(request_id=i, handle=f"{PREFIX}/fat")))
+        for i in range(1, count + 1)
+    )
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)  # before connect: no autotuning
+    sock.connect((HOST, node.ports["tcp"]))
+    sock.settimeout(20)
+    sender = threading.Thread(target=sock.sendall, args=(payload,))
+    sender.start()
+
+    async def buffered() -> int:
+        return sum(c.transport.get_write_buffer_size() for c in node.node.connections)
+
+    time.sleep(1.0)  # the node answers what it read, then waits
+    assert node.on_node(buffered) < 1024 * 1024
+    seen: set[int] = set()
+    stream = bytearray()
+    while len(seen) < count:
+        stream += sock.recv(1 << 20)
+        while len(stream) >= 4 and len(stream) >= 4 + struct.unpack_from(">I", stream)[0]:
+            length = struct.unpack_from(">I", stream)[0]
+            answer = decode_message(bytes(stream[4 : 4 + length]))
+            del stream[: 4 + length]
+            assert isinstance(answer, ResolveResponse) and len(answer.values) == 10
+            seen.add(answer.request_id)
+    sender.join(20)
+    sock.close()
+    assert seen == set(range(1, count + 1))
 
 
 # ------------------------------------------------------------------------------------------------
