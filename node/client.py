@@ -58,6 +58,7 @@ from protocol.site import query_interface, server_for
 from protocol.wire import (
     DEFAULT_LIMITS,
     NEED_DATA,
+    UDP_MAX_ANSWER_BYTES,
     Connection,
     WireLimits,
     decode_message,
@@ -445,11 +446,18 @@ class _UDPSocket(asyncio.DatagramProtocol):
         self.pending.fail_all(_NoAnswer(ResponseCode.CLIENT_CHANNEL_ERROR, "UDP socket closed"))
 
 
+#: a create naming a longer handle (UTF-8 bytes) may get an answer too big for a datagram: room
+#: for the envelope and a minted suffix (32 hex digits) within ``UDP_MAX_ANSWER_BYTES``
+_LONGEST_UDP_HANDLE = UDP_MAX_ANSWER_BYTES - 128
+
+
 class UDPClient(Client):
     """One msgpack datagram per request; an answer too big for UDP is asked again over TCP.
 
     The TCP retry (same host and port) happens inside the same attempt and is counted in
-    ``tcp_fallbacks``; the TCP connection is kept for later fallbacks.
+    ``tcp_fallbacks``; the TCP connection is kept for later fallbacks. Asking again is safe only
+    for reads: a create, whose answer names its handle, goes over TCP at once when that answer
+    may not fit a datagram (other writes answer without naming anything).
     """
 
     def __init__(
@@ -479,6 +487,8 @@ class UDPClient(Client):
             return self._socket
 
     async def _exchange(self, request: Request) -> Response:
+        if type(request) is CreateRequest and len(request.handle.encode()) > _LONGEST_UDP_HANDLE:
+            return await self._over_tcp(request)
         sock = await self._bound()
         request_id, future = sock.pending.add()
         try:
@@ -490,11 +500,14 @@ class UDPClient(Client):
         finally:
             sock.pending.futures.pop(request_id, None)
         if isinstance(response, TruncatedResponse):
-            self.tcp_fallbacks += 1
-            if self._tcp is None:
-                self._tcp = TCPClient(self.host, self.port, limits=self.limits, **self._options)
-            return await self._tcp._exchange(request)
+            return await self._over_tcp(request)
         return response
+
+    async def _over_tcp(self, request: Request) -> Response:
+        self.tcp_fallbacks += 1
+        if self._tcp is None:
+            self._tcp = TCPClient(self.host, self.port, limits=self.limits, **self._options)
+        return await self._tcp._exchange(request)
 
     async def close(self) -> None:
         sock, self._socket = self._socket, None

@@ -215,6 +215,30 @@ def test_udp_answer_over_1400_bytes_is_fetched_again_over_tcp(tmp_path: Path) ->
     on_node(tmp_path, body)
 
 
+def test_udp_create_whose_answer_cannot_fit_a_datagram_goes_over_tcp_once(tmp_path: Path) -> None:
+    """A create's answer names its handle. Asking again over TCP after a truncated answer would
+    repeat the write (101 for a create done, a second handle for a minted one), so a create whose
+    answer may not fit goes over TCP at once."""
+    long_suffix = "L" * 1450
+
+    async def body(node: Node) -> None:
+        async with client_for("udp", node) as client:
+            assert isinstance(client, UDPClient)
+            made = await client.create(f"{PREFIX}/{long_suffix}", VALUES)
+            assert isinstance(made, CreateResponse) and made.created, made
+            minted = await client.create(f"{PREFIX}/{long_suffix}-", VALUES, mint_suffix=True)
+            assert isinstance(minted, CreateResponse) and minted.created, minted
+            assert client.tcp_fallbacks == 2
+            listed = await client.list_handles(PREFIX, page_size=100)
+            assert isinstance(listed, ListHandlesResponse)
+            assert sum(h.startswith(f"{PREFIX}/{long_suffix}-") for h in listed.handles) == 1
+            fallbacks = client.tcp_fallbacks  # the page of long handles came over TCP too
+            short = await client.create(f"{PREFIX}/short", VALUES)  # fits: stays on UDP
+            assert isinstance(short, CreateResponse) and client.tcp_fallbacks == fallbacks
+
+    on_node(tmp_path, body)
+
+
 async def _many(client: Client, handle: str, n: int) -> list[Response]:
     answers = await asyncio.gather(*(client.resolve(handle) for _ in range(n)))
     assert all(a.code == ResponseCode.SUCCESS for a in answers)
