@@ -50,7 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "topology":
         return topocli.main(args)
     if args.command in ("serve", "demo"):
-        config = config_mod.load(args)
+        try:
+            config = config_mod.load(args)
+        except config_mod.ConfigError as exc:
+            sub.choices[args.command].error(str(exc))  # usage, the reason, exit status 2
         logs.setup(config.log_level)
         from node.server import serve
 

@@ -95,15 +95,24 @@ class Config:
     def fields(cls) -> tuple[dataclasses.Field[Any], ...]:
         return dataclasses.fields(cls)
 
-    def merged(self, values: Mapping[str, Any]) -> Config:
-        """A copy with ``values`` (by field name) converted to each field's type and applied."""
+    def merged(self, values: Mapping[str, Any], source: str = "settings") -> Config:
+        """A copy with ``values`` (by field name) converted to each field's type and applied;
+        ``ConfigError`` naming ``source`` and the setting for one that cannot be."""
         known = {f.name: f for f in self.fields()}
         changes: dict[str, Any] = {}
         for name, raw in values.items():
             if name not in known:
-                raise ValueError(f"unknown setting {name!r}")
-            changes[name] = _convert(known[name], raw)
+                raise ConfigError(f"{source}: unknown setting {name!r}")
+            try:
+                changes[name] = _convert(known[name], raw)
+            except (TypeError, ValueError):
+                kind = known[name].type
+                raise ConfigError(f"{source}: {name} must be {kind}, not {raw!r}") from None
         return dataclasses.replace(self, **changes)
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used: where it came from, which one, and why."""
 
 
 def _convert(f: dataclasses.Field[Any], raw: Any) -> Any:
@@ -146,21 +155,25 @@ def load(
     config = Config()
     path = getattr(args, "config", None) or environ.get("IDNODE_CONFIG")
     if path:
-        with Path(path).open("rb") as fh:
-            config = config.merged(tomllib.load(fh))
+        try:
+            with Path(path).open("rb") as fh:
+                settings = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+        config = config.merged(settings, f"config file {path}")
     env = {
         f.name: environ[f"IDNODE_{f.name.upper()}"]
         for f in Config.fields()
         if f"IDNODE_{f.name.upper()}" in environ
     }
-    config = config.merged(env)
+    config = config.merged(env, "IDNODE_* environment")
     if args is not None:
         flags = {
             f.name: getattr(args, f.name)
             for f in Config.fields()
             if getattr(args, f.name, None) is not None
         }
-        config = config.merged(flags)
+        config = config.merged(flags, "flags")
     return config
 
 

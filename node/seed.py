@@ -567,8 +567,8 @@ def main(args: argparse.Namespace) -> int:
     """``idnode seed``: 0 when seeded (or already), 2 on a bad argument."""
     from node import config as config_mod
 
-    config = config_mod.load(args)
     try:
+        config = config_mod.load(args)
         spec = SeedSpec(
             seed=args.seed,
             identifiers=args.identifiers,

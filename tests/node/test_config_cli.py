@@ -105,6 +105,40 @@ def test_env_values_are_converted_to_field_types() -> None:
     assert config.home == ["88.1", "88.2"]
 
 
+@pytest.mark.parametrize(
+    ("argv", "environ", "toml", "said"),
+    [
+        (["--port", "abc"], {}, None, "flags: port must be int, not 'abc'"),
+        ([], {"IDNODE_HTTP_PORT": "x"}, None, "IDNODE_* environment: http_port must be int"),
+        ([], {}, "bogus_key = 1\n", "unknown setting 'bogus_key'"),
+        ([], {}, "port = [\n", "config file"),
+        (["--config", "/nonexistent/idnode.toml"], {}, None, "No such file"),
+    ],
+)
+def test_a_bad_setting_is_named_and_serve_exits_2_without_a_traceback(
+    tmp_path: Path,
+    argv: list[str],
+    environ: dict[str, str],
+    toml: str | None,
+    said: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from node.cli import main
+
+    if toml is not None:
+        argv = [*argv, "--config", str(write_toml(tmp_path / "bad.toml", toml))]
+    with pytest.raises(config_mod.ConfigError, match=re.escape(said)):
+        config_mod.parse(argv, environ=environ)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, raw in environ.items():
+            patch.setenv(name, raw)
+        with pytest.raises(SystemExit) as exited:
+            main(["serve", "--data-dir", str(tmp_path / "d"), *argv])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err
+
+
 def test_home_is_repeatable_and_flags_replace_lower_sources(tmp_path: Path) -> None:
     assert config_mod.parse(["--home", "88.1", "--home", "88.2.3"], environ={}).home == [
         "88.1",
