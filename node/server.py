@@ -188,7 +188,12 @@ async def serve(config: Config, on_started: Callable[[Node], None] | None = None
     if sys.platform != "win32":  # Windows event loops have no signal handlers
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-    await node.start()
+    try:
+        await node.start()
+    except OSError as exc:  # a port taken or not ours to bind: say so, not a traceback
+        await node.stop()
+        print(f"idnode serve: cannot listen on {config.host}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     tune_gc()
     metrics = f" metrics={node.ports['metrics']}" if "metrics" in node.ports else ""
     print(

@@ -239,6 +239,24 @@ def test_signal_stops_with_status_0_within_seconds(
     assert elapsed < 5, f"took {elapsed:.1f}s to stop"
 
 
+def test_a_taken_port_is_one_line_and_status_1(tmp_path: Path, spawn_node: Any) -> None:
+    proc: NodeProcess = spawn_node(tmp_path / "data")
+    taken = str(proc.ports["http"])
+    argv = ["serve", "--data-dir", str(tmp_path / "other"), "--workers", "1"]
+    second = subprocess.run(
+        [sys.executable, "-m", "node", *argv, "--http-port", taken, "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert second.returncode == 1
+    assert (
+        "cannot listen on 127.0.0.1" in second.stderr and "address already in use" in second.stderr
+    )
+    assert "Traceback" not in second.stderr
+    assert proc.terminate() == 0
+
+
 def test_toml_config_file_drives_a_real_node(tmp_path: Path, spawn_node: Any) -> None:
     toml = write_toml(tmp_path / "node.toml", f'home = ["{PREFIX}", "88.100.3"]\nport = 1\n')
     # flags (--port 0, from the helper) beat the TOML file's port
