@@ -77,6 +77,9 @@ class Config:
     max_frame_bytes: int = _f(65536, "largest msgpack message accepted over TCP or UDP")
     max_http_body_bytes: int = _f(1024 * 1024, "largest HTTP request body (413 above)")
     tcp_idle_timeout_s: float = _f(60.0, "close a TCP connection idle this long")
+    http_idle_timeout_s: float = _f(
+        60.0, "close an HTTP connection idle, or sending a request head or body, this long"
+    )
     udp_queue_len: int = _f(1024, "UDP requests waiting at most; more are dropped")
     write_batch_max: int = _f(512, "most writes committed in one transaction (group commit)")
     write_batch_wait_s: float = _f(

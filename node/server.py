@@ -97,6 +97,8 @@ class Node:
             make_app(self.service, self.metrics),
             access_log=None,
             shutdown_timeout=self.config.shutdown_grace_s,
+            # from the connection's start and after each answer: a head never finished closes too
+            keepalive_timeout=self.config.http_idle_timeout_s,
         )
         await self._runner.setup()
         reuse = self.reuse_port or None  # None: aiohttp's default (off)

@@ -9,6 +9,7 @@ got, however it ended; ``GET /metrics`` serves the node's metrics.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -337,7 +338,8 @@ class HandlesAPI:
         bad = ResponseCode.PROTOCOL_ERROR
         if request.content_type != JSON:
             return bad, _error(bad, "Content-Type must be application/json", handle)
-        limit = self.service.config.max_http_body_bytes
+        config = self.service.config
+        limit = config.max_http_body_bytes
         content = request.content
         try:
             if content.is_eof():  # the whole body came with the head, as most do: no wait
@@ -345,10 +347,20 @@ class HandlesAPI:
                 if len(raw) > limit:  # as ``request.read`` checks it
                     raise web.HTTPRequestEntityTooLarge(limit, len(raw))
             else:
-                raw = await request.read()
+                if (request.content_length or 0) > limit:  # declared: no need to wait for it
+                    raise web.HTTPRequestEntityTooLarge(limit, request.content_length or 0)
+                async with asyncio.timeout(config.http_idle_timeout_s):
+                    raw = await request.read()
             body = json.loads(raw)
         except web.HTTPRequestEntityTooLarge:
-            return bad, _error(bad, f"request body over {limit} bytes", status=413)
+            return bad, _error(bad, f"request body over {limit} bytes", handle, status=413)
+        except TimeoutError:
+            wait = config.http_idle_timeout_s
+            reply = _error(bad, f"the body did not arrive within {wait:g} s", handle, status=408)
+            reply.force_close()  # the rest of the body may still come: not a next request
+            return bad, reply
+        except ConnectionError:  # the client went away mid-body: nobody to answer
+            return bad, _error(bad, "the connection closed before the body arrived", handle)
         except (ValueError, UnicodeDecodeError, RecursionError):
             return bad, _error(bad, "the body is not valid JSON", handle)
         try:

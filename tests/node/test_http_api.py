@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
+import socket
 import time
 from typing import Any
 
@@ -22,6 +24,7 @@ from tests.node.conftest import (
     ADMIN_HANDLE,
     AUTH,
     BAD_AUTH,
+    HOST,
     PREFIX,
     SECRET,
     Reply,
@@ -628,6 +631,75 @@ def test_put_over_a_small_limit_413_when_the_body_comes_with_the_head(tmp_path: 
         assert resolve(node, f"{PREFIX}/target").status == 404
         small = {"values": [value(1, "URL", "u")]}
         assert http(node, "PUT", f"/api/handles/{PREFIX}/t2", body=small, auth=True).status == 201
+
+
+def _exchange_raw(port: int, data: bytes, seconds: float) -> tuple[bytes, bool, float]:
+    """Send ``data``, read until the server closes or ``seconds`` pass: (what came, whether it
+    closed, seconds taken)."""
+    started = time.monotonic()
+    got = b""
+    with socket.create_connection((HOST, port)) as sock:
+        sock.sendall(data)
+        sock.settimeout(0.2)
+        while time.monotonic() - started < seconds:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                return got, True, time.monotonic() - started
+            if not chunk:
+                return got, True, time.monotonic() - started
+            got += chunk
+    return got, False, time.monotonic() - started
+
+
+def _raw_put_head(handle: str, length: int) -> bytes:
+    return (
+        f"PUT /api/handles/{handle} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: {AUTH['Authorization']}\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+def test_idle_and_half_sent_http_connections_are_closed(tmp_path: Any) -> None:
+    with running_node(make_config(tmp_path / "data", http_idle_timeout_s=0.5)) as node:
+        port = node.ports["http"]
+        for sent in (b"", b"GET /api/handles/88.100.1/x HTTP/1.1\r\nHost: x\r\n"):
+            got, closed, took = _exchange_raw(port, sent, 5)
+            assert closed and got == b"" and took < 3, (sent, got, took)
+        full = f"GET /api/handles/{PREFIX}/x HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        got, closed, took = _exchange_raw(port, full, 5)  # answered, then idle keep-alive
+        assert got.startswith(b"HTTP/1.1 404") and closed and took < 3
+
+
+def test_put_body_shorter_than_its_length_gets_408_and_nothing_is_stored(tmp_path: Any) -> None:
+    with running_node(make_config(tmp_path / "data", http_idle_timeout_s=0.5)) as node:
+        head = _raw_put_head(f"{PREFIX}/short", 100)
+        got, _, took = _exchange_raw(node.ports["http"], head + b'{"values":', 3)
+        assert got.startswith(b"HTTP/1.1 408") and b"Connection: close" in got, got
+        assert json.loads(got.partition(b"\r\n\r\n")[2])["responseCode"] == 4
+        assert resolve(node, f"{PREFIX}/short").status == 404
+
+
+def test_put_declaring_a_body_over_the_limit_gets_413_without_waiting(node: RunningNode) -> None:
+    head = _raw_put_head(f"{PREFIX}/huge", 99_999_999_999)
+    started = time.monotonic()
+    got, _, _ = _exchange_raw(node.ports["http"], head + b"abc", 2)
+    assert got.startswith(b"HTTP/1.1 413"), got
+    assert time.monotonic() - started < 2.5  # answered, not left waiting for 100 GB
+    reply = json.loads(got.partition(b"\r\n\r\n")[2])
+    assert reply["responseCode"] == 4 and reply["handle"] == f"{PREFIX}/huge"
+
+
+def test_a_client_gone_mid_body_is_no_error_in_the_log(
+    node: RunningNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.create_connection((HOST, node.ports["http"])) as sock:
+        sock.sendall(_raw_put_head(f"{PREFIX}/gone", 100) + b'{"values":')
+    time.sleep(0.5)
+    assert http(node, "GET", "/healthz").status == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert resolve(node, f"{PREFIX}/gone").status == 404
 
 
 def test_put_expecting_100_continue_gets_it_before_the_body(node: RunningNode) -> None:
