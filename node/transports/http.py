@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from time import perf_counter
@@ -20,6 +21,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from node.metrics import CONTENT_TYPE_LATEST, NodeMetrics, OpStats
 from node.service import Service
@@ -60,6 +62,7 @@ _REST_OPS = (
     OpCode.REMOVE_VALUE,
     OpCode.LIST_HANDLES,
 )
+log = logging.getLogger("idnode.http")
 SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
 #: an API answer and the Handle response code it carries, for the metrics
 Counted = tuple[int, web.Response]
@@ -491,6 +494,35 @@ _ANY_HANDLE = r"/api/handles/{handle:[\s\S]+}"
 _ANY_PATH = r"/{tail:[\s\S]*}"
 
 
+class _RequestHandler(RequestHandler):
+    """aiohttp's connection handler, answering what its HTTP parser refuses (a line or header
+    too long, a bad chunk size, two lengths...) in the API's error shape, logged quietly."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status == 500:  # a bug of ours: logged with its traceback, as aiohttp does
+            self.log_exception("Error handling request", exc_info=exc)
+            code, text = ResponseCode.ERROR, "internal error; nothing was changed"
+        else:  # the client's fault, which any client can repeat: not worth an ERROR line
+            log.debug("refused a malformed HTTP request: %s", message or exc)
+            code, text = ResponseCode.PROTOCOL_ERROR, message or str(exc)
+        if request.writer.output_size > 0:
+            raise ConnectionError("an answer was already sent on this connection")
+        reply = _error(code, text, status=status)
+        reply.force_close()
+        return reply
+
+
+class _Server(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _RequestHandler(self, loop=self._loop, **self._kwargs)
+
+
 class NodeRunner(web.AppRunner):
     """The app's runner, with anonymous option-less GETs answered ahead of aiohttp's routing
     (``HandlesAPI.plain_handle``): they are most traffic, and routing would be a sixth of the
@@ -498,6 +530,7 @@ class NodeRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
+        server.__class__ = _Server  # the same server, making connections that answer in JSON
         routed = server.request_handler
         api = self.app[API]
         plain_handle, resolve_plain = api.plain_handle, api.resolve_plain

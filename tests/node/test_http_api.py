@@ -702,6 +702,31 @@ def test_a_client_gone_mid_body_is_no_error_in_the_log(
     assert resolve(node, f"{PREFIX}/gone").status == 404
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /api/handles/" + b"x" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",  # line too long
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n",  # header too long
+        b"PUT /api/handles/88.100.1/a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",  # two lengths
+        b"PUT /api/handles/88.100.1/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"\r\nzz\r\n",  # a chunk size that is not hex
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",  # HTTP/2's preface
+    ],
+    ids=["long-line", "long-header", "two-lengths", "bad-chunk", "http2"],
+)
+def test_what_the_http_parser_refuses_is_answered_in_the_error_shape(
+    node: RunningNode, request_bytes: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    got, _, _ = _exchange_raw(node.ports["http"], request_bytes, 2)
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1].startswith(b"4"), head
+    assert b"application/json" in head
+    assert json.loads(body)["responseCode"] == 4
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert http(node, "GET", "/healthz").status == 200
+
+
 def test_put_expecting_100_continue_gets_it_before_the_body(node: RunningNode) -> None:
     body = json.dumps({"values": [value(1, "URL", "u")]}).encode()
     auth = AUTH["Authorization"]
