@@ -162,6 +162,23 @@ def _unrouted_handle(path: str) -> str | None:
     return path[len(_HANDLES) :]
 
 
+def _undecodable(raw_path: str) -> web.Response | None:
+    """400 for a path whose %-escapes are not UTF-8 (yarl would keep ``%FF`` as text, making
+    ``/88.1/%FF`` and ``/88.1/%25FF`` one handle); None for any other path."""
+    path = raw_path.partition("?")[0]
+    if "%" not in path:
+        return None
+    try:
+        unquote(path, errors="strict")
+        return None
+    except UnicodeDecodeError:
+        pass
+    message = "the path has a %-escape that is not UTF-8"
+    if path.startswith(_HANDLES):
+        return _error(ResponseCode.INVALID_HANDLE, message, path[len(_HANDLES) :])
+    return _error(ResponseCode.PROTOCOL_ERROR, message)
+
+
 def _indexes(request: web.Request) -> tuple[int, ...]:
     try:
         return tuple(int(i) for i in request.query.getall("index", []) if i != "various")
@@ -543,6 +560,9 @@ class NodeRunner(web.AppRunner):
             handle = put_handle(request)
             if handle is not None:
                 return await put_to(request, handle)  # type: ignore[arg-type]
+            refused = _undecodable(request.raw_path)
+            if refused is not None:
+                return refused
             return await routed(request)
 
         server.request_handler = handle

@@ -767,6 +767,21 @@ def test_handle_with_an_encoded_control_character_is_invalid_102(
     assert state(node) == before
 
 
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+@pytest.mark.parametrize("escape", ["%FFX", "%ED%A0%80", "%C3"])
+def test_a_percent_escape_that_is_not_utf8_is_an_invalid_handle_102(
+    node: RunningNode, method: str, escape: str
+) -> None:
+    body = {"values": [value(1, "URL", "u")]} if method == "PUT" else None
+    before = state(node)
+    reply = http(node, method, f"/api/handles/{PREFIX}/{escape}", body=body, auth=True)
+    assert reply.status == 400
+    assert reply.json["responseCode"] == 102
+    assert "not UTF-8" in reply.json["message"]
+    assert state(node) == before
+    assert resolve(node, f"{PREFIX}/%25FFX").status == 404  # what yarl made of %FFX before
+
+
 def test_put_to_a_percent_encoded_path_creates_the_decoded_handle(node: RunningNode) -> None:
     reply = http(
         node,
