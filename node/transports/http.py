@@ -186,6 +186,14 @@ def _indexes(request: web.Request) -> tuple[int, ...]:
         raise ProtocolError("index must be an integer", code=ResponseCode.PROTOCOL_ERROR) from None
 
 
+def _named_indexes(request: web.Request) -> tuple[int, ...] | None:
+    """The distinct ``index`` parameters of a write, in order; None for ``index=various``
+    (every value the body holds). PROTOCOL_ERROR for one that is not an integer."""
+    if "various" in request.query.getall("index", []):
+        return None
+    return tuple(dict.fromkeys(_indexes(request)))
+
+
 class HandlesAPI:
     """Route handlers; each builds one typed request and calls the service."""
 
@@ -390,11 +398,21 @@ class HandlesAPI:
         overwrite = _flag(request, "overwrite", True)
         flags = OpFlag.OVERWRITE if overwrite else 0
         if adding:
-            return await self._call(
-                request,
-                lambda c: AddValuesRequest(handle=handle, values=values, flags=flags, credential=c),
-                handle,
-            )
+
+            def add(credential: Credential | None) -> AddValuesRequest:
+                named = _named_indexes(request)
+                chosen = values if named is None else tuple(v for v in values if v.index in named)
+                missing = set(named or ()) - {v.index for v in chosen}
+                if missing:
+                    raise ProtocolError(
+                        f"the body has no value at index {min(missing)}",
+                        code=ResponseCode.PROTOCOL_ERROR,
+                    )
+                return AddValuesRequest(
+                    handle=handle, values=chosen, flags=flags, credential=credential
+                )
+
+            return await self._call(request, add, handle)
         if _flag(request, "mintNewSuffix", False):
             flags |= OpFlag.MINT_SUFFIX
         return await self._call(
@@ -410,12 +428,16 @@ class HandlesAPI:
     async def _delete(self, request: web.Request) -> Counted:
         handle = request.match_info["handle"]
         if "index" in request.query:
-            return await self._call(
-                request,
-                lambda c: RemoveValuesRequest(
-                    handle=handle, indexes=_indexes(request), credential=c
-                ),
-            )
+
+            def remove(credential: Credential | None) -> RemoveValuesRequest:
+                named = _named_indexes(request)
+                if named is None:
+                    raise ProtocolError(
+                        "index=various names no index to remove", code=ResponseCode.PROTOCOL_ERROR
+                    )
+                return RemoveValuesRequest(handle=handle, indexes=named, credential=credential)
+
+            return await self._call(request, remove)
         return await self._call(request, lambda c: DeleteRequest(handle=handle, credential=c))
 
     async def list_handles(self, request: web.Request) -> web.Response:

@@ -923,6 +923,32 @@ def test_delete_missing_404_100(node: RunningNode) -> None:
     assert state(node) == before
 
 
+def test_index_parameters_of_writes(node: RunningNode) -> None:
+    """Repeated indexes count once, ``various`` names no index to remove, a non-integer index is
+    refused, and a PUT with ``index=`` writes only the body's values at the indexes named."""
+    handle = f"{PREFIX}/iq"
+    create(node, handle, value(1, "URL", "u"), value(2, "EMAIL", "e"), value(3, "X", "x"))
+
+    def write(method: str, params: list[tuple[str, str]], *values: dict[str, Any]) -> Reply:
+        body = {"values": list(values)} if method == "PUT" else None
+        return http(node, method, f"/api/handles/{handle}", params=params, body=body, auth=True)
+
+    twice = write("DELETE", [("index", "2"), ("index", "2")])
+    assert twice.status == 200 and indexes(resolve(node, handle)) == [1, 3]
+    for refused in (
+        write("DELETE", [("index", "various")]),
+        write("DELETE", [("index", "x")]),
+        write("PUT", [("index", "abc")], value(4, "URL", "v")),
+        write("PUT", [("index", "7")], value(5, "URL", "v")),  # the body has none at 7
+    ):
+        assert (refused.status, refused.json["responseCode"]) == (400, 4), refused.json
+        assert indexes(resolve(node, handle)) == [1, 3]
+    only = write("PUT", [("index", "4")], value(4, "URL", "four"), value(5, "URL", "five"))
+    assert only.status == 201 and indexes(resolve(node, handle)) == [1, 3, 4]
+    various = write("PUT", [("index", "various")], value(5, "URL", "five"), value(6, "X", "six"))
+    assert various.status == 201 and indexes(resolve(node, handle)) == [1, 3, 4, 5, 6]
+
+
 def test_delete_index_removes_only_it(node: RunningNode) -> None:
     create(node, f"{PREFIX}/dv", value(1, "URL", "u"), value(2, "EMAIL", "e"), value(3, "X", "x"))
     reply = http(node, "DELETE", f"/api/handles/{PREFIX}/dv", params=[("index", "2")], auth=True)
