@@ -309,7 +309,7 @@ class HandlesAPI:
         if callback is not None:
             if not _CALLBACK.match(callback):
                 bad = ResponseCode.PROTOCOL_ERROR
-                return bad, _error(bad, "callback is not a JavaScript name")
+                return bad, _error(bad, "callback is not a JavaScript name", typed.handle)
             # 200 whatever the code, which the body carries: a browser runs a script only from an
             # answer with an ok status (HTML's "fetch a classic script"), so JSONP errors need it
             body = callback.encode() + b"(" + _dumps(response_to_json(response), pretty) + b");"
@@ -465,7 +465,8 @@ class HandlesAPI:
         """A method or path the API lacks: code 5 or 4, with the reference's statuses (501, 400)."""
         if request.path.startswith("/api/handles"):
             message = f"{request.method} is not allowed here"
-            return _error(ResponseCode.OPERATION_NOT_SUPPORTED, message)
+            handle = request.path[len(_HANDLES) :]
+            return _error(ResponseCode.OPERATION_NOT_SUPPORTED, message, handle)
         return _error(ResponseCode.PROTOCOL_ERROR, f"no such path {request.path}")
 
     async def healthz(self, request: web.Request) -> web.Response:

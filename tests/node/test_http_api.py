@@ -271,6 +271,7 @@ def test_jsonp_callback_must_be_a_name(seeded: RunningNode) -> None:
     reply = resolve(seeded, f"{PREFIX}/item", params=[("callback", "alert(1)//")])
     assert reply.status == 400
     assert reply.json["responseCode"] == 4
+    assert reply.json["handle"] == f"{PREFIX}/item"
 
 
 def test_get_prefix_not_homed(node: RunningNode) -> None:
@@ -1191,3 +1192,4 @@ def test_unknown_paths_and_methods_answer_in_the_error_shape(node: RunningNode) 
         wrong_method = http(node, method, f"/api/handles/{PREFIX}/x")
         assert wrong_method.status == 501
         assert wrong_method.json["responseCode"] == 5
+        assert wrong_method.json["handle"] == f"{PREFIX}/x"
