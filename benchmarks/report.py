@@ -15,9 +15,9 @@ where it did not is plotted with a cross and never chosen. ``python -m benchmark
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -302,4 +302,6 @@ def build_report(run_dir: Path | str) -> Path:
 
 
 if __name__ == "__main__":
-    print(build_report(Path(sys.argv[1])))
+    parser = argparse.ArgumentParser(description="rebuild report.md of a capacity run folder")
+    parser.add_argument("run_dir", type=Path, help="a folder under benchmarks/reports/")
+    print(build_report(parser.parse_args().run_dir))

@@ -29,9 +29,16 @@ def _run(coro: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="idnode", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    serve_p = sub.add_parser("serve", help="run a node")
+    sources = (
+        "Every setting is also read from IDNODE_<SETTING> environment variables (IDNODE_ADMIN_SECRET,"
+        " IDNODE_HTTP_PORT...) and from a TOML file (--config or IDNODE_CONFIG, the same names"
+        " with underscores); flags win over the environment, which wins over the file."
+    )
+    serve_p = sub.add_parser("serve", help="run a node", epilog=sources)
     config_mod.add_arguments(serve_p)
-    demo_p = sub.add_parser("demo", help="seed demo data (once) and run a node on it")
+    demo_p = sub.add_parser(
+        "demo", help="seed demo data (once) and run a node on it", epilog=sources
+    )
     config_mod.add_arguments(demo_p)
     demo_p.add_argument("--identifiers", type=int, default=10000, help="demo identifiers to seed")
     from node import seed
