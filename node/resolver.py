@@ -16,6 +16,7 @@ node they name fails, so a restarted node is found again at its new address.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from node.client import TCPClient
 from node.config import Config
 from protocol.codes import OpFlag, ResponseCode
 from protocol.errors import ProtocolError
-from protocol.identifiers import ascii_upper, parse_handle
+from protocol.identifiers import NA_PREFIX, ascii_upper, parse_handle
 from protocol.messages import (
     ErrorResponse,
     ReferralResponse,
@@ -79,13 +80,16 @@ class Resolver:
         TTL), the record itself (for ``0.NA/`` handles it holds) or an error."""
         key = ascii_upper(prefix)
         now = self.clock()
-        known = self._referrals.get(key)
+        # A prefix's own record (``0.NA/<prefix>``) is the top-level's to answer, whatever node
+        # the referral for the prefix's identifiers names: never from, nor into, that cache.
+        own_record = ascii_upper(request.handle[: len(NA_PREFIX) + 1]) == NA_PREFIX + "/"
+        known = None if own_record else self._referrals.get(key)
         if known is not None and known[0] > now:
-            return known[1]
+            return dataclasses.replace(known[1], handle=request.handle)  # kept for another
         host, port = self.toplevel
         ask = ResolveRequest(handle=request.handle, indexes=request.indexes, types=request.types)
         answer = await self._ask(host, port, ask, f"hop 1 (top-level {host}:{port})")
-        if isinstance(answer, ReferralResponse):
+        if isinstance(answer, ReferralResponse) and not own_record:
             ttl = min((v.ttl for v in answer.values), default=0)
             if ttl > 0:
                 if len(self._referrals) >= MAX_REFERRALS:

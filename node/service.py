@@ -475,7 +475,16 @@ class Service:
             answer = await resolver.resolve(request)
         else:
             answer = await resolver.delegation(request, prefix)
-            if not isinstance(answer, ReferralResponse):  # the top-level knows no node for it
+            if isinstance(answer, ReferralResponse):
+                homed = self.homed
+                named = ascii_upper(answer.prefix_handle.partition("/")[2])
+                if named in homed and ascii_upper(prefix) not in homed:
+                    # The longest registered prefix is one of ours, and we do not hold
+                    # ``prefix`` under it: nobody does. Referring the client here is a loop.
+                    # (One of our own prefixes refers to our site: another of its servers.)
+                    message = f"No node is registered for {prefix}"
+                    return self.error(request, ResponseCode.SERVER_NOT_RESPONSIBLE, message)
+            elif answer.code != ResponseCode.SERVER_BUSY:  # a top-level that failed is said so
                 return self.error(request, ResponseCode.SERVER_NOT_RESPONSIBLE, NOT_HERE)
         return dataclasses.replace(answer, request_id=request.request_id, flags=request.flags)
 

@@ -491,3 +491,46 @@ def test_the_monitor_counts_nodes_between_full_scans(tmp_path: Path) -> None:
                 await wait_for(lambda: counted(1, 1))
 
     asyncio.run(scenario())
+
+
+def test_referrals_name_the_handle_asked_and_prefix_records_come_from_the_top_level(
+    tmp_path: Path,
+) -> None:
+    """A referral kept for one handle names the next one asked; a prefix's own record is the
+    top-level's even after a referral for its identifiers was kept; an enterprise prefix nobody
+    registered under a registered industry is 301 (not a referral back to the same node); and a
+    top-level that does not answer is SERVER_BUSY, not 301."""
+
+    async def scenario() -> None:
+        top = Node(config(tmp_path, "top", role="toplevel"))
+        await top.start()
+        above = toplevel_address(top)
+        a_cfg = config(tmp_path, "a", home=["88.118", "88.118.8"], toplevel=above)
+        b_cfg = config(tmp_path, "b", home=["88.101"], toplevel=above)
+        rec_cfg = config(tmp_path, "rec", role="recursive", toplevel=above)
+        async with running(a_cfg) as a, running(b_cfg) as b, running(rec_cfg) as rec:
+            async with tcp(a, SECRET, "88.118.8") as admin:
+                assert (await admin.create("88.118.8/A1", product(1))).code == 1
+            await registered(top, "88.118", "88.118.8", "88.101")
+            async with tcp(b) as client:
+                for name in ("FIRST", "SECOND"):
+                    referral = await client.resolve(f"88.118.8/{name}")
+                    assert isinstance(referral, ReferralResponse), referral
+                    assert referral.handle == f"88.118.8/{name}"
+            async with tcp(rec) as client:
+                for handle in ("0.NA/88.118.8", "88.118.8/A1", "0.NA/88.118.8"):
+                    answer = await client.resolve(handle)
+                    assert isinstance(answer, ResolveResponse), (handle, answer)
+                for handle in ("88.118.99/X", "88.118.8.5/X"):
+                    answer = await client.resolve(handle)
+                    assert answer.code == ResponseCode.SERVER_NOT_RESPONSIBLE, answer
+            async with tcp(a) as client:
+                answer = await client.resolve("88.118.99/X")
+                assert answer.code == ResponseCode.SERVER_NOT_RESPONSIBLE, answer
+            await top.stop()
+            async with tcp(b) as client:
+                answer = await client.resolve("88.118/NOT-ASKED-BEFORE")
+                assert answer.code == ResponseCode.SERVER_BUSY, answer
+                assert "top-level" in answer.message  # type: ignore[attr-defined]
+
+    asyncio.run(scenario())
