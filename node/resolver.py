@@ -67,6 +67,17 @@ class Resolver:
         #: upper-cased prefix -> (expires at, the top-level's referral for it)
         self._referrals: dict[str, tuple[float, ReferralResponse]] = {}
         self._sites: dict[tuple[HandleValue, ...], SiteInfo] = {}  #: decoded HS_SITE values
+        self._host = config.host
+        self._advertised = config.advertise_host
+        #: (address, TCP port) of this recursive node: a hop there would walk again, without end
+        self._self: set[tuple[str, int]] = set()
+
+    def know_self(self, tcp_port: int) -> None:
+        """The node's TCP port, once bound: a site naming it is a loop through this node."""
+        hosts = {self._host, self._advertised} - {""}
+        if hosts & {"0.0.0.0", "::", "127.0.0.1", "localhost"}:
+            hosts |= {"127.0.0.1", "localhost"}
+        self._self = {(host, tcp_port) for host in hosts}
 
     async def close(self) -> None:
         clients, self._clients = self._clients, {}
@@ -137,6 +148,12 @@ class Resolver:
                     f" {exc.message}",
                 )
             where = f"hop {hop} ({server.address}:{interface.port}, {answer.prefix_handle})"
+            if (server.address, interface.port) in self._self:
+                return error_for(
+                    request,
+                    ResponseCode.RECURSION_LIMIT,
+                    f"{where}: the site names this node itself; a referral loop",
+                )
             answer = await self._ask(server.address, interface.port, ask, where)
             if answer.code == ResponseCode.SERVER_BUSY:
                 self._referrals.pop(ascii_upper(prefix), None)  # ask the top-level again next time

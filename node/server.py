@@ -136,6 +136,9 @@ class Node:
         assert isinstance(udp, UDPProtocol)
         self._udp = udp
         self.service.ports.update(http=http_port, tcp=port, udp=port)
+        if self.service.resolver is not None and self.config.role == "recursive":
+            # it walks for every request, hops included: one to itself would start another walk
+            self.service.resolver.know_self(port)
         if self.config.metrics_port:
             self._metrics_runner = web.AppRunner(make_metrics_app(self.metrics), access_log=None)
             await self._metrics_runner.setup()

@@ -312,6 +312,7 @@ def _site(port: int) -> SiteInfo:
 def test_loops_dead_and_slow_nodes_end_in_clear_answers_within_a_bound(tmp_path: Path) -> None:
     async def scenario() -> None:
         silent, silent_port = await _silent_server()
+        (rec_port,) = _free_ports(1)
         async with running(config(tmp_path, "top", role="toplevel")) as top:
             above = toplevel_address(top)
             node_admin = Credential("0.NA/88.900", 300, SECRET)
@@ -320,15 +321,17 @@ def test_loops_dead_and_slow_nodes_end_in_clear_answers_within_a_bound(tmp_path:
                     ("88.900", top.ports["tcp"]),  # refers to the top-level itself: a loop
                     ("88.901", _closed_port()),  # nobody listens
                     ("88.902", silent_port),  # accepts, never answers
+                    ("88.903", rec_port),  # the recursive node itself: each hop a new walk
                 ):
                     created = await admin.create(f"0.NA/{prefix}", [site_value(_site(port))])
                     assert created.code == ResponseCode.SUCCESS, created
-            rec_cfg = config(tmp_path, "rec", role="recursive", toplevel=above)
+            rec_cfg = config(tmp_path, "rec", role="recursive", toplevel=above, port=rec_port)
             async with running(rec_cfg) as rec, tcp(rec) as client:
                 for handle, code, words in (
                     ("88.900/X", ResponseCode.RECURSION_LIMIT, "referral"),
                     ("88.901/X", ResponseCode.SERVER_BUSY, "hop 2"),
                     ("88.902/X", ResponseCode.SERVER_BUSY, "hop 2"),
+                    ("88.903/X", ResponseCode.RECURSION_LIMIT, "names this node itself"),
                 ):
                     started = time.monotonic()
                     answer = await client.resolve(handle)
