@@ -331,9 +331,21 @@ class _SiteType(ValueType):
     """HS_SITE data: any the CNRI layout parses; shown as site when that shape holds it exactly."""
 
     def validate(self, data: bytes) -> None:
+        """Decodable, and every server reachable: a routable address and ports 1-65535 (a
+        client would be sent nowhere by the others)."""
         from protocol.site import decode_site
 
-        decode_site(data)
+        for server in decode_site(data).servers:
+            if server.address in ("0.0.0.0", "::"):
+                raise InvalidValue(
+                    f"HS_SITE server {server.server_id} has address {server.address}, which no "
+                    "client can reach"
+                )
+            for interface in server.interfaces:
+                if not 0 < interface.port < 65536:
+                    raise InvalidValue(
+                        f"HS_SITE server {server.server_id} has port {interface.port}, not 1-65535"
+                    )
 
     def format_for(self, data: bytes) -> DataFormat:
         try:

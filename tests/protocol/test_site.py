@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from protocol.codes import DEFAULT_PERMISSIONS
 from protocol.errors import InvalidValue, ProtocolError
 from protocol.messages import Interface, Server, SiteInfo
-from protocol.records import HandleValue
+from protocol.records import HandleValue, validate_value
 from protocol.site import (
     decode_site,
     encode_site,
@@ -155,6 +155,32 @@ def test_server_for_spreads_handles_over_servers() -> None:
 def test_server_for_needs_a_server() -> None:
     with pytest.raises(ProtocolError):
         server_for(SiteInfo(serial=1, hash_option=0, servers=()), "88", "x")
+
+
+@pytest.mark.parametrize(
+    ("address", "port", "said"),
+    [
+        ("192.0.2.1", 0, "port 0"),
+        ("192.0.2.1", 70000, "port 70000"),
+        ("192.0.2.1", -1, "port -1"),
+        ("0.0.0.0", 2641, "no client can reach"),
+    ],
+)
+def test_a_site_that_sends_clients_nowhere_is_not_a_valid_value(
+    address: str, port: int, said: str
+) -> None:
+    """Decodable, so readable in a referral, but refused as a value to store."""
+    site = SiteInfo(
+        serial=1, hash_option=0, servers=(Server(1, address, (Interface(3, 1, port),)),)
+    )
+    data = encode_site(site)
+    assert decode_site(data) == site
+    with pytest.raises(InvalidValue, match=said):
+        validate_value(HandleValue(1, "HS_SITE", data))
+    good = SiteInfo(
+        serial=1, hash_option=0, servers=(Server(1, "192.0.2.1", (Interface(3, 1, 1),)),)
+    )
+    validate_value(HandleValue(1, "HS_SITE", encode_site(good)))
 
 
 # ---------------------------------------------------------------------------------------------
