@@ -25,11 +25,12 @@ from node.client import TCPClient
 from node.config import Config
 from protocol.codes import OpFlag, ResponseCode
 from protocol.errors import ProtocolError
-from protocol.identifiers import NA_PREFIX, ascii_upper, parse_handle
+from protocol.identifiers import NA_PREFIX, Handle, ascii_upper, parse_handle
 from protocol.messages import (
     ErrorResponse,
     ReferralResponse,
     ResolveRequest,
+    ResolveResponse,
     Response,
     Server,
     SiteInfo,
@@ -43,6 +44,7 @@ log = logging.getLogger("idnode.resolver")
 TCP = 1  #: HS_SITE interface protocol number of TCP
 MAX_REFERRALS = 65536  #: cached referrals at most; the cache is emptied when full
 _CLIENT_FAILURES = (ResponseCode.CLIENT_TIMEOUT, ResponseCode.CLIENT_CHANNEL_ERROR)
+_CODES = frozenset(int(code) for code in ResponseCode)
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -154,10 +156,27 @@ class Resolver:
                     ResponseCode.RECURSION_LIMIT,
                     f"{where}: the site names this node itself; a referral loop",
                 )
-            answer = await self._ask(server.address, interface.port, ask, where)
+            answer = self._checked(
+                await self._ask(server.address, interface.port, ask, where), request, handle, where
+            )
             if answer.code == ResponseCode.SERVER_BUSY:
                 self._referrals.pop(ascii_upper(prefix), None)  # ask the top-level again next time
         return answer
+
+    @staticmethod
+    def _checked(answer: Response, request: ResolveRequest, handle: Handle, where: str) -> Response:
+        """``answer`` from a node down the walk, or ERROR when it cannot be the answer: a record
+        of another handle, or a response code the protocol does not have."""
+        if answer.code not in _CODES:
+            problem = f"answered with response code {int(answer.code)}, which does not exist"
+        elif isinstance(answer, ResolveResponse) and ascii_upper(answer.handle) != ascii_upper(
+            str(handle)
+        ):
+            problem = f"answered with the record of {answer.handle}"
+        else:
+            return answer
+        log.warning("%s %s", where, problem)
+        return error_for(request, ResponseCode.ERROR, f"{where}: {problem}")
 
     def _server(self, referral: ReferralResponse, prefix: str, suffix: str) -> Server:
         site = self._sites.get(referral.values)

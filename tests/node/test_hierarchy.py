@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import struct
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,11 +31,13 @@ from protocol.messages import (
     ReferralResponse,
     ResolveRequest,
     ResolveResponse,
+    Response,
     Server,
     SiteInfo,
 )
 from protocol.records import HandleValue
 from protocol.site import referral_sites, site_value
+from protocol.wire import decode_message, encode_message, frame
 
 HOST = "127.0.0.1"
 SECRET = "topology-secret"
@@ -299,6 +302,30 @@ async def _silent_server() -> tuple[asyncio.Server, int]:
     return server, server.sockets[0].getsockname()[1]
 
 
+async def _lying_server() -> tuple[asyncio.Server, int]:
+    """Answers ``88.904/...`` with another handle's record and anything else with code 999."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                (length,) = struct.unpack(">I", await reader.readexactly(4))
+                asked = decode_message(await reader.readexactly(length))
+                assert isinstance(asked, ResolveRequest)
+                lie: Response = ErrorResponse(
+                    request_id=asked.request_id, code=999, answers=asked.op, message="?"
+                )
+                if asked.handle.startswith("88.904/"):
+                    evil = (HandleValue(1, "URL", b"http://evil.example/"),)
+                    lie = ResolveResponse(
+                        request_id=asked.request_id, handle="88.118.8/A1", values=evil
+                    )
+                writer.write(frame(encode_message(lie)))
+        writer.close()
+
+    server = await asyncio.start_server(answer, HOST, 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -312,6 +339,7 @@ def _site(port: int) -> SiteInfo:
 def test_loops_dead_and_slow_nodes_end_in_clear_answers_within_a_bound(tmp_path: Path) -> None:
     async def scenario() -> None:
         silent, silent_port = await _silent_server()
+        liar, liar_port = await _lying_server()
         (rec_port,) = _free_ports(1)
         async with running(config(tmp_path, "top", role="toplevel")) as top:
             above = toplevel_address(top)
@@ -322,6 +350,8 @@ def test_loops_dead_and_slow_nodes_end_in_clear_answers_within_a_bound(tmp_path:
                     ("88.901", _closed_port()),  # nobody listens
                     ("88.902", silent_port),  # accepts, never answers
                     ("88.903", rec_port),  # the recursive node itself: each hop a new walk
+                    ("88.904", liar_port),  # answers with another handle's record
+                    ("88.905", liar_port),  # answers with a code that does not exist
                 ):
                     created = await admin.create(f"0.NA/{prefix}", [site_value(_site(port))])
                     assert created.code == ResponseCode.SUCCESS, created
@@ -332,6 +362,8 @@ def test_loops_dead_and_slow_nodes_end_in_clear_answers_within_a_bound(tmp_path:
                     ("88.901/X", ResponseCode.SERVER_BUSY, "hop 2"),
                     ("88.902/X", ResponseCode.SERVER_BUSY, "hop 2"),
                     ("88.903/X", ResponseCode.RECURSION_LIMIT, "names this node itself"),
+                    ("88.904/X", ResponseCode.ERROR, "the record of 88.118.8/A1"),
+                    ("88.905/X", ResponseCode.ERROR, "code 999, which does not exist"),
                 ):
                     started = time.monotonic()
                     answer = await client.resolve(handle)
@@ -345,6 +377,7 @@ def test_loops_dead_and_slow_nodes_end_in_clear_answers_within_a_bound(tmp_path:
             assert answer.code == ResponseCode.SERVER_BUSY
             assert isinstance(answer, ErrorResponse) and "hop 1" in answer.message
         silent.close()
+        liar.close()
 
     asyncio.run(scenario())
 
