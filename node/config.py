@@ -63,7 +63,11 @@ class Config:
         30.0, "top-level: a node silent this long is reported stale (never dropped)"
     )
     recursion_limit: int = _f(8, "referrals followed for one request; more: RECURSION_LIMIT (6)")
-    hop_timeout_s: float = _f(2.0, "how long one hop of a recursive resolution may take")
+    hop_timeout_s: float = _f(
+        1.0,
+        "how long one hop of a recursive resolution may take (under the clients' 2 s, so that"
+        " they hear SERVER_BUSY naming the hop rather than time out themselves)",
+    )
     site: list[str] = _f(
         [],
         "HOST:PORT:HTTP_PORT of every server of this node's site, in order (repeatable); "

@@ -49,6 +49,13 @@ def test_defaults_without_any_source() -> None:
     assert config.host == "127.0.0.1"
 
 
+def test_a_dead_hop_is_reported_before_a_client_with_default_settings_gives_up() -> None:
+    from node.client import DEFAULT_TIMEOUT_S
+
+    # one dead hop takes hop_timeout_s; the rest of a walk a few milliseconds
+    assert Config().hop_timeout_s + 0.5 <= DEFAULT_TIMEOUT_S
+
+
 def test_precedence_defaults_toml_env_flags(tmp_path: Path) -> None:
     toml = write_toml(
         tmp_path / "idnode.toml",

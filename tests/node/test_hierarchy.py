@@ -382,6 +382,33 @@ def test_loops_dead_and_slow_nodes_end_in_clear_answers_within_a_bound(tmp_path:
     asyncio.run(scenario())
 
 
+def test_with_default_settings_a_client_hears_which_hop_is_dead(tmp_path: Path) -> None:
+    """The recursive node's default hop timeout is under the client's default timeout, so a
+    client with default settings gets SERVER_BUSY naming the hop, not a timeout of its own."""
+
+    async def scenario() -> None:
+        silent, silent_port = await _silent_server()
+        async with running(config(tmp_path, "top", role="toplevel")) as top:
+            node_admin = Credential("0.NA/88.906", 300, SECRET)
+            async with TCPClient(HOST, top.ports["tcp"], credential=node_admin) as admin:
+                site = [site_value(_site(silent_port))]
+                assert (await admin.create("0.NA/88.906", site)).code == ResponseCode.SUCCESS
+            hop_timeout = Config().hop_timeout_s
+            rec_cfg = config(
+                tmp_path, "rec", role="recursive", toplevel=toplevel_address(top)
+            ).merged({"hop_timeout_s": hop_timeout})
+            async with running(rec_cfg) as rec:
+                async with TCPClient(HOST, rec.ports["tcp"]) as client:  # default settings
+                    started = time.monotonic()
+                    answer = await client.resolve("88.906/X")
+                assert answer.code == ResponseCode.SERVER_BUSY, answer
+                assert isinstance(answer, ErrorResponse) and "hop 2" in answer.message
+                assert time.monotonic() - started < hop_timeout + 0.5
+        silent.close()
+
+    asyncio.run(scenario())
+
+
 def _free_ports(n: int) -> list[int]:
     """Ports free for TCP and UDP alike (a site's servers are configured before they start)."""
     ports: list[int] = []
