@@ -11,8 +11,10 @@ The node admin is ``300:0.NA/<prefix>`` with the node's own secret.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import re
 import secrets
 
 from node.cache import ResolutionCache
@@ -36,6 +38,18 @@ def hash_secret(secret: str, *, salt: bytes | None = None, iterations: int = ITE
     salt = salt if salt is not None else secrets.token_bytes(16)
     digest = hashlib.pbkdf2_hmac("sha256", secret.encode("utf-8"), salt, iterations)
     return f"{SCHEME}${iterations}${salt.hex()}${digest.hex()}".encode("ascii")
+
+
+#: most PBKDF2 iterations of a stored hash accepted as such: one check of it takes about 0.1 s
+MAX_ITERATIONS = 10 * ITERATIONS
+_HASH = re.compile(rb"pbkdf2-sha256\$([1-9][0-9]{0,8})\$(?:[0-9a-f]{2}){8,64}\$[0-9a-f]{64}")
+
+
+def is_checkable_hash(data: bytes) -> bool:
+    """Whether HS_SECKEY ``data`` is a hash this node checks in bounded time (its own scheme, at
+    most ``MAX_ITERATIONS``): a stored hash costs its iterations at every failed check."""
+    match = _HASH.fullmatch(data)
+    return match is not None and int(match.group(1)) <= MAX_ITERATIONS
 
 
 def verify_secret(secret: str, stored: bytes) -> bool:
@@ -95,6 +109,8 @@ class Authenticator:
         #: key -> (its bucket's version when last confirmed, {(index, fingerprint of a secret):
         #: the HS_SECKEY data the secret was verified against})
         self._verified: dict[str, tuple[int, dict[tuple[int, str], bytes]]] = {}
+        #: checks under way: (key, (index, fingerprint), stored data) -> their outcome
+        self._checking: dict[tuple[str, tuple[int, str], bytes], asyncio.Future[bool]] = {}
         #: identity handle text -> (its key, the prefix it administers, the key's version bucket),
         #: or None for a ``0.NA/<prefix>`` handle (the node admin); only handles that parsed
         self._identities: dict[str, tuple[str, str, int] | None] = {}
@@ -140,7 +156,7 @@ class Authenticator:
         # memo together (the first one verifies), cost a store read, not a key derivation each.
         memo = self._verified.get(key)  # read again: it may have changed while the store read
         known = memo is not None and memo[1].get(checked) == stored
-        if not known and not verify_secret(credential.secret, stored):
+        if not known and not await self._verify(key, checked, credential.secret, stored):
             raise _failed(identity)
         # No write of the key since the read, here or in another worker (every committed write
         # bumps its bucket before it is answered): safe to remember. Writes of other keys do not
@@ -151,6 +167,17 @@ class Authenticator:
                 memo = self._verified[key] = (version, kept)
             memo[1][checked] = stored
         return Principal(identity, owns)
+
+    async def _verify(self, key: str, checked: tuple[int, str], secret: str, stored: bytes) -> bool:
+        """PBKDF2 in a thread (it releases the interpreter lock, so other requests go on), once
+        for any number of requests checking the same secret against the same data together."""
+        flight = (key, checked, stored)
+        pending = self._checking.get(flight)
+        if pending is None:
+            pending = asyncio.ensure_future(asyncio.to_thread(verify_secret, secret, stored))
+            self._checking[flight] = pending
+            pending.add_done_callback(lambda _: self._checking.pop(flight, None))
+        return await asyncio.shield(pending)
 
     def _identity(self, text: str) -> tuple[str, str, int] | None:
         """Parse the identity handle ``text`` (see ``_identities``); INVALID_CREDENTIAL if it is

@@ -36,7 +36,7 @@ from node.cache import Entry, ResolutionCache, public_values
 from node.coherence import Versions, buckets_for
 from node.config import Config
 from node.resolver import Resolver, parse_address
-from node.store import DELETE, Record, Store, StoreError
+from node.store import DELETE, Record, Store, StoreError, _Delete
 from protocol.codes import ALL_ADMIN_PERMISSIONS, OpCode, OpFlag, ResponseCode
 from protocol.errors import InvalidValue, ProtocolError
 from protocol.identifiers import (
@@ -536,13 +536,36 @@ class Service:
             if v.type == HS_SECKEY:  # stored hashed, and never publicly readable
                 if not data.startswith(_HASHED_PREFIX):
                     data = auth.hash_secret(data.decode("utf-8", "replace"))
+                elif not auth.is_checkable_hash(data):  # its check could stall the node
+                    raise InvalidValue(
+                        f"value {v.index}: HS_SECKEY data starting {auth.SCHEME}$ must be"
+                        f" {auth.SCHEME}$<iterations up to {auth.MAX_ITERATIONS}>$<salt hex>"
+                        "$<64 hex digits>"
+                    )
                 permissions &= ~0x3
+            elif ascii_upper(v.type.strip()) == HS_SECKEY:  # matched as one, but not hashed
+                raise InvalidValue(f"value {v.index}: a secret key's type is written {HS_SECKEY}")
             out.append(
                 new_value(v.index, v.type, data, v.ttl, v.ttl_type, now, permissions, v.references)
             )
         if len(out) > 1:
             out.sort(key=_INDEX)
         return tuple(out)
+
+    def _keeps_a_key(self, key: str, after: Record | _Delete) -> None:
+        """Refuse a write that would leave a homed prefix's admin handle without a secret key:
+        nobody could write under the prefix again. (Runs in the store's writer, on the record
+        as committed writes left it.)"""
+        prefix, _, suffix = key.partition("/")
+        if ascii_upper(suffix) != auth.ADMIN_SUFFIX or prefix not in self.homed:
+            return
+        if isinstance(after, Record) and any(v.type == HS_SECKEY for v in after.values):
+            return
+        raise _fail(
+            ResponseCode.NOT_AUTHORIZED,
+            f"{prefix}/ADMIN must keep an {HS_SECKEY} value: without one nobody could write"
+            f" under {prefix} again",
+        )
 
     def _written(self, key: str) -> None:
         self.on_written(key)
@@ -562,6 +585,7 @@ class Service:
         values = self._stamp(request.values)
         validate_record(values, self.profile)
         text = str(handle)
+        key = self._key(handle)
         existed = False
 
         def mutation(current: Record | None) -> Record:
@@ -573,9 +597,10 @@ class Service:
                         f"Handle {current.handle} already exists",
                     )
                 existed = True
-            return Record(text, values)
+            record = Record(text, values)
+            self._keeps_a_key(key, record)
+            return record
 
-        key = self._key(handle)
         await self.store.mutate(key, mutation)
         self._written(key)
         return CreateResponse(
@@ -591,13 +616,16 @@ class Service:
     ) -> Response:
         handle = self._homed_handle(handle_text)
         await self._writer(request, handle.prefix)
+        key = self._key(handle)
 
         def mutation(current: Record | None) -> Any:
             if current is None:
                 raise _fail(ResponseCode.HANDLE_NOT_FOUND, "Handle Not Found")
-            return change(current)
+            new = change(current)
+            if new is not None:
+                self._keeps_a_key(key, new)
+            return new
 
-        key = self._key(handle)
         await self.store.mutate(key, mutation)
         self._written(key)
         return DoneResponse(

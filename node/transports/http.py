@@ -534,6 +534,9 @@ _ANY_HANDLE = r"/api/handles/{handle:[\s\S]+}"
 _ANY_PATH = r"/{tail:[\s\S]*}"
 
 
+_QUOTED_BYTES = re.compile(r":?\s*(?:b|bytearray\(b)['\"].*$")
+
+
 class _RequestHandler(RequestHandler):
     """aiohttp's connection handler, answering what its HTTP parser refuses (a line or header
     too long, a bad chunk size, two lengths...) in the API's error shape, logged quietly."""
@@ -550,7 +553,9 @@ class _RequestHandler(RequestHandler):
             code, text = ResponseCode.ERROR, "internal error; nothing was changed"
         else:  # the client's fault, which any client can repeat: not worth an ERROR line
             log.debug("refused a malformed HTTP request: %s", message or exc)
-            code, text = ResponseCode.PROTOCOL_ERROR, message or str(exc)
+            # aiohttp quotes the offending bytes (a credential, say): the reason is enough
+            reason = (message or str(exc)).split("\n")[0]
+            code, text = ResponseCode.PROTOCOL_ERROR, _QUOTED_BYTES.sub("", reason).rstrip(": ")
         if request.writer.output_size > 0:
             raise ConnectionError("an answer was already sent on this connection")
         reply = _error(code, text, status=status)

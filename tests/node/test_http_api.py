@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from node.auth import hash_secret
 from node.store import Record
 from protocol.records import HandleValue
 from tests.node.conftest import (
@@ -272,6 +273,50 @@ def test_jsonp_callback_must_be_a_name(seeded: RunningNode) -> None:
     assert reply.status == 400
     assert reply.json["responseCode"] == 4
     assert reply.json["handle"] == f"{PREFIX}/item"
+
+
+def test_no_write_leaves_the_admin_handle_without_a_secret_key(node: RunningNode) -> None:
+    """Each would lock the prefix's admin out for good: refused (403, 400), nothing changed."""
+    before = resolve(node, ADMIN_HANDLE, params=[("auth", "true")], auth=True).json
+    path = f"/api/handles/{ADMIN_HANDLE}"
+    url_only = {"values": [value(1, "URL", "u")]}
+    for method, params, body in (
+        ("PUT", [], url_only),  # the whole record replaced by one without a key
+        ("DELETE", [], None),
+        ("DELETE", [("index", "300")], None),
+        ("PUT", [("index", "300")], {"values": [value(300, "URL", "u")]}),
+    ):
+        reply = http(node, method, path, params=params, body=body, auth=True)
+        assert (reply.status, reply.json["responseCode"]) == (403, 400), (method, params)
+        assert "must keep an HS_SECKEY" in reply.json["message"]
+    assert resolve(node, ADMIN_HANDLE, params=[("auth", "true")], auth=True).json == before
+    assert create(node, f"{PREFIX}/still-writable", value(1, "URL", "u")).status == 201
+    rotated = {"values": [value(300, "HS_SECKEY", "n3w-secret")]}
+    reply = http(node, "PUT", path, params=[("index", "300")], body=rotated, auth=True)
+    assert reply.status == 200  # a new key is fine
+
+
+@pytest.mark.parametrize("type_", ["hs_seckey", "HS_SECKEY ", "Hs_SecKey"])
+def test_a_secret_key_type_spelled_otherwise_is_refused(node: RunningNode, type_: str) -> None:
+    """The type filter matches it as HS_SECKEY, so stored in clear it would be read as one."""
+    body = {"values": [value(300, type_, "bobsecret", permissions="1111")]}
+    reply = http(node, "PUT", f"/api/handles/{PREFIX}/bob", body=body, auth=True)
+    assert (reply.status, reply.json["responseCode"]) == (400, 202), reply.json
+    assert resolve(node, f"{PREFIX}/bob").status == 404
+
+
+def test_a_stored_hash_must_be_one_the_node_checks_in_bounded_time(node: RunningNode) -> None:
+    path = f"/api/handles/{ADMIN_HANDLE}"
+    params = [("index", "301")]
+    costly = {"values": [value(301, "HS_SECKEY", "pbkdf2-sha256$10000000$00$00")]}
+    reply = http(node, "PUT", path, params=params, body=costly, auth=True)
+    assert (reply.status, reply.json["responseCode"]) == (400, 202), reply.json
+    own = {"values": [value(301, "HS_SECKEY", hash_secret("second-secret").decode())]}
+    assert http(node, "PUT", path, params=params, body=own, auth=True).status == 201
+    second = basic(f"301%3A{ADMIN_HANDLE}", "second-secret")
+    body = {"values": [value(1, "URL", "u")]}
+    made = http(node, "PUT", f"/api/handles/{PREFIX}/by-301", body=body, headers=second)
+    assert made.status == 201, made.json
 
 
 def test_get_prefix_not_homed(node: RunningNode) -> None:
@@ -707,7 +752,7 @@ def test_a_client_gone_mid_body_is_no_error_in_the_log(
     "request_bytes",
     [
         b"GET /api/handles/" + b"x" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",  # line too long
-        b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n",  # header too long
+        b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic TOPSECRET" + b"y" * 9000 + b"\r\n\r\n",
         b"PUT /api/handles/88.100.1/a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",  # two lengths
         b"PUT /api/handles/88.100.1/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
@@ -724,6 +769,7 @@ def test_what_the_http_parser_refuses_is_answered_in_the_error_shape(
     assert head.split(b" ")[1].startswith(b"4"), head
     assert b"application/json" in head
     assert json.loads(body)["responseCode"] == 4
+    assert b"TOPSECRET" not in body and b"yyyy" not in body  # the reason, not the bytes
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
     assert http(node, "GET", "/healthz").status == 200
 
