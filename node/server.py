@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import gc
 import logging
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from aiohttp import web
 
@@ -26,6 +29,7 @@ from node.config import Config
 from node.delegation import Monitor, Registrar
 from node.metrics import NodeMetrics
 from node.service import Service
+from node.store import StoreError
 from node.store.sqlite import SQLiteStore
 from node.transports.http import NodeRunner, make_app, make_metrics_app
 from node.transports.msgpack import TCPProtocol, UDPProtocol
@@ -47,6 +51,30 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+class StoreUnavailable(Exception):
+    """The data directory cannot be served: not a directory, not writable, not a database, or
+    already served by another idnode process."""
+
+
+def hold_data_dir(data_dir: str) -> IO[str]:
+    """Lock ``data_dir`` for as long as the returned file stays open (the lock goes with the
+    process, however it ends). A second idnode process on it is refused: each caches answers,
+    and one would answer stale what the other wrote. (Workers share the parent's lock.)"""
+    try:
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        lock = open(Path(data_dir) / "idnode.lock", "a")  # noqa: SIM115 - held until exit
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot use the data directory {data_dir}: {exc}") from exc
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        raise StoreUnavailable(
+            f"{data_dir} is served by another idnode process: stop it, or give another --data-dir"
+        ) from None
+    return lock
 
 
 class Node:
@@ -87,10 +115,15 @@ class Node:
         return self.service.ports
 
     async def start(self) -> None:
-        await self.store.open()
-        await self.service.start()
-        # once, before any transport is open: from here on creates and deletes keep it current
-        await self.store.count_identifiers(self.service.homed)
+        try:
+            await self.store.open()
+            await self.service.start()
+            # once, before any transport is open: from here on creates and deletes keep it current
+            await self.store.count_identifiers(self.service.homed)
+        except (OSError, sqlite3.Error, StoreError) as exc:
+            raise StoreUnavailable(
+                f"cannot open the store in {self.config.data_dir}: {exc}"
+            ) from exc
         loop = asyncio.get_running_loop()
         host = self.config.host
         self._runner = NodeRunner(
@@ -187,6 +220,11 @@ class Node:
 
 async def serve(config: Config, on_started: Callable[[Node], None] | None = None) -> None:
     """Run a node (one process) until SIGTERM or SIGINT."""
+    try:
+        lock = hold_data_dir(config.data_dir)
+    except StoreUnavailable as exc:
+        print(f"idnode serve: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     node = Node(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -195,9 +233,13 @@ async def serve(config: Config, on_started: Callable[[Node], None] | None = None
             loop.add_signal_handler(sig, stop.set)
     try:
         await node.start()
-    except OSError as exc:  # a port taken or not ours to bind: say so, not a traceback
-        await node.stop()
-        print(f"idnode serve: cannot listen on {config.host}: {exc}", file=sys.stderr)
+    except (StoreUnavailable, OSError) as exc:  # say what, not a traceback
+        with contextlib.suppress(Exception):
+            await node.stop()
+        said = (
+            exc if isinstance(exc, StoreUnavailable) else f"cannot listen on {config.host}: {exc}"
+        )
+        print(f"idnode serve: {said}", file=sys.stderr)
         raise SystemExit(1) from None
     tune_gc()
     metrics = f" metrics={node.ports['metrics']}" if "metrics" in node.ports else ""
@@ -210,3 +252,4 @@ async def serve(config: Config, on_started: Callable[[Node], None] | None = None
         on_started(node)
     await stop.wait()
     await node.stop()
+    lock.close()

@@ -31,6 +31,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import time
 from multiprocessing.connection import Connection, wait
@@ -131,20 +132,32 @@ def reserve_ports(config: Config) -> tuple[Config, list[socket.socket]]:
 
 async def _prepare(config: Config) -> None:
     """Home the configured prefixes once, before any worker runs."""
+    from node.server import StoreUnavailable
     from node.service import Service
+    from node.store import StoreError
     from node.store.sqlite import SQLiteStore
 
     store = SQLiteStore(config.data_dir, max_batch=config.write_batch_max)
-    await store.open()
     try:
+        await store.open()
         await Service(config, store).start()
+    except (OSError, sqlite3.Error, StoreError) as exc:
+        raise StoreUnavailable(f"cannot open the store in {config.data_dir}: {exc}") from exc
     finally:
-        await store.close()
+        with contextlib.suppress(Exception):
+            await store.close()
 
 
 def serve_workers(config: Config, workers: int) -> int:
     """Run ``workers`` worker processes until SIGTERM or SIGINT; the exit status."""
-    asyncio.run(_prepare(config))
+    from node.server import StoreUnavailable, hold_data_dir
+
+    try:
+        lock = hold_data_dir(config.data_dir)
+        asyncio.run(_prepare(config))
+    except StoreUnavailable as exc:
+        print(f"idnode serve: {exc}", file=sys.stderr)
+        return 1
     config, reserved = reserve_ports(config)
     MetricsFiles.clear(config.data_dir)
     ctx = multiprocessing.get_context("spawn")
@@ -204,6 +217,7 @@ def serve_workers(config: Config, workers: int) -> int:
             sock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        lock.close()
 
 
 def _wait_ready(procs: list[Any], readers: dict[Connection, int], stopping: Any) -> bool:
@@ -283,7 +297,7 @@ def worker_main(
 async def _worker(
     config: Config, worker_id: int, versions: Versions, ready: Connection, parent_pid: int
 ) -> None:
-    from node.server import Node, tune_gc
+    from node.server import Node, StoreUnavailable, tune_gc
 
     node = Node(config, versions=versions, reuse_port=True)
     files = MetricsFiles(config.data_dir, worker_id)
@@ -295,10 +309,14 @@ async def _worker(
     try:
         await node.start()
     except BaseException as exc:
-        ready.send(("error", repr(exc)))
+        ready.send(
+            ("error", str(exc) if isinstance(exc, OSError | StoreUnavailable) else repr(exc))
+        )
         ready.close()
         with contextlib.suppress(Exception):
             await node.store.close()
+        if isinstance(exc, OSError | StoreUnavailable):  # the parent says why: no traceback
+            raise SystemExit(1) from None
         raise
     tune_gc()
     files.write(node.metrics)

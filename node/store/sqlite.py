@@ -23,6 +23,7 @@ import bisect
 import functools
 import itertools
 import json
+import logging
 import operator
 import queue
 import sqlite3
@@ -39,6 +40,8 @@ from node.metrics import StoreMetrics
 from node.store import Mutation, Record, Store, StoreError, _Delete
 from protocol.identifiers import ascii_upper
 from protocol.records import HandleValue, Reference, new_value
+
+log = logging.getLogger("idnode.store")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS handles (
@@ -401,7 +404,10 @@ class SQLiteStore(Store):
             await asyncio.get_running_loop().run_in_executor(None, self._reader_thread.join)
             self._reader_thread = None
         if self._write_conn is not None:
-            self._write_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            try:
+                self._write_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:  # disk full, file made read-only: the WAL keeps them
+                log.warning("could not checkpoint the write-ahead log on close: %s", exc)
             self._write_conn.close()
             self._write_conn = None
 

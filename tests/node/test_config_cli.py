@@ -264,6 +264,40 @@ def test_a_taken_port_is_one_line_and_status_1(tmp_path: Path, spawn_node: Any) 
     assert proc.terminate() == 0
 
 
+def _serve_fails(data_dir: Path, *extra: str) -> str:
+    """``idnode serve`` on ``data_dir`` that must exit 1 with one line and no traceback: the line."""
+    argv = ["serve", "--data-dir", str(data_dir), "--http-port", "0", "--port", "0", *extra]
+    done = subprocess.run(
+        [sys.executable, "-m", "node", *argv], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_data_dir_served_by_another_process_is_refused(
+    tmp_path: Path, spawn_node: Any, workers: str
+) -> None:
+    """Each process caches answers: a second one would answer stale what the first wrote."""
+    proc: NodeProcess = spawn_node(tmp_path / "data")
+    said = _serve_fails(tmp_path / "data", "--workers", workers)
+    assert "is served by another idnode process" in said
+    assert http(proc, "GET", "/healthz").status == 200
+    assert proc.terminate() == 0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_data_dir_that_cannot_be_served_is_one_line(tmp_path: Path, workers: str) -> None:
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "idnode.sqlite3").write_bytes(b"not a database, " * 400)
+    assert "cannot open the store" in _serve_fails(garbage, "--workers", workers)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    assert "cannot use the data directory" in _serve_fails(a_file, "--workers", workers)
+
+
 def test_toml_config_file_drives_a_real_node(tmp_path: Path, spawn_node: Any) -> None:
     toml = write_toml(tmp_path / "node.toml", f'home = ["{PREFIX}", "88.100.3"]\nport = 1\n')
     # flags (--port 0, from the helper) beat the TOML file's port
