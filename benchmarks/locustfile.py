@@ -88,9 +88,11 @@ how many processes, and whether the model was open or closed.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
+import gevent
 from locust import User, events
 from locust.env import Environment
 from locust.runners import WorkerRunner
@@ -174,12 +176,24 @@ def _check(environment: Environment, user_classes: list[type[User]]) -> list[str
     return lines
 
 
+def _end_with_parent(parent: int) -> None:
+    """A worker that ``--processes`` forked: end with its master (one that refused to start
+    exits before its workers connect, and they would wait a minute for its heartbeat)."""
+    while os.getppid() == parent:
+        gevent.sleep(0.5)
+    log.error("the master process is gone: stopping")
+    os._exit(1)
+
+
 def _on_init(environment: Environment, **_: Any) -> None:
     parsed = environment.parsed_options
     threshold = float(getattr(parsed, "cpu_warn_percent", 90.0))
     cpu.install(environment, threshold)
-    if isinstance(environment.runner, WorkerRunner) or parsed is None:
+    if isinstance(environment.runner, WorkerRunner):
+        gevent.spawn(_end_with_parent, os.getppid())
         return  # a worker gets its flags from the master when a test starts
+    if parsed is None:
+        return
     _select(environment)
     try:
         for line in _check(environment, environment.user_classes):

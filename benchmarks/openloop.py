@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import gc
 import itertools
+import json
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -419,6 +420,12 @@ def requests_for(target: str, handles: Sequence[str]) -> list[bytes]:
     return msgpack_requests(handles)
 
 
+def manifest_handles(path: str) -> list[str]:
+    """The sample handles of a seed manifest (``idnode seed``, the demo): all known to exist."""
+    with open(path, encoding="utf-8") as fh:
+        return [str(item["handle"]) for item in json.load(fh)["sample"]]
+
+
 def _handles(keys: int, prefix: str) -> Iterator[str]:
     return (f"{prefix}/PRD-{i:07d}" for i in range(keys))
 
@@ -437,10 +444,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1.0, help="answer timeout, seconds")
     parser.add_argument("--keys", type=int, default=1000, help="cycle over PRD-0000000..keys-1")
     parser.add_argument("--prefix", default="88.118.8")
+    parser.add_argument(
+        "--manifest",
+        help="cycle over the sample handles of a seed manifest instead (the demo's is"
+        " data/demo/manifest.json; idnode seed writes one)",
+    )
     parser.add_argument("--ok-status", type=int, default=0, help="an HTTP status >= 400 that is ok")
     args = parser.parse_args(argv)
     seconds = min(args.seconds, 600.0)
-    requests = requests_for(args.target, list(_handles(args.keys, args.prefix)))
+    if args.manifest:
+        handles = manifest_handles(args.manifest)
+    else:
+        handles = list(_handles(args.keys, args.prefix))
+    requests = requests_for(args.target, handles)
     result = run_openloop(
         args.target,
         args.port,

@@ -314,6 +314,17 @@ def test_ladder_open_model_steps_and_stops(
 # the workload model and the manifest, without Locust
 
 
+def test_a_refused_start_with_processes_ends_every_process(tmp_path: Path) -> None:
+    """The master refuses (no secret for a mix that writes) before its workers connect: they end
+    with it, instead of waiting a minute for its heartbeat (which held the output pipe open)."""
+    manifest = tmp_path / "manifest.json"
+    handles = [(f"88.1.1/K{i}", 1.0) for i in range(10)]
+    manifest.write_text(json.dumps(manifest_for(handles, ["88.1.1"])))
+    args = ("--host", "http://127.0.0.1:9", "--manifest", str(manifest), "--processes", "2")
+    status, output = locust_headless(tmp_path / "out", *args, "-u", "1", "-t", "5s", timeout=20)
+    assert status == 1 and "cannot start" in output, output[-2000:]
+
+
 def small_manifest(prefixes: tuple[str, ...] = ("88.1.1", "88.2.2"), per: int = 50) -> Any:
     handles = [(f"{p}/K{i}", float(per - i)) for p in prefixes for i in range(per)]
     return parse(manifest_for(handles, list(prefixes)))

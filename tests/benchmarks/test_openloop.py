@@ -4,6 +4,7 @@ coordinated omission where a closed loop would hide it."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from aiohttp import web
 
 from benchmarks.openloop import (
     OpenLoopResult,
+    manifest_handles,
     msgpack_requests,
     requests_for,
     run_openloop,
@@ -130,3 +132,12 @@ def test_blocking_entry_point_and_bad_arguments() -> None:
     with pytest.raises(ValueError):
         msgpack_requests_without_marker = [b"\x91\x01"]
         run_openloop("udp", 1, msgpack_requests_without_marker, 10, 0.1)
+
+
+def test_keys_from_a_seed_manifest(tmp_path: Any) -> None:
+    """The demo's and ``idnode seed``'s handles are not the benchmark's PRD-0000000 ones."""
+    manifest = tmp_path / "manifest.json"
+    handles = ["88.118.8/PRD-BRK-202605-000001", "88.101.1021/COIL-7"]
+    manifest.write_text(json.dumps({"sample": [{"handle": h, "popularity": 1} for h in handles]}))
+    assert manifest_handles(str(manifest)) == handles
+    assert requests_for("http", handles)[0].startswith(b"GET /api/handles/88.118.8/PRD-BRK-")
