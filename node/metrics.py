@@ -17,11 +17,12 @@ prefixes): never an identifier, a credential or a client address.
 
 Several workers (``idnode serve --workers N``): prometheus-client's multiprocess mode does not run
 custom collectors, so the workers merge these plain numbers themselves. Each writes ``snapshot()``
-to ``<data_dir>/metrics/worker-<id>.json`` every second and on stop (``node.workers``); a scrape of
-any worker adds the other workers' last snapshots (``NodeMetrics.peers``) to its own live numbers,
-so what other workers answered shows up at most about one second late. Counters, histograms and
-gauges (in progress, cache entries and bytes) are summed; identifiers per prefix are one worker's
-count plus the creates and deletes the others committed since.
+to ``<data_dir>/metrics/worker-<id>.json`` every second, on stop, and before each scrape it
+answers (``node.workers``); a scrape of any worker adds the other workers' last snapshots
+(``NodeMetrics.peers``) to its own live numbers, so what other workers answered shows up at most
+about one second late, and no total goes back whichever worker answers the next scrape.
+Counters, histograms and gauges (in progress, cache entries and bytes) are summed; identifiers
+per prefix are one worker's count plus the creates and deletes the others committed since.
 """
 
 from __future__ import annotations

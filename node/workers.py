@@ -74,6 +74,17 @@ class MetricsFiles:
         tmp.write_text(data)
         os.replace(tmp, self.path)  # readers see the old file or the new one, never half
 
+    def peers_after(self, metrics: NodeMetrics) -> list[dict[str, Any]]:
+        """Publish ``metrics`` now, then the other workers' last snapshots: what a scrape adds.
+
+        Publishing first keeps every total monotonic whichever worker answers: a scrape through
+        another worker reads this one's numbers at least as fresh as any this one reported."""
+        try:
+            self.write(metrics)
+        except OSError as exc:
+            log.warning("could not publish metrics: %s", exc)
+        return self.peers()
+
     def peers(self) -> list[dict[str, Any]]:
         """The other workers' last snapshots."""
         out = []
@@ -301,7 +312,7 @@ async def _worker(
 
     node = Node(config, versions=versions, reuse_port=True)
     files = MetricsFiles(config.data_dir, worker_id)
-    node.metrics.peers = files.peers
+    node.metrics.peers = lambda: files.peers_after(node.metrics)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

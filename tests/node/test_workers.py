@@ -248,6 +248,23 @@ def test_metrics_on_any_worker_add_up_every_worker(tmp_path: Path, spawn_node: A
     assert node.terminate() == 0
 
 
+def test_no_total_goes_back_whichever_worker_answers_a_scrape(
+    tmp_path: Path, spawn_node: Any
+) -> None:
+    """Prometheus reads a lower counter as a reset: scrapes right after load, each on a new
+    connection (so either worker answers), must never see a total go down."""
+    node = _spawn(spawn_node, tmp_path)
+    create(node, f"{PREFIX}/mono", value(1, "URL", "https://m"))
+    outcomes(node, f"{PREFIX}/mono", n=60)
+    pattern = re.compile(r'idnode_requests_total\{code="1",op="resolution",transport="\w+"\} (\S+)')
+    totals = []
+    for _ in range(40):
+        text = http(node, "GET", "/metrics").body.decode()
+        totals.append(sum(float(n) for n in pattern.findall(text)))
+    assert all(a <= b for a, b in zip(totals, totals[1:], strict=False)), totals
+    assert node.terminate() == 0
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_stops_every_worker(tmp_path: Path, spawn_node: Any, sig: signal.Signals) -> None:
     node = _spawn(spawn_node, tmp_path)
