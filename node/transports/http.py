@@ -162,21 +162,25 @@ def _unrouted_handle(path: str) -> str | None:
     return path[len(_HANDLES) :]
 
 
-def _undecodable(raw_path: str) -> web.Response | None:
-    """400 for a path whose %-escapes are not UTF-8 (yarl would keep ``%FF`` as text, making
-    ``/88.1/%FF`` and ``/88.1/%25FF`` one handle); None for any other path."""
+def _undecodable(raw_path: str) -> bool:
+    """Whether the path has %-escapes that are not UTF-8 (yarl would keep ``%FF`` as text,
+    making ``/88.1/%FF`` and ``/88.1/%25FF`` one handle)."""
     path = raw_path.partition("?")[0]
     if "%" not in path:
-        return None
+        return False
     try:
         unquote(path, errors="strict")
-        return None
+        return False
     except UnicodeDecodeError:
-        pass
-    message = "the path has a %-escape that is not UTF-8"
-    if path.startswith(_HANDLES):
-        return _error(ResponseCode.INVALID_HANDLE, message, path[len(_HANDLES) :])
-    return _error(ResponseCode.PROTOCOL_ERROR, message)
+        return True
+
+
+#: the op a request refused before routing is counted under, by its method (others: unknown)
+_METHOD_OPS = {
+    "GET": OpCode.RESOLUTION,
+    "PUT": OpCode.CREATE_HANDLE,
+    "DELETE": OpCode.DELETE_HANDLE,
+}
 
 
 def _indexes(request: web.Request) -> tuple[int, ...]:
@@ -458,16 +462,36 @@ class HandlesAPI:
             ),
         )
 
+    def refuse(
+        self, request: web.BaseRequest, code: ResponseCode, message: str, handle: str = ""
+    ) -> web.Response:
+        """An error answered before a typed request is built. One to the handles API is
+        counted like every answer of it, under the op its method names (else ``unknown``);
+        another path is no API request (as ``/healthz`` and ``/metrics`` are not)."""
+        if request.path.startswith("/api/handles"):
+            self.metrics.op(_METHOD_OPS.get(request.method, -1)).done(code, perf_counter())
+        return _error(code, message, handle)
+
+    def undecodable(self, request: web.BaseRequest) -> web.Response | None:
+        """400 for a path whose %-escapes are not UTF-8 (see ``_undecodable``), else None."""
+        if not _undecodable(request.raw_path):
+            return None
+        path = request.raw_path.partition("?")[0]
+        message = "the path has a %-escape that is not UTF-8"
+        if path.startswith(_HANDLES):
+            return self.refuse(request, ResponseCode.INVALID_HANDLE, message, path[len(_HANDLES) :])
+        return self.refuse(request, ResponseCode.PROTOCOL_ERROR, message)
+
     async def empty_handle(self, request: web.Request) -> web.Response:
-        return _error(ResponseCode.INVALID_HANDLE, "empty handle")
+        return self.refuse(request, ResponseCode.INVALID_HANDLE, "empty handle")
 
     async def no_route(self, request: web.Request) -> web.Response:
         """A method or path the API lacks: code 5 or 4, with the reference's statuses (501, 400)."""
         if request.path.startswith("/api/handles"):
             message = f"{request.method} is not allowed here"
             handle = request.path[len(_HANDLES) :]
-            return _error(ResponseCode.OPERATION_NOT_SUPPORTED, message, handle)
-        return _error(ResponseCode.PROTOCOL_ERROR, f"no such path {request.path}")
+            return self.refuse(request, ResponseCode.OPERATION_NOT_SUPPORTED, message, handle)
+        return self.refuse(request, ResponseCode.PROTOCOL_ERROR, f"no such path {request.path}")
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
@@ -579,7 +603,7 @@ class NodeRunner(web.AppRunner):
         routed = server.request_handler
         api = self.app[API]
         plain_handle, resolve_plain = api.plain_handle, api.resolve_plain
-        put_handle, put_to = api.put_handle, api.put_to
+        put_handle, put_to, undecodable = api.put_handle, api.put_to, api.undecodable
 
         async def handle(request: web.BaseRequest) -> web.StreamResponse:
             handle = plain_handle(request)
@@ -588,7 +612,7 @@ class NodeRunner(web.AppRunner):
             handle = put_handle(request)
             if handle is not None:
                 return await put_to(request, handle)  # type: ignore[arg-type]
-            refused = _undecodable(request.raw_path)
+            refused = undecodable(request)
             if refused is not None:
                 return refused
             return await routed(request)

@@ -177,6 +177,16 @@ def test_http_requests_counted_with_op_and_code(node: RunningNode) -> None:
     again = scrape(node)
     total = sum(v for (n, _), v in again.items() if n == "idnode_requests_total")
     assert total == sum(v for (n, _), v in after.items() if n == "idnode_requests_total")
+    # ...but requests to the handles API refused before routing are (an op by their method)
+    assert http(node, "GET", "/api/handles/").status == 400  # empty handle
+    assert http(node, "GET", f"/api/handles/{PREFIX}/%FF").status == 400
+    assert http(node, "POST", f"/api/handles/{PREFIX}/m1").status == 501
+    refused = scrape(node)
+    assert (
+        requests(refused, "http", "resolution", 102) - requests(again, "http", "resolution", 102)
+        == 2
+    )
+    assert requests(refused, "http", "unknown", 5) - requests(again, "http", "unknown", 5) == 1
 
 
 def test_tcp_and_udp_requests_counted(node: RunningNode) -> None:
