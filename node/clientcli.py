@@ -17,6 +17,8 @@ import os
 import sys
 from typing import Any
 
+import yarl
+
 from node.client import Client, TCPClient, UDPClient
 from node.httpclient import HTTPClient, NotSupportedOverHTTP
 from protocol.codes import ResponseCode
@@ -70,29 +72,50 @@ def add_commands(subparsers: Any) -> None:
         where.add_argument("--udp", metavar="HOST:PORT", help="msgpack over UDP")
         parser.add_argument("--auth", metavar="INDEX:HANDLE", help="identity, e.g. 300:88.1/ADMIN")
         parser.add_argument("--secret", help="the identity's secret (or IDNODE_SECRET)")
-        parser.add_argument("--timeout", type=float, default=2.0, help="seconds per attempt")
+        parser.add_argument(
+            "--timeout", type=_seconds, default=2.0, help="seconds per attempt (more than 0)"
+        )
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text!r}")
+    return seconds
+
+
+def _number(text: str) -> int | None:
+    """``text`` as a decimal number, or None (``isdigit`` alone takes ``²`` too)."""
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def _host_port(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise UsageError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
+    number = _number(port)
+    if not sep or not host or number is None or not 0 < number < 65536:
+        raise UsageError(f"expected HOST:PORT with a port of 1-65535, got {text!r}")
+    return host.strip("[]"), number
 
 
 def _identity(text: str) -> tuple[int, str]:
     index, sep, handle = text.partition(":")
-    if not sep or not index.isdigit() or not handle:
+    number = _number(index)
+    if not sep or number is None or not handle:
         raise UsageError(f"--auth must be INDEX:HANDLE such as 300:88.1/ADMIN, got {text!r}")
-    return int(index), handle
+    return number, handle
 
 
 def _value(text: str) -> HandleValue:
     index, sep, rest = text.partition(":")
     type_, sep2, data = rest.partition(":")
-    if not (sep and sep2) or not index.isdigit() or not type_:
+    number = _number(index)
+    if not (sep and sep2) or number is None or not type_:
         raise UsageError(f"--value must be INDEX:TYPE:DATA, got {text!r}")
-    return HandleValue(int(index), type_, data.encode("utf-8"))
+    return HandleValue(number, type_, data.encode("utf-8"))
 
 
 def _credential(args: argparse.Namespace) -> Credential | None:
@@ -127,6 +150,10 @@ def _client(args: argparse.Namespace, credential: Credential | None) -> Client:
             f"--url takes an http:// or https:// base URL, not {url!r}; "
             "for msgpack use --tcp HOST:PORT or --udp HOST:PORT"
         )
+    try:
+        yarl.URL(url).port  # noqa: B018 - parsing it is the check
+    except ValueError as exc:
+        raise UsageError(f"--url {url!r}: {exc}") from None
     return HTTPClient(url, **options)
 
 
@@ -154,9 +181,22 @@ async def _call(args: argparse.Namespace, client: Client) -> Response:
     raise UsageError(f"unknown command {args.command!r}")
 
 
+def _check_utf8(args: argparse.Namespace) -> None:
+    """Arguments are sent as UTF-8: one holding bytes that are not (a shell's ``$'\\xff'``)
+    is a usage error here, not a failure half-way through sending it."""
+    for name, given in vars(args).items():
+        for text in given if isinstance(given, list) else [given]:
+            if isinstance(text, str):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise UsageError(f"{name} is not valid UTF-8: {text!r}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Run one client command; 0 on SUCCESS, 1 on any other answer, 2 on a usage error."""
     try:
+        _check_utf8(args)
         credential = _credential(args)
         response = asyncio.run(_call(args, _client(args, credential)))
     except UsageError as exc:

@@ -122,7 +122,10 @@ class HTTPClient(Client):
         )
 
     async def _exchange(self, request: Request) -> Response:
-        method, url, query, body = self._route(request)
+        try:
+            method, url, query, body = self._route(request)
+        except ProtocolError as exc:  # a value its format cannot write: what the node would say
+            return self._error(request, exc.code, exc.message)
         headers = dict(_JSON_HEADERS)
         if request.credential is not None:
             headers["Authorization"] = basic_authorization(request.credential)
@@ -151,8 +154,8 @@ class HTTPClient(Client):
         op = request.op
         try:
             if isinstance(obj, dict) and obj.get("responseCode") == ResponseCode.SUCCESS:
-                if op in _DONE_OPS:
-                    return DoneResponse(answers=op)
+                if op in _DONE_OPS:  # 201: a value added that was not there
+                    return DoneResponse(answers=op, created=status == 201)
                 if op == OpCode.CREATE_HANDLE:
                     handle = obj.get("handle", "")
                     if not isinstance(handle, str):

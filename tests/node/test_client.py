@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,7 @@ def test_write_and_read_cycle(tmp_path: Path, kind: str) -> None:
 
             added = await client.add_values(handle, [HandleValue(3, "DESC", b"brake caliper")])
             assert isinstance(added, DoneResponse) and added.op == OpCode.ADD_VALUE
+            assert added.created  # HTTP 201 over HTTP
             clash = await client.add_values(handle, [HandleValue(3, "DESC", b"other")])
             assert clash.code == ResponseCode.VALUE_ALREADY_EXISTS
             modified = await client.modify_values(handle, [HandleValue(3, "DESC", b"pad set")])
@@ -526,3 +528,41 @@ def test_cli_commands(
         assert "--tcp HOST:PORT" in capsys.readouterr().err
 
     on_node(tmp_path, body)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_value_its_format_cannot_hold_is_202_over_every_transport(
+    tmp_path: Path, kind: str
+) -> None:
+    """HTTP writes values as JSON before sending: one its format refuses is still an answer."""
+
+    async def body(node: Node) -> None:
+        async with client_for(kind, node) as client:
+            for bad in (HandleValue(100, "HS_ADMIN", b"\0"), HandleValue(200, "HS_VLIST", b"zz")):
+                answer = await client.create(f"{PREFIX}/bad-{kind}", [bad])
+                assert isinstance(answer, ErrorResponse), answer
+                assert answer.code == ResponseCode.INVALID_VALUE
+
+    on_node(tmp_path, body)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["resolve", f"{PREFIX}/x", "--tcp", "127.0.0.1:99999"],
+        ["resolve", f"{PREFIX}/x", "--url", "http://127.0.0.1:99999"],
+        ["resolve", f"{PREFIX}/x", "--url", "http://[bad"],
+        ["create", f"{PREFIX}/x", "--value", "\u00b2:URL:x", "--tcp", "127.0.0.1:1"],
+        ["resolve", f"{PREFIX}/x", "--tcp", "127.0.0.1:1", "--timeout", "-1"],
+        ["resolve", f"{PREFIX}/x", "--tcp", "127.0.0.1:1", "--timeout", "nan"],
+        ["resolve", f"{PREFIX}/\udcff", "--tcp", "127.0.0.1:1"],
+    ],
+)
+def test_cli_bad_arguments_are_usage_errors(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        sys.exit(main(argv))
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("idnode ") or "usage:" in err, err
