@@ -514,7 +514,7 @@ class SQLiteStore(Store):
         def run(conn: sqlite3.Connection) -> bool:
             if homed:
                 cur = conn.execute("INSERT OR IGNORE INTO nas VALUES (?, ?)", (key, prefix))
-                if self.metrics is not None:
+                if self.metrics is not None and cur.rowcount > 0:  # homed anew: count it
                     self._count_under(conn, key)
             else:
                 cur = conn.execute("DELETE FROM nas WHERE na_key = ?", (key,))

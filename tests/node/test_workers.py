@@ -265,6 +265,24 @@ def test_no_total_goes_back_whichever_worker_answers_a_scrape(
     assert node.terminate() == 0
 
 
+def test_homing_a_prefix_again_keeps_its_identifier_count(tmp_path: Path, spawn_node: Any) -> None:
+    """Homing an already homed prefix changes nothing, the metrics' count included (a recount
+    in one worker, plus what the other had counted since its start, added those twice)."""
+    node = _spawn(spawn_node, tmp_path)
+    for n in range(12):  # through both workers (each request a new connection)
+        create(node, f"{PREFIX}/again-{n}", value(1, "URL", f"https://a/{n}"))
+    for _ in range(4):
+        home = HomePrefixRequest(request_id=next_request_id(), prefix=PREFIX, credential=NODE_ADMIN)
+        assert asyncio.run(tcp_request(node.ports["tcp"], home)).code == ResponseCode.SUCCESS
+    time.sleep(2 * METRICS_INTERVAL_S)
+    pattern = re.compile(rf'idnode_identifiers\{{prefix="{re.escape(PREFIX)}"\}} (\S+)')
+    counts = {
+        float(pattern.findall(http(node, "GET", "/metrics").body.decode())[0]) for _ in range(12)
+    }
+    assert counts == {13.0}, counts  # twelve, and the prefix's ADMIN handle
+    assert node.terminate() == 0
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_stops_every_worker(tmp_path: Path, spawn_node: Any, sig: signal.Signals) -> None:
     node = _spawn(spawn_node, tmp_path)
