@@ -143,7 +143,9 @@ class ResolutionCache:
     def used_bytes(self) -> int:
         return self._found.bytes + self._missing.bytes
 
-    def get(self, key: str, now: float, *, count_miss: bool = True) -> Entry | None:
+    def get(
+        self, key: str, now: float, *, count_miss: bool = True, count_hit: bool = True
+    ) -> Entry | None:
         tier = self._found
         entry = tier.entries.get(key)
         if entry is None:
@@ -159,8 +161,12 @@ class ResolutionCache:
             self.misses += count_miss
             return None
         tier.entries.move_to_end(key)
-        self.hits += 1
+        self.hits += count_hit
         return entry
+
+    def count_hit(self) -> None:
+        """A resolution answered from an entry got with ``count_hit=False``."""
+        self.hits += 1
 
     def renewal_due(self, entry: Entry, now: float) -> bool:
         """Whether a not-found answer just used is in the second half of its time, and nothing

@@ -247,11 +247,14 @@ class Service:
 
     # -- resolution (the hot path) ---------------------------------------------------------------
 
-    def resolve_cached(self, request: ResolveRequest) -> Resolution | None:
+    def resolve_cached(
+        self, request: ResolveRequest, *, count_hit: bool = True
+    ) -> Resolution | None:
         """The answer when the cache alone gives it, without suspending; None: call ``resolve``.
 
         Anonymous public resolution of a cached handle is most traffic; transports answer it
-        straight from ``data_received`` instead of starting a task per request.
+        straight from ``data_received`` instead of starting a task per request. ``count_hit``
+        False: the caller counted this resolution's hit already (``cached_entry``).
         """
         if request.authoritative or (request.credential is not None and not request.public_only):
             return None
@@ -259,7 +262,7 @@ class Service:
             return None  # homed prefixes changed: ``resolve`` reloads them first
         try:
             _, key = self._resolution_key(request.handle)
-            entry = self._cached(key, self.clock(), count_miss=False)
+            entry = self._cached(key, self.clock(), count_miss=False, count_hit=count_hit)
             if entry is None:
                 return None
             return self._answer(request, entry, entry.record, key, public_only=True)
@@ -270,22 +273,25 @@ class Service:
         except ProtocolError as exc:
             return self.error(request, exc.code, exc.message), None, ""
 
-    def cached_entry(self, text: str) -> Entry | None:
+    def cached_entry(self, text: str, *, count_hit: bool = True) -> Entry | None:
         """The cache entry ``resolve_cached`` would answer a plain anonymous resolution of handle
         ``text`` from (a record, or the fact that there is none), or None. Its ``encoded``
-        answers are what that resolution answers (``Entry.variant``)."""
+        answers are what that resolution answers (``Entry.variant``). ``count_hit`` False: the
+        caller counts the hit once it answers from the entry (``cache.count_hit``)."""
         if self.versions.homed_epoch != self._homed_epoch:
             return None
         try:
             _, key = self._resolution_key(text)
         except ProtocolError:  # NotServed included
             return None
-        return self._cached(key, self.clock(), count_miss=False)
+        return self._cached(key, self.clock(), count_miss=False, count_hit=count_hit)
 
-    def _cached(self, key: str, now: float, *, count_miss: bool = True) -> Entry | None:
+    def _cached(
+        self, key: str, now: float, *, count_miss: bool = True, count_hit: bool = True
+    ) -> Entry | None:
         """``cache.get``, and a not-found answer in the second half of its time renewed in the
         background (``ResolutionCache.renewal_due``)."""
-        entry = self.cache.get(key, now, count_miss=count_miss)
+        entry = self.cache.get(key, now, count_miss=count_miss, count_hit=count_hit)
         if (
             entry is not None
             and not entry.found

@@ -261,8 +261,9 @@ class HandlesAPI:
                 self._resolution.done(_SUCCESS if found else _NOT_FOUND, started)
                 return reply
         typed = new_resolve_request(0, _PUBLIC_ONLY, None, handle, (), ())
-        # an entry without its JSON yet still answers without a wait; no entry: ``resolve``
-        resolution = None if entry is None else service.resolve_cached(typed)
+        # an entry without its JSON yet still answers without a wait (its hit counted above);
+        # no entry: ``resolve``
+        resolution = None if entry is None else service.resolve_cached(typed, count_hit=False)
         if resolution is None:
             metrics = self.metrics
             metrics.in_progress += 1

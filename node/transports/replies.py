@@ -39,10 +39,12 @@ class Replies:
         known = self.known.get(payload[end:])
         if known is None:
             return None
-        entry = self.service.cached_entry(known[0])
+        # no hit counted unless answered here: otherwise the usual way counts it
+        entry = self.service.cached_entry(known[0], count_hit=False)
         body = None if entry is None else entry.encoded.get("msgpack")  # a success's body
         if body is None:
             return None
+        self.service.cache.count_hit()
         return payload[:end] + known[1] + body
 
     def learn(

@@ -842,6 +842,36 @@ def test_tcp_1000_pipelined_requests_with_back_pressure(seeded: RunningNode) -> 
     assert seeded.call(go) == set(range(1, 1001))
 
 
+def test_one_resolution_is_one_cache_hit_whichever_door_encoded_the_answer(
+    node: RunningNode,
+) -> None:
+    """An entry may hold the answer encoded for one door and not yet the other: the resolution
+    that encodes it is still one hit, not a look at the entry plus a hit."""
+    handle = f"{PREFIX}/doors"
+    create(node, handle, value(1, "URL", "u"))
+
+    def cache() -> dict[str, int]:
+        counts: dict[str, int] = http(node, "GET", "/readyz").json["cache"]
+        return counts
+
+    def over_tcp() -> None:
+        asked = ResolveRequest(request_id=next_request_id(), handle=handle)
+        assert asyncio.run(tcp_request(node.ports["tcp"], asked)).code == ResponseCode.SUCCESS
+
+    over_tcp()  # a miss: read from the store, encoded for msgpack
+    over_tcp()  # a hit, and its bytes are learnt
+    before = cache()
+    assert http(node, "GET", f"/api/handles/{handle}").status == 200  # JSON not encoded yet
+    after = cache()
+    assert (after["hits"] - before["hits"], after["misses"] - before["misses"]) == (1, 0)
+    create(node, handle, value(1, "URL", "v"))  # overwritten: the entry goes
+    assert http(node, "GET", f"/api/handles/{handle}").status == 200  # a miss; JSON only
+    before = cache()
+    over_tcp()  # known bytes, but no msgpack answer in the new entry yet
+    after = cache()
+    assert (after["hits"] - before["hits"], after["misses"] - before["misses"]) == (1, 0)
+
+
 def test_tcp_client_that_does_not_read_cannot_make_the_node_buffer_without_bound(
     node: RunningNode,
 ) -> None:
