@@ -233,7 +233,7 @@ class TCPProtocol(asyncio.Protocol):
         self._write(error)
         self.metrics.op(error.op).done(error.code, started)
         self._errors += 1
-        if (fatal or self._errors > MAX_CONSECUTIVE_ERRORS) and self.transport is not None:
+        if (fatal or self._errors >= MAX_CONSECUTIVE_ERRORS) and self.transport is not None:
             self.transport.close()
 
     async def _serve(self, request: Request, started: float) -> None:
