@@ -10,6 +10,7 @@ Operations the REST API has no route for (home, unhome, list_homed, site_info) r
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -148,7 +149,8 @@ class HTTPClient(Client):
             if status >= 500:  # a proxy or a dying server: no answer from the node itself
                 raise _NoAnswer(ResponseCode.CLIENT_CHANNEL_ERROR, f"HTTP {status}") from None
             return self._error(request, ResponseCode.PROTOCOL_ERROR, f"HTTP {status}, not JSON")
-        return self._parse(request, obj, status)
+        # the REST API has no op flags: the answer carries the request's, as over msgpack
+        return dataclasses.replace(self._parse(request, obj, status), flags=request.flags)
 
     def _parse(self, request: Request, obj: Any, status: int) -> Response:
         op = request.op

@@ -17,7 +17,7 @@ from node.client import Client, TCPClient, UDPClient
 from node.config import Config
 from node.httpclient import HTTPClient, NotSupportedOverHTTP
 from node.server import Node
-from protocol.codes import OpCode, ResponseCode
+from protocol.codes import OpCode, OpFlag, ResponseCode
 from protocol.messages import (
     CreateRequest,
     CreateResponse,
@@ -566,3 +566,17 @@ def test_cli_bad_arguments_are_usage_errors(
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("idnode ") or "usage:" in err, err
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_answers_carry_the_request_flags_over_every_transport(tmp_path: Path, kind: str) -> None:
+    """msgpack answers echo the op flags; over HTTP, which has none, the client sets the same."""
+
+    async def body(node: Node) -> None:
+        async with client_for(kind, node) as client:
+            made = await client.create(f"{PREFIX}/flags-{kind}", VALUES, overwrite=True)
+            assert made.code == ResponseCode.SUCCESS and made.flags == OpFlag.OVERWRITE
+            got = await client.resolve(f"{PREFIX}/flags-{kind}", authoritative=True)
+            assert got.flags & OpFlag.AUTHORITATIVE
+
+    on_node(tmp_path, body)
