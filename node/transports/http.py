@@ -162,19 +162,6 @@ def _unrouted_handle(path: str) -> str | None:
     return path[len(_HANDLES) :]
 
 
-def _undecodable(raw_path: str) -> bool:
-    """Whether the path has %-escapes that are not UTF-8 (yarl would keep ``%FF`` as text,
-    making ``/88.1/%FF`` and ``/88.1/%25FF`` one handle)."""
-    path = raw_path.partition("?")[0]
-    if "%" not in path:
-        return False
-    try:
-        unquote(path, errors="strict")
-        return False
-    except UnicodeDecodeError:
-        return True
-
-
 #: the op a request refused before routing is counted under, by its method (others: unknown)
 _METHOD_OPS = {
     "GET": OpCode.RESOLUTION,
@@ -474,11 +461,16 @@ class HandlesAPI:
         return _error(code, message, handle)
 
     def undecodable(self, request: web.BaseRequest) -> web.Response | None:
-        """400 for a path whose %-escapes are not UTF-8 (see ``_undecodable``), else None."""
-        if not _undecodable(request.raw_path):
-            return None
+        """400 for a path whose %-escapes are not UTF-8, else None: yarl would keep ``%FF`` as
+        text, making ``/88.1/%FF`` and ``/88.1/%25FF`` one handle."""
         path = request.raw_path.partition("?")[0]
-        message = "the path has a %-escape that is not UTF-8"
+        if "%" not in path:
+            return None
+        try:
+            unquote(path, errors="strict")
+            return None
+        except UnicodeDecodeError:
+            message = "the path has a %-escape that is not UTF-8"
         if path.startswith(_HANDLES):
             return self.refuse(request, ResponseCode.INVALID_HANDLE, message, path[len(_HANDLES) :])
         return self.refuse(request, ResponseCode.PROTOCOL_ERROR, message)

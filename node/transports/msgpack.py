@@ -249,8 +249,7 @@ class TCPProtocol(asyncio.Protocol):
     def _done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
         _log_failure(task)
-        if self._held:
-            self._resume()
+        self._resume()
 
     def _write(self, response: Response, body: bytes | None = None) -> None:
         if self.transport is not None and not self.transport.is_closing():
