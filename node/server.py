@@ -18,7 +18,7 @@ import logging
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -56,6 +56,16 @@ def tune_gc() -> None:
 class StoreUnavailable(Exception):
     """The data directory cannot be served: not a directory, not writable, not a database, or
     already served by another idnode process."""
+
+
+@contextlib.contextmanager
+def opening_store(data_dir: str) -> Iterator[None]:
+    """Failures of opening the store in ``data_dir`` (not a directory, not writable, not a
+    database) as ``StoreUnavailable``, which the commands say in one line."""
+    try:
+        yield
+    except (OSError, sqlite3.Error, StoreError) as exc:
+        raise StoreUnavailable(f"cannot open the store in {data_dir}: {exc}") from exc
 
 
 def hold_data_dir(data_dir: str) -> IO[str]:
@@ -115,15 +125,11 @@ class Node:
         return self.service.ports
 
     async def start(self) -> None:
-        try:
+        with opening_store(self.config.data_dir):
             await self.store.open()
             await self.service.start()
             # once, before any transport is open: from here on creates and deletes keep it current
             await self.store.count_identifiers(self.service.homed)
-        except (OSError, sqlite3.Error, StoreError) as exc:
-            raise StoreUnavailable(
-                f"cannot open the store in {self.config.data_dir}: {exc}"
-            ) from exc
         loop = asyncio.get_running_loop()
         host = self.config.host
         self._runner = NodeRunner(

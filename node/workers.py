@@ -31,7 +31,6 @@ import multiprocessing
 import os
 import signal
 import socket
-import sqlite3
 import sys
 import time
 from multiprocessing.connection import Connection, wait
@@ -143,17 +142,15 @@ def reserve_ports(config: Config) -> tuple[Config, list[socket.socket]]:
 
 async def _prepare(config: Config) -> None:
     """Home the configured prefixes once, before any worker runs."""
-    from node.server import StoreUnavailable
+    from node.server import opening_store
     from node.service import Service
-    from node.store import StoreError
     from node.store.sqlite import SQLiteStore
 
     store = SQLiteStore(config.data_dir, max_batch=config.write_batch_max)
     try:
-        await store.open()
-        await Service(config, store).start()
-    except (OSError, sqlite3.Error, StoreError) as exc:
-        raise StoreUnavailable(f"cannot open the store in {config.data_dir}: {exc}") from exc
+        with opening_store(config.data_dir):
+            await store.open()
+            await Service(config, store).start()
     finally:
         with contextlib.suppress(Exception):
             await store.close()
