@@ -94,6 +94,14 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         conn.executescript(SCHEMA)
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=10000")
+    if not readonly:
+        # SQLite opens a file it may not write read-only without a word, and the schema's
+        # CREATE ... IF NOT EXISTS writes nothing: try a write now, not at the first request
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("DELETE FROM nas WHERE 0")
+        finally:
+            conn.execute("ROLLBACK")
     return conn
 
 

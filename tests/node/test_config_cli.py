@@ -7,11 +7,13 @@ free port, and the real ports are printed and logged; SIGTERM stops the node wit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -296,6 +298,46 @@ def test_a_data_dir_that_cannot_be_served_is_one_line(tmp_path: Path, workers: s
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
     assert "cannot use the data directory" in _serve_fails(a_file, "--workers", workers)
+
+
+@contextlib.contextmanager
+def _immutable(path: Path) -> Iterator[None]:
+    """``path`` unwritable even by root (``chattr +i``) for the block; skips where that is not
+    allowed (no CAP_LINUX_IMMUTABLE, or a file system without the flag)."""
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_database_it_may_not_write_is_refused_at_start(
+    tmp_path: Path, spawn_node: Any, workers: str
+) -> None:
+    """SQLite opens such a file read-only without a word: the node must not start and say
+    ready, then fail every write."""
+    data = tmp_path / "data"
+    assert spawn_node(data).terminate() == 0
+    with _immutable(data / "idnode.sqlite3"):
+        said = _serve_fails(data, "--workers", workers)
+    assert "cannot open the store" in said and "readonly" in said
+
+
+def test_a_checkpoint_that_fails_at_stop_loses_nothing(tmp_path: Path, spawn_node: Any) -> None:
+    """The log keeps what the database file could not take: a warning, status 0, and the next
+    start reads the write back."""
+    data = tmp_path / "data"
+    proc: NodeProcess = spawn_node(data)
+    body = {"values": [{"index": 1, "type": "URL", "data": "https://example.com/kept"}]}
+    assert http(proc, "PUT", f"/api/handles/{PREFIX}/kept", body=body, auth=True).status == 201
+    with _immutable(data / "idnode.sqlite3"):
+        assert proc.terminate() == 0
+    assert "could not checkpoint" in proc.stderr_path.read_text()
+    again: NodeProcess = spawn_node(data)
+    assert http(again, "GET", f"/api/handles/{PREFIX}/kept").status == 200
+    assert again.terminate() == 0
 
 
 def test_toml_config_file_drives_a_real_node(tmp_path: Path, spawn_node: Any) -> None:
