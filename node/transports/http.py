@@ -22,6 +22,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_urldispatcher import _default_expect_handler
 
 from node.metrics import CONTENT_TYPE_LATEST, NodeMetrics, OpStats
 from node.service import Service
@@ -168,6 +169,11 @@ _METHOD_OPS = {
     "PUT": OpCode.CREATE_HANDLE,
     "DELETE": OpCode.DELETE_HANDLE,
 }
+
+
+def _put_op(request: web.BaseRequest) -> OpCode:
+    """What a PUT does: with ``index`` it adds values, else it creates (or replaces) a handle."""
+    return OpCode.ADD_VALUE if "index" in request.query else OpCode.CREATE_HANDLE
 
 
 def _indexes(request: web.Request) -> tuple[int, ...]:
@@ -350,14 +356,38 @@ class HandlesAPI:
 
     async def put_to(self, request: web.Request, handle: str) -> web.Response:
         """PUT ``handle``: a create, or with ``index`` values added; counted however it ends."""
-        adding = "index" in request.query
-        stats = self._stats[OpCode.ADD_VALUE if adding else OpCode.CREATE_HANDLE]
-        return await self._counted(stats, self._put(request, handle, adding))
+        op = _put_op(request)
+        return await self._counted(
+            self._stats[op], self._put(request, handle, op == OpCode.ADD_VALUE)
+        )
 
-    async def _put(self, request: web.Request, handle: str, adding: bool) -> Counted:
+    def _refused_head(self, request: web.BaseRequest, handle: str) -> Counted | None:
+        """The refusal of a PUT that its head alone makes certain (the Content-Type, a declared
+        length over the limit), else None."""
         bad = ResponseCode.PROTOCOL_ERROR
         if request.content_type != JSON:
             return bad, _error(bad, "Content-Type must be application/json", handle)
+        limit = self.service.config.max_http_body_bytes
+        if (request.content_length or 0) > limit:  # no need to wait for the body
+            return bad, _error(bad, f"request body over {limit} bytes", handle, status=413)
+        return None
+
+    async def expect_put(self, request: web.Request) -> web.StreamResponse | None:
+        """``Expect: 100-continue``: a refusal certain from the head is the answer, so the
+        client need not send the body; else ``100 Continue`` (aiohttp's own handler)."""
+        refused = self._refused_head(request, request.match_info["handle"])
+        if refused is None:
+            await _default_expect_handler(request)
+            return None
+        code, reply = refused
+        self._stats[_put_op(request)].done(code, perf_counter())
+        return reply
+
+    async def _put(self, request: web.Request, handle: str, adding: bool) -> Counted:
+        refused = self._refused_head(request, handle)
+        if refused is not None:
+            return refused
+        bad = ResponseCode.PROTOCOL_ERROR
         config = self.service.config
         limit = config.max_http_body_bytes
         content = request.content
@@ -367,8 +397,6 @@ class HandlesAPI:
                 if len(raw) > limit:  # as ``request.read`` checks it
                     raise web.HTTPRequestEntityTooLarge(limit, len(raw))
             else:
-                if (request.content_length or 0) > limit:  # declared: no need to wait for it
-                    raise web.HTTPRequestEntityTooLarge(limit, request.content_length or 0)
                 async with asyncio.timeout(config.http_idle_timeout_s):
                     raw = await request.read()
             body = json.loads(raw)
@@ -625,7 +653,7 @@ def make_app(service: Service, metrics: NodeMetrics | None = None) -> web.Applic
     app[API] = api
     # resolution first: the router tries resources in order, and it is most of the traffic
     app.router.add_get(_ANY_HANDLE, api.resolve)
-    app.router.add_put(_ANY_HANDLE, api.put)
+    app.router.add_put(_ANY_HANDLE, api.put, expect_handler=api.expect_put)
     app.router.add_delete(_ANY_HANDLE, api.delete)
     app.router.add_get("/api/handles", api.list_handles)
     app.router.add_route("*", "/api/handles/", api.empty_handle)

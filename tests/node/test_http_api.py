@@ -20,6 +20,7 @@ import pytest
 
 from node.auth import hash_secret
 from node.store import Record
+from protocol.codes import OpCode
 from protocol.records import HandleValue
 from tests.node.conftest import (
     ADMIN_HANDLE,
@@ -798,6 +799,44 @@ def test_put_expecting_100_continue_gets_it_before_the_body(node: RunningNode) -
     assert interim.startswith(b"HTTP/1.1 100")
     assert final.startswith(b"HTTP/1.1 201")
     assert resolve(node, f"{PREFIX}/continued").status == 200
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "why"),
+    [
+        ("Content-Type: text/plain\r\nContent-Length: 20\r\n", 400, "Content-Type"),
+        ("Content-Type: application/json\r\nContent-Length: 2000000\r\n", 413, "over"),
+    ],
+    ids=["content-type", "too-long"],
+)
+def test_put_expecting_100_continue_that_its_head_dooms_is_refused_before_the_body(
+    node: RunningNode, headers: str, status: int, why: str
+) -> None:
+    """No ``100 Continue`` (the client would send a body only to hear it refused): the
+    refusal, counted like any answer."""
+    refused = node.node.metrics.transports["http"].op(OpCode.CREATE_HANDLE).codes
+    before = refused.get(4, 0)
+    head = (
+        f"PUT /api/handles/{PREFIX}/doomed HTTP/1.1\r\nHost: x\r\n{headers}"
+        f"Authorization: {AUTH['Authorization']}\r\nExpect: 100-continue\r\n\r\n"
+    ).encode()
+
+    async def go() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", node.ports["http"])
+        try:
+            writer.write(head)
+            answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            length = int(re.search(rb"Content-Length: (\d+)", answer)[1])  # type: ignore[index]
+            return answer + await asyncio.wait_for(reader.readexactly(length), 10)
+        finally:
+            writer.close()
+
+    answer = asyncio.run(go())
+    assert answer.startswith(f"HTTP/1.1 {status}".encode()), answer
+    body = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert body["responseCode"] == 4 and why in body["message"]
+    assert resolve(node, f"{PREFIX}/doomed").status == 404
+    assert refused.get(4, 0) == before + 1
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
