@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     topocli.add_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "seed":
-        return seed.main(args)
+        return seed.main(args, sub.choices["seed"])
     if args.command == "topology":
         return topocli.main(args)
     if args.command in ("serve", "demo"):
@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve_workers(config, workers)
         _run(serve(config))
         return 0
-    return clientcli.run(args)
+    return clientcli.run(args, sub.choices[args.command])
 
 
 if __name__ == "__main__":

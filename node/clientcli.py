@@ -193,20 +193,19 @@ def _check_utf8(args: argparse.Namespace) -> None:
                     raise UsageError(f"{name} is not valid UTF-8: {text!r}") from None
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run one client command; 0 on SUCCESS, 1 on any other answer, 2 on a usage error."""
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run one client command; 0 on SUCCESS, 1 on any other answer, 2 on a usage error (said
+    as ``parser``, the command's, says its own: the usage, then the reason)."""
     try:
         _check_utf8(args)
         credential = _credential(args)
         response = asyncio.run(_call(args, _client(args, credential)))
-    except UsageError as exc:
-        print(f"idnode {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except NotSupportedOverHTTP:
-        print(
-            f"idnode {args.command}: not in the REST API; use --tcp HOST:PORT or --udp HOST:PORT",
-            file=sys.stderr,
-        )
+    except (UsageError, NotSupportedOverHTTP) as exc:
+        reason = str(exc)
+        if isinstance(exc, NotSupportedOverHTTP):
+            reason = "not in the REST API; use --tcp HOST:PORT or --udp HOST:PORT"
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: {reason}", file=sys.stderr)
         return 2
     shape = response_to_json(response)
     handle = getattr(args, "handle", None)

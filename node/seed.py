@@ -563,8 +563,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def main(args: argparse.Namespace) -> int:
-    """``idnode seed``: 0 when seeded (or already), 2 on a bad argument."""
+def main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``idnode seed``: 0 when seeded (or already), 2 on a bad argument (said as ``parser``
+    says its own)."""
     from node import config as config_mod
 
     try:
@@ -579,7 +580,8 @@ def main(args: argparse.Namespace) -> int:
         progress = not args.quiet and sys.stderr.isatty()
         result = asyncio.run(seed(config, spec, progress=progress, worker=args.worker))
     except ValueError as exc:
-        print(f"idnode seed: {exc}", file=sys.stderr)
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
     if not args.quiet:
         m = result.manifest

@@ -565,7 +565,7 @@ def test_cli_bad_arguments_are_usage_errors(
         sys.exit(main(argv))
     assert exited.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("idnode ") or "usage:" in err, err
+    assert err.startswith("usage: idnode ") and ": error: " in err, err
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -303,7 +303,9 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         == 2
     )
     assert cli_main(["seed", "--data-dir", data]) == 2  # no secret
-    assert "admin secret" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("usage: idnode seed") and "idnode seed: error: " in err
+    assert "admin secret" in err
 
 
 def test_demo_seeds_once_and_its_banner_names_a_seeded_identifier(tmp_path: Path) -> None:
