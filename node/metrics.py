@@ -1,8 +1,9 @@
 """Prometheus metrics of one node: plain numbers on the hot path, metric families at scrape time.
 
 The transports count every answer once, around the one service core, with the op it answered and
-the response code it carried; the store's own threads time reads and commits and keep the number
-of identifiers per prefix as writes commit; the cache counts its own hits and misses. What the hot
+the response code it carried; the store's own threads time reads and commits; the cache counts its
+own hits and misses; the number of identifiers per prefix is read from the store at each scrape
+(``Store.identifier_counts``), which keeps it in the transactions that change it. What the hot
 path touches is made once per (transport, op): an ``OpStats`` holding an int per response code and
 a list of bucket counts. Recording an answer is a ``perf_counter``, a ``bisect`` and a few int
 additions, with no label lookup, string formatting or lock (each number has one writing thread, and
@@ -22,7 +23,7 @@ answers (``node.workers``); a scrape of any worker adds the other workers' last 
 (``NodeMetrics.peers``) to its own live numbers, so what other workers answered shows up at most
 about one second late, and no total goes back whichever worker answers the next scrape.
 Counters, histograms and gauges (in progress, cache entries and bytes) are summed; identifiers
-per prefix are one worker's count plus the creates and deletes the others committed since.
+per prefix come from the store, which all workers share.
 """
 
 from __future__ import annotations
@@ -199,47 +200,23 @@ class TransportMetrics:
 
 
 class StoreMetrics:
-    """Written by the store's threads: read and commit timings, batch sizes, identifier counts.
+    """Written by the store's threads: read and commit timings, batch sizes."""
 
-    ``identifiers`` maps an upper-cased prefix to how many handles are stored under it. The store
-    reports changes as the commit that made them succeeds (``committed``); count entries, from a
-    COUNT run inside the writer's transaction, replace the number, so that deltas and counts apply
-    in the order the writer ran them.
-    """
-
-    __slots__ = ("read", "commit", "batch", "fsyncs", "identifiers", "deltas")
+    __slots__ = ("read", "commit", "batch", "fsyncs")
 
     def __init__(self) -> None:
         self.read = Histogram(STORE_BUCKETS_S)
         self.commit = Histogram(STORE_BUCKETS_S)
         self.batch = Histogram(BATCH_BUCKETS)
         self.fsyncs = 0  #: commits that wrote, with synchronous=FULL: one fsync each
-        self.identifiers: dict[str, int] = {}
-        #: creates minus deletes this process committed per prefix (other workers add them)
-        self.deltas: dict[str, int] = {}
 
-    def committed(
-        self,
-        seconds: float,
-        writes: int,
-        changes: Iterable[tuple[str, int, bool]],
-        *,
-        fsynced: bool = True,
-    ) -> None:
-        """A commit of ``writes`` ops took ``seconds``; ``changes`` are (prefix, n, is_count).
-
-        ``fsynced`` is False when nothing was written (every write refused): SQLite then appends
-        nothing to its log and does not sync.
+    def committed(self, seconds: float, writes: int, *, fsynced: bool = True) -> None:
+        """A commit of ``writes`` ops took ``seconds``. ``fsynced`` is False when nothing was
+        written (every write refused): SQLite then appends nothing to its log and does not sync.
         """
         self.commit.observe(seconds)
         self.batch.observe(writes)
         self.fsyncs += fsynced
-        ids = self.identifiers
-        deltas = self.deltas
-        for prefix, n, is_count in changes:
-            ids[prefix] = n if is_count else ids.get(prefix, 0) + n
-            if not is_count:
-                deltas[prefix] = deltas.get(prefix, 0) + n
 
 
 class NodeMetrics:
@@ -253,8 +230,11 @@ class NodeMetrics:
         self.store = StoreMetrics()
         self.referrals_followed = 0  #: referrals followed on clients' behalf
         self.service: Service | None = None  #: cache and homed prefixes; set by the node
-        #: the other workers' last ``snapshot()``s, merged into every scrape (None: one process)
-        self.peers: Callable[[], list[dict[str, Any]]] | None = None
+        #: publishes this worker's ``snapshot()`` and returns the other workers' last ones,
+        #: merged into every scrape (None: one process)
+        self.peers: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None
+        #: handles per homed prefix (as written), read from the store by ``scrape``
+        self.identifiers: dict[str, int] = {}
         #: cache numbers (hits, misses, entries, bytes) replacing the service's, in merged totals
         self.cache_totals: list[int] | None = None
         self.registry = CollectorRegistry()
@@ -266,6 +246,12 @@ class NodeMetrics:
     def exposition(self) -> bytes:
         """The text exposition format (``CONTENT_TYPE_LATEST``) of every metric."""
         return generate_latest(self.registry)
+
+    async def scrape(self) -> bytes:
+        """``exposition()``, with the identifier counts read from the store first."""
+        if self.service is not None:
+            self.identifiers = await self.service.store.identifier_counts()
+        return self.exposition()
 
     # -- several workers ----------------------------------------------------------------------
 
@@ -302,32 +288,19 @@ class NodeMetrics:
                 "commit": [list(s.commit.counts), s.commit.sum],
                 "batch": [list(s.batch.counts), s.batch.sum],
                 "fsyncs": s.fsyncs,
-                "identifiers": dict(s.identifiers),
-                "deltas": dict(s.deltas),
             },
         }
 
-    def merged(self, peers: list[dict[str, Any]]) -> NodeMetrics:
-        """A new ``NodeMetrics`` holding this one's live numbers plus ``peers``' snapshots."""
+    def merged(self, mine: dict[str, Any], peers: list[dict[str, Any]]) -> NodeMetrics:
+        """A new ``NodeMetrics`` holding this one's ``snapshot()`` ``mine`` plus ``peers``'.
+        (``mine`` is the one just published: a later, larger one here could make the next
+        scrape, through another worker reading the published one, go back.)"""
         total = NodeMetrics()
         total.service = self.service
         total.cache_totals = [0, 0, 0, 0]
-        mine = self.snapshot()
+        total.identifiers = self.identifiers
         for snap in (mine, *peers):
             total._add(snap)
-        # identifiers: this worker's count plus what the others committed since they counted
-        ids = dict(mine["store"]["identifiers"])
-        for snap in peers:
-            for prefix, n in snap["store"]["deltas"].items():
-                ids[prefix] = ids.get(prefix, 0) + n
-        for snap in peers:  # a prefix this worker never counted (homed elsewhere since)
-            for prefix, n in snap["store"]["identifiers"].items():
-                if prefix not in mine["store"]["identifiers"]:
-                    others = sum(
-                        p["store"]["deltas"].get(prefix, 0) for p in (mine, *peers) if p is not snap
-                    )
-                    ids[prefix] = n + others
-        total.store.identifiers = ids
         return total
 
     def _add(self, snap: dict[str, Any]) -> None:
@@ -375,7 +348,8 @@ class NodeCollector:
     def collect(self) -> Iterator[Metric]:
         m = self.metrics
         if m.peers is not None:
-            m = m.merged(m.peers())
+            mine = m.snapshot()
+            m = m.merged(mine, m.peers(mine))
         yield from self._requests(m)
         yield from self._cache(m)
         yield from self._store(m)
@@ -513,9 +487,8 @@ class NodeCollector:
             "Identifiers (handles, the prefix's ADMIN handle included) stored per homed prefix.",
             labels=["prefix"],
         )
-        homed = m.service.homed if m.service is not None else {}
-        for upper, prefix in sorted(dict(homed).items()):
-            identifiers.add_metric([prefix], s.identifiers.get(upper, 0))
+        for prefix, n in m.identifiers.items():
+            identifiers.add_metric([prefix], n)
         yield identifiers
 
 

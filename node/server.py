@@ -128,8 +128,6 @@ class Node:
         with opening_store(self.config.data_dir):
             await self.store.open()
             await self.service.start()
-            # once, before any transport is open: from here on creates and deletes keep it current
-            await self.store.count_identifiers(self.service.homed)
         loop = asyncio.get_running_loop()
         host = self.config.host
         self._runner = NodeRunner(

@@ -67,19 +67,19 @@ class MetricsFiles:
         for old in folder.glob("worker-*.json*"):
             old.unlink(missing_ok=True)
 
-    def write(self, metrics: NodeMetrics) -> None:
-        data = json.dumps(metrics.snapshot(), separators=(",", ":"))
+    def write(self, snapshot: dict[str, Any]) -> None:
+        data = json.dumps(snapshot, separators=(",", ":"))
         tmp = self.path.with_suffix(".json.tmp")
         tmp.write_text(data)
         os.replace(tmp, self.path)  # readers see the old file or the new one, never half
 
-    def peers_after(self, metrics: NodeMetrics) -> list[dict[str, Any]]:
-        """Publish ``metrics`` now, then the other workers' last snapshots: what a scrape adds.
+    def peers_after(self, snapshot: dict[str, Any]) -> list[dict[str, Any]]:
+        """Publish ``snapshot`` now, then the other workers' last ones: what a scrape adds.
 
         Publishing first keeps every total monotonic whichever worker answers: a scrape through
         another worker reads this one's numbers at least as fresh as any this one reported."""
         try:
-            self.write(metrics)
+            self.write(snapshot)
         except OSError as exc:
             log.warning("could not publish metrics: %s", exc)
         return self.peers()
@@ -309,7 +309,7 @@ async def _worker(
 
     node = Node(config, versions=versions, reuse_port=True)
     files = MetricsFiles(config.data_dir, worker_id)
-    node.metrics.peers = lambda: files.peers_after(node.metrics)
+    node.metrics.peers = files.peers_after
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -327,7 +327,7 @@ async def _worker(
             raise SystemExit(1) from None
         raise
     tune_gc()
-    files.write(node.metrics)
+    files.write(node.metrics.snapshot())
     ready.send(("ready", os.getpid()))
     ready.close()
     publisher = asyncio.create_task(_publish(node.metrics, files, stop, parent_pid))
@@ -336,7 +336,7 @@ async def _worker(
     publisher.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await publisher
-    files.write(node.metrics)
+    files.write(node.metrics.snapshot())
 
 
 async def _publish(
@@ -345,7 +345,7 @@ async def _publish(
     while True:
         await asyncio.sleep(METRICS_INTERVAL_S)
         try:
-            files.write(metrics)
+            files.write(metrics.snapshot())
         except OSError as exc:
             log.warning("could not publish metrics: %s", exc)
         if os.getppid() != parent_pid:

@@ -82,5 +82,10 @@ class Store(abc.ABC):
         """Insert many new records quickly (seeding); existing keys are replaced."""
 
     @abc.abstractmethod
+    async def identifier_counts(self) -> dict[str, int]:
+        """How many handles each homed prefix (as first written) has, exact as of the last
+        commit, whichever process wrote them."""
+
+    @abc.abstractmethod
     async def count(self) -> int:
         """How many handles are stored."""

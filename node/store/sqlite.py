@@ -2,18 +2,18 @@
 
 Tables follow the HANDLE.NET SQL storage: ``handles`` holds one row per value keyed by handle and
 index (plus ``hkey``, the case-folded comparison key the node looks records up by), ``nas`` the
-homed prefixes. One writer thread owns the write connection: it takes every queued mutation, runs
+homed prefixes. One more, ``na_counts``, holds how many handles each homed prefix has: every
+commit that creates or deletes handles updates it in the same transaction, so it is exact
+whichever process asks (several workers share one file), and opening the file counts the
+prefixes that lack a row. One writer thread owns the write connection: it takes every queued mutation, runs
 each in order on the records as the ones before it left them (a refused one writes nothing), and
 commits the whole batch with one fsync, so many concurrent writers share each disk flush and an
 acknowledged write is on disk. A batch reads the keys it touches with one statement and writes them
 back with one DELETE and one INSERT. Reads run in batches on a reader thread
 with its own connection, so SQLite never blocks the event loop.
 
-With ``metrics`` (``node.metrics.StoreMetrics``) the threads time each read and each commit, count
-the commits that wrote (one fsync each), and keep the number of handles per prefix: each created or
-deleted handle is a +1 or -1 reported once its commit succeeded, and homing a prefix (or
-``count_identifiers``) counts its handles inside the same transaction, so counts and changes apply in
-the writer's order.
+With ``metrics`` (``node.metrics.StoreMetrics``) the threads time each read and each commit, and
+count the commits that wrote (one fsync each).
 """
 
 from __future__ import annotations
@@ -64,6 +64,10 @@ CREATE TABLE IF NOT EXISTS nas (
     na_key TEXT PRIMARY KEY,
     na TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS na_counts (
+    na_key TEXT PRIMARY KEY,
+    handles INTEGER NOT NULL
+) WITHOUT ROWID;
 """
 
 #: a record's columns, as ``_record`` takes them
@@ -74,15 +78,21 @@ _COLUMNS = (
 _SELECT = f"SELECT {_COLUMNS} FROM handles WHERE hkey = ? ORDER BY idx"
 _INSERT = "INSERT OR REPLACE INTO handles VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 _COUNT_UNDER = "SELECT COUNT(DISTINCT hkey) FROM handles WHERE hkey >= ? AND hkey < ?"
+#: handles under the prefix ``nas.na_key`` (in a query on ``nas``)
+_COUNT_NA = (
+    "(SELECT COUNT(DISTINCT hkey) FROM handles"
+    " WHERE hkey >= nas.na_key || '/' AND hkey < nas.na_key || '0')"
+)
+#: ``na_counts`` rows for homed prefixes that lack one: counted (a database file from before the
+#: table, or after a bulk load, which drops the rows of the prefixes it loaded)
+_COUNT_MISSING = (
+    f"INSERT INTO na_counts SELECT na_key, {_COUNT_NA}"
+    " FROM nas WHERE na_key NOT IN (SELECT na_key FROM na_counts)"
+)
+_COUNT_DELTA = "UPDATE na_counts SET handles = handles + ? WHERE na_key = ?"
 _STOP = object()
 _BUSY_BATCH = 4  #: a batch of this many writes means concurrent writers (see ``batch_wait_s``)
 _BUSY_S = 0.01  #: ...if it was committed this recently
-
-
-def _count(conn: sqlite3.Connection, key: str) -> int:
-    """Handles stored under the upper-cased prefix ``key``."""
-    (n,) = conn.execute(_COUNT_UNDER, (key + "/", key + "0")).fetchone()
-    return int(n)
 
 
 def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -95,13 +105,10 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=10000")
     if not readonly:
-        # SQLite opens a file it may not write read-only without a word, and the schema's
-        # CREATE ... IF NOT EXISTS writes nothing: try a write now, not at the first request
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute("DELETE FROM nas WHERE 0")
-        finally:
-            conn.execute("ROLLBACK")
+        # A write, whether or not a count is missing: SQLite opens a file it may not write
+        # read-only without a word, and the schema's CREATE ... IF NOT EXISTS writes nothing.
+        # Refused here, not at the first request.
+        conn.execute(_COUNT_MISSING)
     return conn
 
 
@@ -314,6 +321,9 @@ def _load(conn: sqlite3.Connection, batch: BulkRows) -> int:
             end = bisect.bisect_left(ordered, prefix + "0", start)  # '0' follows '/'
             if conn.execute(_ANY_IN_RANGE, (ordered[start], ordered[end - 1])).fetchone():
                 conn.executemany(_DELETE, [(k,) for k in ordered[start:end]])
+            # counted again when a store next opens: counting at every load would cost more
+            # than the load (seeding loads a prefix in many calls)
+            conn.execute("DELETE FROM na_counts WHERE na_key = ?", (prefix,))
             start = end
         for sql, params in plan:
             if params:
@@ -379,8 +389,6 @@ class SQLiteStore(Store):
         self.max_batch = max_batch
         self.batch_wait_s = batch_wait_s
         self.metrics = metrics
-        #: the writer's (prefix, n, is_count) changes of the batch being committed
-        self._changes: list[tuple[str, int, bool]] = []
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._read_queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -499,6 +507,18 @@ class SQLiteStore(Store):
         result: list[str] = await self._run_read(work)
         return result
 
+    async def identifier_counts(self) -> dict[str, int]:
+        def work(conn: sqlite3.Connection) -> dict[str, int]:
+            return dict(
+                conn.execute(  # a prefix bulk-loaded since the file was opened is counted
+                    f"SELECT na, COALESCE(handles, {_COUNT_NA}) FROM nas"
+                    " LEFT JOIN na_counts USING (na_key) ORDER BY na_key"
+                )
+            )
+
+        result: dict[str, int] = await self._run_read(work)
+        return result
+
     async def count(self) -> int:
         def work(conn: sqlite3.Connection) -> int:
             row = conn.execute("SELECT COUNT(DISTINCT hkey) FROM handles").fetchone()
@@ -522,40 +542,15 @@ class SQLiteStore(Store):
         def run(conn: sqlite3.Connection) -> bool:
             if homed:
                 cur = conn.execute("INSERT OR IGNORE INTO nas VALUES (?, ?)", (key, prefix))
-                if self.metrics is not None and cur.rowcount > 0:  # homed anew: count it
-                    self._count_under(conn, key)
+                if cur.rowcount > 0:  # homed anew: count it
+                    (n,) = conn.execute(_COUNT_UNDER, (key + "/", key + "0")).fetchone()
+                    conn.execute("INSERT OR REPLACE INTO na_counts VALUES (?, ?)", (key, n))
             else:
                 cur = conn.execute("DELETE FROM nas WHERE na_key = ?", (key,))
+                conn.execute("DELETE FROM na_counts WHERE na_key = ?", (key,))
             return cur.rowcount > 0
 
         return bool(await self._call_writer(run))
-
-    async def count_identifiers(self, prefixes: Iterable[str]) -> dict[str, int]:
-        """Handles stored under each prefix (upper-cased), counted on the reader, then published.
-
-        With metrics the counts replace the maintained numbers: the node runs this once at start,
-        and a loader that writes around ``mutate`` (``bulk_load``) runs it after loading.
-        """
-        keys = [ascii_upper(p) for p in prefixes]
-
-        def count(conn: sqlite3.Connection) -> dict[str, int]:
-            return {key: _count(conn, key) for key in keys}
-
-        # Counting a large store takes seconds: do it on the reader (WAL readers take no lock),
-        # then hand the totals to the writer, so other workers' writes are not kept waiting.
-        counts: dict[str, int] = await self._run_read(count)
-
-        def publish(conn: sqlite3.Connection) -> dict[str, int]:
-            self._changes.extend((key, n, True) for key, n in counts.items())
-            return counts
-
-        result: dict[str, int] = await self._call_writer(publish)
-        return result
-
-    def _count_under(self, conn: sqlite3.Connection, key: str) -> int:
-        n = _count(conn, key)
-        self._changes.append((key, n, True))
-        return n
 
     async def bulk_load(self, records: Iterable[tuple[str, Record]]) -> int:
         """Insert many records (seeding) in one transaction; existing keys are replaced.
@@ -620,7 +615,6 @@ class SQLiteStore(Store):
     def _commit(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         started = perf_counter()
         written = conn.total_changes
-        self._changes.clear()
         try:
             conn.execute("BEGIN IMMEDIATE")
             run: list[_Op] = []  # consecutive mutations, applied together
@@ -643,10 +637,7 @@ class SQLiteStore(Store):
             self.commits += 1
             if self.metrics is not None:
                 self.metrics.committed(
-                    perf_counter() - started,
-                    len(batch),
-                    self._changes,
-                    fsynced=conn.total_changes != written,
+                    perf_counter() - started, len(batch), fsynced=conn.total_changes != written
                 )
         except sqlite3.Error as exc:
             if conn.in_transaction:
@@ -678,7 +669,7 @@ class SQLiteStore(Store):
         state = _read_many(conn, {op.key for op in ops})  # key -> record, None when absent
         stored = {key for key, record in state.items() if record is not None}
         rows_of: dict[str, list[tuple[Any, ...]]] = {}  # key -> its rows, for keys changed
-        changes = self._changes if self.metrics is not None else None
+        counts: dict[str, int] = {}  # prefix -> handles created minus handles deleted
         for op in ops:
             key = op.key
             current = state[key]
@@ -694,8 +685,9 @@ class SQLiteStore(Store):
             op.result = new
             rows_of[key] = rows
             state[key] = after
-            if changes is not None and (current is None) != (after is None):  # created, deleted
-                changes.append((key.partition("/")[0], 1 if after else -1, False))
+            if (current is None) != (after is None):  # created, deleted
+                prefix = key.partition("/")[0]
+                counts[prefix] = counts.get(prefix, 0) + (1 if after else -1)
         try:
             gone = [(key,) for key in rows_of if key in stored]
             if gone:
@@ -703,6 +695,8 @@ class SQLiteStore(Store):
             rows = [row for key_rows in rows_of.values() for row in key_rows]
             if rows:
                 conn.executemany(_INSERT, rows)
+            if counts:
+                conn.executemany(_COUNT_DELTA, [(n, prefix) for prefix, n in counts.items()])
         except sqlite3.Error:
             raise
         except Exception as exc:  # a value SQLite cannot bind: fail the transaction

@@ -558,7 +558,7 @@ class HandlesAPI:
 
 def _metrics_handler(metrics: NodeMetrics) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def serve_metrics(request: web.Request) -> web.Response:
-        response = web.Response(body=metrics.exposition())
+        response = web.Response(body=await metrics.scrape())
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST  # keeps its version parameter
         return response
 

@@ -284,6 +284,52 @@ def test_bulk_load_and_count(open_store: Any) -> None:
     assert b7 == rec("88.100.1/b7", (1, "URL", "u7"))  # existing key replaced, old value gone
 
 
+def test_identifier_counts_are_exact_for_every_store_on_the_file(
+    backend: str, open_store: Any, tmp_path: Path
+) -> None:
+    """Counts per homed prefix live in the store, kept by the commits that change them: two
+    stores on one file (as two workers) read the same, exact numbers whichever wrote, and a
+    bulk load, a refused write, a re-homing and a reopening keep them exact."""
+    data_dir = tmp_path / "shared"
+    records = [(f"88.100.2/B{i}", rec(f"88.100.2/b{i}", (1, "URL", f"u{i}"))) for i in range(30)]
+
+    async def fn(first: Store) -> Any:
+        second = _make_store(backend, data_dir)
+        await second.open()
+        try:
+            await first.set_homed("88.100.1", True)
+            await first.set_homed("88.100.2", True)
+            for n in range(5):
+                store = (first, second)[n % 2]
+                await store.mutate(f"88.100.1/N{n}", put(rec(f"88.100.1/n{n}", (1, "T", "t"))))
+            await second.mutate("88.100.1/N0", lambda current: DELETE)
+            await first.mutate("88.100.1/N1", put(rec("88.100.1/n1", (2, "T", "again"))))
+            with pytest.raises(Refused):
+                await first.mutate("88.100.1/N9", _refuse)
+            counted = [await s.identifier_counts() for s in (first, second)]
+            await second.bulk_load(records)
+            loaded = [await s.identifier_counts() for s in (first, second)]
+            await first.set_homed("88.100.1", False)
+            await second.set_homed("88.100.1", True)
+            rehomed = [await s.identifier_counts() for s in (first, second)]
+            return counted, loaded, rehomed
+        finally:
+            await second.close()
+
+    counted, loaded, rehomed = open_store(fn, data_dir)
+    assert counted == [{"88.100.1": 4, "88.100.2": 0}] * 2
+    assert loaded == rehomed == [{"88.100.1": 4, "88.100.2": 30}] * 2
+
+    async def reopened(store: Store) -> dict[str, int]:
+        return await store.identifier_counts()
+
+    assert open_store(reopened, data_dir) == {"88.100.1": 4, "88.100.2": 30}
+
+
+def _refuse(current: Record | None) -> Record:
+    raise Refused
+
+
 def test_count_counts_handles_not_values(open_store: Any) -> None:
     async def fn(store: Store) -> Any:
         empty = await store.count()

@@ -12,6 +12,7 @@ import asyncio
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ from protocol.messages import (
     ResolveRequest,
     ResolveResponse,
     Response,
+    UnhomePrefixRequest,
 )
 from tests.node.conftest import (
     PREFIX,
@@ -251,35 +253,81 @@ def test_metrics_on_any_worker_add_up_every_worker(tmp_path: Path, spawn_node: A
 def test_no_total_goes_back_whichever_worker_answers_a_scrape(
     tmp_path: Path, spawn_node: Any
 ) -> None:
-    """Prometheus reads a lower counter as a reset: scrapes right after load, each on a new
-    connection (so either worker answers), must never see a total go down."""
+    """Prometheus reads a lower counter as a reset: scrapes right after load, and during
+    writes, each on a new connection (so either worker answers), must never see a total go
+    down. (A worker published one snapshot and merged a later one: the next scrape through the
+    other worker read the published one and went back by the commits in between.)"""
     node = _spawn(spawn_node, tmp_path)
     create(node, f"{PREFIX}/mono", value(1, "URL", "https://m"))
     outcomes(node, f"{PREFIX}/mono", n=60)
-    pattern = re.compile(r'idnode_requests_total\{code="1",op="resolution",transport="\w+"\} (\S+)')
+    resolutions = re.compile(
+        r'idnode_requests_total\{code="1",op="resolution",transport="\w+"\} (\S+)'
+    )
+    commits = re.compile(r"^idnode_store_fsyncs_total (\S+)", re.M)
+    writing = threading.Event()
+
+    def write() -> None:
+        n = 0
+        while not writing.is_set():
+            create(node, f"{PREFIX}/mono-{n}", value(1, "URL", "https://m"))
+            n += 1
+
+    writers = [threading.Thread(target=write) for _ in range(4)]
+    for t in writers:
+        t.start()
     totals = []
-    for _ in range(40):
-        text = http(node, "GET", "/metrics").body.decode()
-        totals.append(sum(float(n) for n in pattern.findall(text)))
-    assert all(a <= b for a, b in zip(totals, totals[1:], strict=False)), totals
+    try:
+        for _ in range(150):
+            text = http(node, "GET", "/metrics").body.decode()
+            totals.append(
+                (sum(float(n) for n in resolutions.findall(text)), float(commits.findall(text)[0]))
+            )
+    finally:
+        writing.set()
+        for t in writers:
+            t.join()
+    for kind in (0, 1):
+        seen = [t[kind] for t in totals]
+        assert all(a <= b for a, b in zip(seen, seen[1:], strict=False)), seen
+    assert totals[-1][1] > totals[0][1]  # the writes were committed during the scrapes
     assert node.terminate() == 0
 
 
-def test_homing_a_prefix_again_keeps_its_identifier_count(tmp_path: Path, spawn_node: Any) -> None:
-    """Homing an already homed prefix changes nothing, the metrics' count included (a recount
-    in one worker, plus what the other had counted since its start, added those twice)."""
+def _homing(node: NodeProcess, prefix: str, home: bool = True) -> None:
+    kind = HomePrefixRequest if home else UnhomePrefixRequest
+    asked = kind(request_id=next_request_id(), prefix=prefix, credential=NODE_ADMIN)
+    assert asyncio.run(tcp_request(node.ports["tcp"], asked)).code == ResponseCode.SUCCESS
+
+
+def _identifier_counts(node: NodeProcess, scrapes: int = 12) -> set[tuple[tuple[str, str], ...]]:
+    """The distinct ``idnode_identifiers`` series sets of ``scrapes`` scrapes, each on a new
+    connection (either worker may answer)."""
+    pattern = re.compile(r'idnode_identifiers\{prefix="([^"]+)"\} (\S+)')
+    return {
+        tuple(pattern.findall(http(node, "GET", "/metrics").body.decode())) for _ in range(scrapes)
+    }
+
+
+def test_identifier_counts_are_exact_whichever_worker_answers(
+    tmp_path: Path, spawn_node: Any
+) -> None:
+    """Counts come from the store, at once and the same through every worker: homing an
+    already homed prefix, or unhoming and homing it again, recounts nothing twice (one worker's
+    recount plus the other's creates since its start did), and a prefix homed or unhomed in one
+    worker is in or out of every scrape."""
     node = _spawn(spawn_node, tmp_path)
     for n in range(12):  # through both workers (each request a new connection)
         create(node, f"{PREFIX}/again-{n}", value(1, "URL", f"https://a/{n}"))
-    for _ in range(4):
-        home = HomePrefixRequest(request_id=next_request_id(), prefix=PREFIX, credential=NODE_ADMIN)
-        assert asyncio.run(tcp_request(node.ports["tcp"], home)).code == ResponseCode.SUCCESS
-    time.sleep(2 * METRICS_INTERVAL_S)
-    pattern = re.compile(rf'idnode_identifiers\{{prefix="{re.escape(PREFIX)}"\}} (\S+)')
-    counts = {
-        float(pattern.findall(http(node, "GET", "/metrics").body.decode())[0]) for _ in range(12)
-    }
-    assert counts == {13.0}, counts  # twelve, and the prefix's ADMIN handle
+    other = "88.100.7"
+    for _ in range(3):
+        _homing(node, PREFIX)
+    assert _identifier_counts(node) == {((PREFIX, "13.0"),)}  # twelve, and the ADMIN handle
+    _homing(node, PREFIX, home=False)
+    _homing(node, PREFIX)
+    _homing(node, other)
+    assert _identifier_counts(node) == {((PREFIX, "13.0"), (other, "1.0"))}
+    _homing(node, other, home=False)
+    assert _identifier_counts(node) == {((PREFIX, "13.0"),)}
     assert node.terminate() == 0
 
 
