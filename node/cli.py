@@ -62,12 +62,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         except config_mod.ConfigError as exc:
             sub.choices[args.command].error(str(exc))  # usage, the reason, exit status 2
         logs.setup(config.log_level)
-        from node.server import serve
+        from node.server import StoreUnavailable, serve
 
         if args.command == "demo":
             from node.demo import banner, prepare
 
-            config = prepare(config, args.identifiers)
+            try:
+                config = prepare(config, args.identifiers)
+            except StoreUnavailable as exc:
+                print(f"idnode demo: {exc}", file=sys.stderr)
+                return 1
             _run(serve(config, on_started=lambda node: print(banner(node), flush=True)))
             return 0
         workers = config_mod.worker_count(config)

@@ -490,13 +490,26 @@ async def seed(
     nothing is loaded; otherwise every record is (re)written under its key, never duplicated.
     ``worker`` None: a second process generates from ``WORKER_FROM`` identifiers on.
     """
-    started = time.perf_counter()
+    from node.server import hold_data_dir, opening_store
+
     if not config.admin_secret:
         raise ValueError("seeding homes prefixes, which needs an admin secret (--admin-secret)")
+    lock = hold_data_dir(config.data_dir)  # a node serving it would answer stale what we write
+    try:
+        store = SQLiteStore(config.data_dir, max_batch=config.write_batch_max)
+        with opening_store(config.data_dir):
+            await store.open()
+        return await _seed(store, config, spec, progress, worker)
+    finally:
+        lock.close()
+
+
+async def _seed(
+    store: SQLiteStore, config: Config, spec: SeedSpec, progress: bool, worker: bool | None
+) -> SeedResult:
+    started = time.perf_counter()
     plan = make_plan(spec)
     path = Path(config.data_dir) / MANIFEST
-    store = SQLiteStore(config.data_dir, max_batch=config.write_batch_max)
-    await store.open()
     homing = _Homing(store, config, plan, await store.homed_prefixes())
     try:
         manifest = await _seeded(store, path, plan)
@@ -565,8 +578,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``idnode seed``: 0 when seeded (or already), 2 on a bad argument (said as ``parser``
-    says its own)."""
+    says its own), 1 when the data directory cannot be used (or is being served)."""
     from node import config as config_mod
+    from node.server import StoreUnavailable
 
     try:
         config = config_mod.load(args)
@@ -583,6 +597,9 @@ def main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.print_usage(sys.stderr)
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
+    except StoreUnavailable as exc:
+        print(f"idnode seed: {exc}", file=sys.stderr)
+        return 1
     if not args.quiet:
         m = result.manifest
         if result.loaded:

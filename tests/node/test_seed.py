@@ -308,6 +308,29 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "admin secret" in err
 
 
+def test_seeding_a_served_or_unusable_data_dir_is_refused_in_one_line(
+    tmp_path: Path, spawn_node: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The node caches answers: seeding under it would leave it answering stale (a seeded
+    handle not found, its prefix not served) what the seeder wrote."""
+    data = tmp_path / "data"
+    node = spawn_node(data)
+    before = http(node, "GET", "/api/handles?prefix=88.100.1", auth=True).json["totalCount"]
+    args = ["--identifiers", "200", "--industries", "1", "--admin-secret", "x", "--quiet"]
+    assert cli_main(["seed", "--data-dir", str(data), *args]) == 1
+    assert "is served by another idnode process" in capsys.readouterr().err
+    assert http(node, "GET", "/api/handles?prefix=88.100.1", auth=True).json["totalCount"] == before
+    assert not (data / seed.MANIFEST).exists()
+    assert node.terminate() == 0
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for command in ("seed", "demo"):
+        assert cli_main([command, "--data-dir", str(a_file), *args[:2], "--admin-secret", "x"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"idnode {command}: cannot use the data directory"), err
+        assert "Traceback" not in err
+
+
 def test_demo_seeds_once_and_its_banner_names_a_seeded_identifier(tmp_path: Path) -> None:
     config = demo.prepare(make_config(tmp_path / "demo"), identifiers=800)
     assert demo.prepare(config, identifiers=800) == config  # second start: nothing to seed
