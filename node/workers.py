@@ -13,7 +13,9 @@ workers=N``. It forwards SIGTERM and SIGINT to every worker, each drains its in-
 (``Node.stop``), and the parent exits 0 once all have exited. A worker that dies otherwise is
 logged and not restarted; the others keep serving. Workers die with the parent (PR_SET_PDEATHSIG
 on Linux, and a once-a-second check of the parent's pid elsewhere), so a ``kill -9`` of the parent
-leaves no worker behind.
+leaves no worker behind; each worker holds the parent's lock of the data directory
+(``hold_data_dir``) until it exits, so no other node can serve the directory while one still
+answers.
 
 Metrics: each worker writes ``NodeMetrics.snapshot()`` to ``<data_dir>/metrics/worker-<id>.json``
 (written aside, then renamed) every ``METRICS_INTERVAL_S`` and on stop, and adds the other workers'
@@ -33,6 +35,7 @@ import signal
 import socket
 import sys
 import time
+from multiprocessing import reduction
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,23 @@ log = logging.getLogger("idnode.workers")
 METRICS_INTERVAL_S = 1.0  #: how often a worker publishes its metrics to the others
 START_TIMEOUT_S = 60.0  #: a worker not listening by then fails the start
 _PR_SET_PDEATHSIG = 1
+
+
+class _HeldLock:
+    """The parent's locked data-dir file, handed to a spawned worker. A flock belongs to the
+    open file, which the descriptor the worker receives shares: the directory stays locked until
+    the last holder exits, so a parent killed with -9 no longer frees it while its workers still
+    drain (and answer) requests."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self) -> tuple[Any, tuple[Any]]:
+        return (_adopt_lock, (reduction.DupFd(self.fd),))
+
+
+def _adopt_lock(dup: Any) -> int:
+    return int(dup.detach())  # held, never closed: it goes when the worker does
 
 
 # -- metrics shared through files ----------------------------------------------------------------
@@ -194,7 +214,7 @@ def serve_workers(config: Config, workers: int) -> int:
             args = (config, worker_id, versions.array, versions.lock, versions.buckets)
             p = ctx.Process(
                 target=worker_main,
-                args=(*args, writer, os.getpid()),
+                args=(*args, writer, os.getpid(), _HeldLock(lock.fileno())),
                 name=f"idnode-worker-{worker_id}",
             )
             p.start()
@@ -291,8 +311,10 @@ def worker_main(
     buckets: int,
     ready: Connection,
     parent_pid: int,
+    data_dir_lock: int,
 ) -> None:
-    """Entry point of a spawned worker process."""
+    """Entry point of a spawned worker process; ``data_dir_lock`` is the parent's lock of the
+    data directory (``_HeldLock``), held until the process exits."""
     _die_with_parent(parent_pid)
     from node import logs
     from node.cli import _run

@@ -9,9 +9,11 @@ cached before, whichever transport asks.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import re
 import signal
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -349,6 +351,41 @@ def test_kill_9_of_the_parent_takes_the_workers_down(tmp_path: Path, spawn_node:
     assert len(workers) == 2, workers
     node.kill()
     _gone(workers)
+
+
+def test_the_data_dir_stays_locked_until_the_last_worker_exits(
+    tmp_path: Path, spawn_node: Any
+) -> None:
+    """After a kill -9 of the parent its workers drain for a while (idle msgpack clients keep
+    them lingering): a new node started then would serve the directory next to them, each
+    answering stale what the other wrote. The lock must outlive the parent."""
+    node = _spawn(spawn_node, tmp_path)
+    workers = worker_pids(node)
+    idle = [socket.create_connection(("127.0.0.1", node.ports["tcp"])) for _ in range(4)]
+    try:
+        node.proc.kill()
+        node.proc.wait(10)
+        with (tmp_path / "data" / "idnode.lock").open("a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = False
+            except BlockingIOError:
+                locked = True
+        still = [pid for pid in workers if _running(pid)]
+        assert still, "the workers were gone before the check: it proves nothing"
+        assert locked, f"workers {still} still serve an unlocked data directory"
+    finally:
+        for sock in idle:
+            sock.close()
+    _gone(workers)
+    node.close()
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE  # a zombie holds no file
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _gone(pids: list[int], timeout: float = 15.0) -> None:
