@@ -77,6 +77,26 @@ class Versions:
     def bump_key(self, key: str) -> None:
         self.bump(self.bucket(key))
 
+    def repair(self, wait_s: float = 1.0) -> bool:
+        """After a worker died unasked: free the lock if it died holding it (True then), and
+        advance every counter, the homed epoch too. It may have committed a write and died
+        before bumping: no worker may keep answering what it cached before.
+
+        A live holder keeps the lock for a microsecond; one not free after ``wait_s`` belongs to
+        the dead (a lock of ``multiprocessing`` may be released by another process).
+        """
+        stuck = False
+        if self.lock is not None:
+            stuck = not self.lock.acquire(timeout=wait_s)  # else held by the dead: taken over
+        try:
+            view = self._view
+            for i in range(len(view)):
+                view[i] += 1
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+        return stuck
+
     @property
     def homed_epoch(self) -> int:
         """Advanced by every home and unhome, in any worker."""

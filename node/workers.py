@@ -11,7 +11,11 @@ store threads and connections; SQLite's file lock serialises their writers (``bu
 Once every worker is listening the parent prints ``idnode listening on HOST: http=N tcp=M udp=M
 workers=N``. It forwards SIGTERM and SIGINT to every worker, each drains its in-flight requests
 (``Node.stop``), and the parent exits 0 once all have exited. A worker that dies otherwise is
-logged and not restarted; the others keep serving. Workers die with the parent (PR_SET_PDEATHSIG
+logged and replaced by a new one with its id (the others serve meanwhile), unless workers keep
+dying (``RESPAWN_LIMIT``). Before the replacement starts the parent frees the shared version lock
+if the dead worker held it, and makes every worker's cache stale (it may have committed a write it
+never announced), and keeps its last metrics as a retired snapshot that scrapes still add (so no
+total goes back). Workers die with the parent (PR_SET_PDEATHSIG
 on Linux, and a once-a-second check of the parent's pid elsewhere), so a ``kill -9`` of the parent
 leaves no worker behind; each worker holds the parent's lock of the data directory
 (``hold_data_dir``) until it exits, so no other node can serve the directory while one still
@@ -35,6 +39,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from multiprocessing import reduction
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -47,6 +52,10 @@ from node.metrics import NodeMetrics
 log = logging.getLogger("idnode.workers")
 
 METRICS_INTERVAL_S = 1.0  #: how often a worker publishes its metrics to the others
+RESPAWN_LIMIT = (
+    5  #: unasked worker deaths within ``RESPAWN_WINDOW_S`` beyond which none is replaced
+)
+RESPAWN_WINDOW_S = 60.0
 START_TIMEOUT_S = 60.0  #: a worker not listening by then fails the start
 _PR_SET_PDEATHSIG = 1
 
@@ -84,7 +93,7 @@ class MetricsFiles:
         """Forget a previous run's workers (the parent does this before starting them)."""
         folder = Path(data_dir) / "metrics"
         folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.glob("worker-*.json*"):
+        for old in [*folder.glob("worker-*.json*"), *folder.glob("retired-*.json")]:
             old.unlink(missing_ok=True)
 
     def write(self, snapshot: dict[str, Any]) -> None:
@@ -104,10 +113,29 @@ class MetricsFiles:
             log.warning("could not publish metrics: %s", exc)
         return self.peers()
 
+    @staticmethod
+    def retire(data_dir: str | Path, worker_id: int) -> None:
+        """Keep a dead worker's last snapshot, as ``retired-<id>-<n>.json``, for scrapes to add
+        (its replacement starts its numbers from zero): counters stay, gauges (in progress,
+        cache entries and bytes) go to zero."""
+        folder = Path(data_dir) / "metrics"
+        path = folder / f"worker-{worker_id}.json"
+        try:
+            snap = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        for transport in snap["transports"].values():
+            transport["in_progress"] = 0
+        if snap["cache"] is not None:
+            snap["cache"][2:] = [0, 0]
+        n = len(list(folder.glob(f"retired-{worker_id}-*.json")))
+        (folder / f"retired-{worker_id}-{n}.json").write_text(json.dumps(snap))
+        path.unlink()
+
     def peers(self) -> list[dict[str, Any]]:
-        """The other workers' last snapshots."""
+        """The other workers' last snapshots, and those of workers that died."""
         out = []
-        for path in sorted(self.dir.glob("worker-*.json")):
+        for path in sorted([*self.dir.glob("worker-*.json"), *self.dir.glob("retired-*.json")]):
             if path == self.path:
                 continue
             with contextlib.suppress(OSError, ValueError):
@@ -207,20 +235,32 @@ def serve_workers(config: Config, workers: int) -> int:
         forward()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    readers: dict[Connection, int] = {}  #: ready pipes of workers starting, to their ids
+
+    def start(worker_id: int) -> Any:
+        reader, writer = ctx.Pipe(duplex=False)
+        args = (config, worker_id, versions.array, versions.lock, versions.buckets)
+        p = ctx.Process(
+            target=worker_main,
+            args=(*args, writer, os.getpid(), _HeldLock(lock.fileno())),
+            name=f"idnode-worker-{worker_id}",
+        )
+        p.start()
+        writer.close()
+        procs.append(p)
+        readers[reader] = worker_id
+        return p
+
+    def replace(dead: Any) -> Any:
+        worker_id = int(dead.name.rpartition("-")[2])
+        if versions.repair():
+            log.error("worker %s died holding the cache-version lock: freed", dead.name)
+        MetricsFiles.retire(config.data_dir, worker_id)
+        return start(worker_id)
+
     try:
-        readers: dict[Connection, int] = {}
         for worker_id in range(workers):
-            reader, writer = ctx.Pipe(duplex=False)
-            args = (config, worker_id, versions.array, versions.lock, versions.buckets)
-            p = ctx.Process(
-                target=worker_main,
-                args=(*args, writer, os.getpid(), _HeldLock(lock.fileno())),
-                name=f"idnode-worker-{worker_id}",
-            )
-            p.start()
-            writer.close()
-            procs.append(p)
-            readers[reader] = worker_id
+            start(worker_id)
         if not _wait_ready(procs, readers, lambda: stopping):
             stopping = True
             forward()
@@ -236,7 +276,7 @@ def serve_workers(config: Config, workers: int) -> int:
             flush=True,
         )
         log.info("%d workers: pids %s", workers, " ".join(str(p.pid) for p in procs))
-        _supervise(procs, lambda: stopping)
+        _supervise(procs, readers, lambda: stopping, replace)
         forward()
         _reap(procs, config.shutdown_grace_s + 5)
         return 0 if stopping else 1
@@ -250,7 +290,7 @@ def serve_workers(config: Config, workers: int) -> int:
 
 def _wait_ready(procs: list[Any], readers: dict[Connection, int], stopping: Any) -> bool:
     deadline = time.monotonic() + START_TIMEOUT_S
-    pending = dict(readers)
+    pending = readers  # each one answered is closed and goes
     while pending:
         if stopping() or time.monotonic() > deadline:
             log.error("workers did not start: %s still starting", sorted(pending.values()))
@@ -269,15 +309,43 @@ def _wait_ready(procs: list[Any], readers: dict[Connection, int], stopping: Any)
     return True
 
 
-def _supervise(procs: list[Any], stopping: Any) -> None:
-    """Until every worker has exited; a worker that dies unasked is logged."""
-    alive = {p.sentinel: p for p in procs}
+def _supervise(
+    procs: list[Any],
+    readers: dict[Connection, int],
+    stopping: Callable[[], bool],
+    replace: Callable[[Any], Any],
+) -> None:
+    """Until every worker has exited. One that dies unasked is logged and ``replace``d (a new
+    worker, appended to ``procs``; its ready pipe joins ``readers``), unless more than
+    ``RESPAWN_LIMIT`` died within ``RESPAWN_WINDOW_S``: then the rest serve alone."""
+    alive = {p.sentinel: p for p in procs if p.exitcode is None}
+    deaths: list[float] = []
     while alive:
-        for sentinel in wait(list(alive), timeout=0.5):
-            p = alive.pop(sentinel)
+        for ready in wait([*alive, *readers], timeout=0.5):
+            if isinstance(ready, Connection):  # a replacement started, or failed to
+                worker_id = readers.pop(ready)
+                with contextlib.suppress(EOFError, OSError):
+                    status, detail = ready.recv()
+                    if status != "ready":
+                        log.error("worker %d failed to start again: %s", worker_id, detail)
+                ready.close()
+                continue
+            assert isinstance(ready, int)
+            p = alive.pop(ready)
             p.join()
-            if not stopping():
-                log.error("worker %s (pid %d) died with exit code %s", p.name, p.pid, p.exitcode)
+            if stopping():
+                continue
+            now = time.monotonic()
+            deaths = [t for t in deaths if now - t < RESPAWN_WINDOW_S] + [now]
+            died = f"worker {p.name} (pid {p.pid}) died with exit code {p.exitcode}"
+            if len(deaths) > RESPAWN_LIMIT:
+                log.error(
+                    "%s: not replaced, %d died within %g s", died, len(deaths), RESPAWN_WINDOW_S
+                )
+                continue
+            log.error("%s: starting a new one", died)
+            new = replace(p)
+            alive[new.sentinel] = new
 
 
 def _reap(procs: list[Any], grace_s: float) -> None:

@@ -5,8 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import multiprocessing
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from node.cache import ResolutionCache, public_values
 from node.coherence import DEFAULT_BUCKETS, Versions, buckets_for
@@ -250,3 +255,37 @@ def test_renewal_is_due_once_in_the_second_half_only() -> None:
     assert cache.renew("A/GONE", entry, 32.0) and entry.expires_at == 92.0
     found = cache.put("A/1", record("a/1"), 0.0, cache.generation)
     assert not cache.renewal_due(found, 86_399.0)  # found records keep their own TTL
+
+
+def _hold_forever(lock: Any, held: Any) -> None:
+    lock.acquire()
+    held.set()
+    time.sleep(60)
+
+
+@pytest.mark.parametrize("dies_holding", [True, False], ids=["holding", "not-holding"])
+def test_repair_after_a_worker_died_frees_its_lock_and_makes_every_cache_stale(
+    dies_holding: bool,
+) -> None:
+    """A worker killed inside ``bump`` would leave every other worker blocked at its next write;
+    one killed between its commit and its bump would leave them answering what they cached."""
+    ctx = multiprocessing.get_context("spawn")
+    versions = Versions.shared(ctx, buckets=64)
+    versions.bump(3)
+    before = [versions[b] for b in range(64)]
+    epoch = versions.homed_epoch
+    held = ctx.Event()
+    child = ctx.Process(
+        target=_hold_forever if dies_holding else time.sleep,
+        args=((versions.lock, held) if dies_holding else (60,)),
+    )
+    child.start()
+    if dies_holding:
+        assert held.wait(30)
+    child.kill()
+    child.join(10)
+    assert versions.repair(wait_s=0.5) is dies_holding
+    assert versions.lock.acquire(timeout=1)  # free again
+    versions.lock.release()
+    assert [versions[b] for b in range(64)] == [v + 1 for v in before]
+    assert versions.homed_epoch == epoch + 1

@@ -9,6 +9,7 @@ cached before, whichever transport asks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import re
@@ -57,8 +58,12 @@ FOUND = "found"  #: a record without a value at index 1
 
 def worker_pids(node: NodeProcess) -> list[int]:
     """The parent's worker processes (not multiprocessing's resource tracker)."""
-    children = psutil.Process(node.proc.pid).children()
-    return [c.pid for c in children if "resource_tracker" not in " ".join(c.cmdline())]
+    pids = []
+    for child in psutil.Process(node.proc.pid).children():
+        with contextlib.suppress(psutil.ZombieProcess, psutil.NoSuchProcess):  # one just dead
+            if "resource_tracker" not in " ".join(child.cmdline()):
+                pids.append(child.pid)
+    return pids
 
 
 def _spawn(spawn_node: Any, tmp_path: Path) -> NodeProcess:
@@ -351,6 +356,39 @@ def test_kill_9_of_the_parent_takes_the_workers_down(tmp_path: Path, spawn_node:
     assert len(workers) == 2, workers
     node.kill()
     _gone(workers)
+
+
+def test_a_worker_killed_is_replaced_and_no_total_goes_back(
+    tmp_path: Path, spawn_node: Any
+) -> None:
+    """Every core stays in use: a worker that dies unasked is replaced with its id, the other
+    serving meanwhile; what the dead one counted stays in the totals."""
+    node = _spawn(spawn_node, tmp_path)
+    create(node, f"{PREFIX}/kept", value(1, "URL", "https://k"))
+    outcomes(node, f"{PREFIX}/kept", n=60)
+    first, second = worker_pids(node)
+    pattern = re.compile(r'idnode_requests_total\{code="1",op="resolution",transport="\w+"\} (\S+)')
+
+    def resolved() -> float:
+        return sum(float(n) for n in pattern.findall(http(node, "GET", "/metrics").body.decode()))
+
+    deadline = time.monotonic() + 3 * METRICS_INTERVAL_S + 2
+    while (before := resolved()) < 3 * 60 and time.monotonic() < deadline:  # 60 per transport
+        time.sleep(0.2)
+    assert before == 3 * 60
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = worker_pids(node)
+        if len(now) == 2 and first not in now:
+            break
+        time.sleep(0.2)
+    assert second in now and len(now) == 2, now
+    wait_snapshots(node, lambda snaps: len(snaps) == 2)  # the new one is serving
+    assert resolved() == before  # the dead one's answers still counted
+    assert_all(node, f"{PREFIX}/kept", "https://k")
+    assert "died with exit code -9: starting a new one" in node.stderr()
+    assert node.terminate() == 0
 
 
 def test_the_data_dir_stays_locked_until_the_last_worker_exits(
