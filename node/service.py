@@ -748,7 +748,9 @@ class Service:
         return DoneResponse(request_id=request.request_id, flags=request.flags, answers=request.op)
 
     async def home_prefix(self, prefix: str, secret: str) -> None:
-        """Home ``prefix`` and create ``<prefix>/ADMIN`` (HS_ADMIN at 100, hashed HS_SECKEY at 300)."""
+        """Home ``prefix`` and create ``<prefix>/ADMIN`` (HS_ADMIN at 100, hashed HS_SECKEY at 300)
+        with ``secret``, both in one transaction. Homing an already homed prefix keeps its ADMIN
+        handle (and ignores ``secret``) where it has one."""
         check_prefix(prefix, self.profile)
         if ascii_upper(prefix) == NA_PREFIX:
             raise _fail(ResponseCode.INVALID_HANDLE, "0.NA cannot be homed")
@@ -769,8 +771,14 @@ class Service:
             ),
         )
         key = self._key(Handle(prefix, auth.ADMIN_SUFFIX))
-        await self.store.mutate(key, lambda current: record if current is None else None)
-        await self.store.set_homed(prefix, True)
+
+        def admin_record(current: Record | None, anew: bool) -> Record | None:
+            # Homed anew: the admin is whoever holds this secret, whatever an earlier homing
+            # (since unhomed, or cut short by a crash before homing was one transaction) left
+            # there. Homed already: homing again changes nothing.
+            return record if anew or current is None else None
+
+        await self.store.home(prefix, key, admin_record)
         self._written(key)
         self.homed[ascii_upper(prefix)] = prefix
         self.versions.bump_homed()  # committed: every worker reloads before its next answer

@@ -3,7 +3,9 @@
 Writes go through ``mutate``: the caller passes a pure function from the current record (or None)
 to the new record (or ``DELETE``), and the backend runs it atomically inside its write transaction.
 That keeps every rule (exists? index taken? case clash?) in the service core while the backend
-alone decides how writes are batched and made durable (group commit in SQLite).
+alone decides how writes are batched and made durable (group commit in SQLite). Homing a prefix
+goes through ``home`` the same way: the service says what its admin handle becomes, the backend
+writes that and the homed prefix in one transaction.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ DELETE: Final = _Delete()  #: returned by a mutation to delete the record
 
 #: a mutation: current record (None when absent) -> new record, DELETE, or None for "no change"
 Mutation = Callable[[Record | None], Record | _Delete | None]
+#: the admin handle's part of a homing: (current record or None, whether the prefix is homed
+#: anew) -> new record, or None for "no change"
+AdminMutation = Callable[[Record | None, bool], Record | None]
 
 
 class StoreError(Exception):
@@ -76,6 +81,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def set_homed(self, prefix: str, homed: bool) -> bool:
         """Home or unhome ``prefix``; False when it already was (or was not) homed."""
+
+    @abc.abstractmethod
+    async def home(self, prefix: str, admin_key: str, admin: AdminMutation) -> bool:
+        """Home ``prefix`` and apply ``admin`` to the record under ``admin_key``, atomically and
+        durably: both or neither, so a crash never leaves a prefix half-homed. ``admin`` gets
+        that record (None when absent) and whether ``prefix`` is homed anew; False when it
+        already was homed.
+
+        An exception raised by ``admin`` leaves both untouched and propagates.
+        """
 
     @abc.abstractmethod
     async def bulk_load(self, records: Iterable[tuple[str, Record]]) -> int:

@@ -37,7 +37,7 @@ from typing import Any
 import msgpack
 
 from node.metrics import StoreMetrics
-from node.store import Mutation, Record, Store, StoreError, _Delete
+from node.store import AdminMutation, Mutation, Record, Store, StoreError, _Delete
 from protocol.identifiers import ascii_upper
 from protocol.records import HandleValue, Reference, new_value
 
@@ -93,6 +93,18 @@ _COUNT_DELTA = "UPDATE na_counts SET handles = handles + ? WHERE na_key = ?"
 _STOP = object()
 _BUSY_BATCH = 4  #: a batch of this many writes means concurrent writers (see ``batch_wait_s``)
 _BUSY_S = 0.01  #: ...if it was committed this recently
+
+
+def _add_na(conn: sqlite3.Connection, prefix: str) -> bool:
+    """Add ``prefix`` to ``nas``; False when it (in any case) is there already."""
+    cur = conn.execute("INSERT OR IGNORE INTO nas VALUES (?, ?)", (ascii_upper(prefix), prefix))
+    return cur.rowcount > 0
+
+
+def _count_na(conn: sqlite3.Connection, key: str) -> None:
+    """Count the handles under the prefix ``key``, homed anew, into ``na_counts``."""
+    (n,) = conn.execute(_COUNT_UNDER, (key + "/", key + "0")).fetchone()
+    conn.execute("INSERT OR REPLACE INTO na_counts VALUES (?, ?)", (key, n))
 
 
 def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -541,15 +553,33 @@ class SQLiteStore(Store):
 
         def run(conn: sqlite3.Connection) -> bool:
             if homed:
-                cur = conn.execute("INSERT OR IGNORE INTO nas VALUES (?, ?)", (key, prefix))
-                if cur.rowcount > 0:  # homed anew: count it
-                    (n,) = conn.execute(_COUNT_UNDER, (key + "/", key + "0")).fetchone()
-                    conn.execute("INSERT OR REPLACE INTO na_counts VALUES (?, ?)", (key, n))
-            else:
-                cur = conn.execute("DELETE FROM nas WHERE na_key = ?", (key,))
-                conn.execute("DELETE FROM na_counts WHERE na_key = ?", (key,))
+                anew = _add_na(conn, prefix)
+                if anew:
+                    _count_na(conn, key)
+                return anew
+            cur = conn.execute("DELETE FROM nas WHERE na_key = ?", (key,))
+            conn.execute("DELETE FROM na_counts WHERE na_key = ?", (key,))
             return cur.rowcount > 0
 
+        return bool(await self._call_writer(run))
+
+    async def home(self, prefix: str, admin_key: str, admin: AdminMutation) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            anew = _add_na(conn, prefix)
+            current = _read(conn, admin_key)
+            new = admin(current, anew)
+            if new is not None:
+                conn.execute(_DELETE, (admin_key,))
+                conn.executemany(_INSERT, _rows(admin_key, new))
+            if anew:  # counted with the admin handle just written
+                _count_na(conn, ascii_upper(prefix))
+            elif new is not None and (current is None) == bool(new.values):  # created, deleted
+                delta = 1 if new.values else -1
+                conn.execute(_COUNT_DELTA, (delta, admin_key.partition("/")[0]))
+            return anew
+
+        # one raw op, so one savepoint: a refused ``admin`` (or a record SQLite cannot bind)
+        # rolls back the ``nas`` row with it (see _raw)
         return bool(await self._call_writer(run))
 
     async def bulk_load(self, records: Iterable[tuple[str, Record]]) -> int:

@@ -31,6 +31,8 @@ from protocol.messages import (
 from protocol.records import HandleValue
 from protocol.wire import decode_message, encode_message, frame
 from tests.node.conftest import (
+    ADMIN_HANDLE,
+    ADMIN_INDEX,
     AUTH,
     CREDENTIAL,
     HOST,
@@ -38,6 +40,7 @@ from tests.node.conftest import (
     SECRET,
     NodeProcess,
     RunningNode,
+    basic,
     create,
     http,
     resolve,
@@ -106,7 +109,7 @@ def test_restart_keeps_data_and_homed_prefixes(tmp_path: Path, spawn_node: Any) 
         tcp_request(
             first.ports["tcp"],
             CreateRequest(
-                request_id=2,
+                request_id=1,
                 handle=f"{SECOND}/x",
                 values=(HandleValue(1, "URL", b"second"),),
                 credential=second_admin,
@@ -137,6 +140,61 @@ def test_restart_keeps_data_and_homed_prefixes(tmp_path: Path, spawn_node: Any) 
     create(again, f"{PREFIX}/after", value(1, "URL", "after"))
     assert again.terminate() == 0
     assert integrity(data_dir) == "ok"
+
+
+@pytest.mark.timeout(60)
+def test_a_half_done_homing_is_homed_anew_with_the_new_secret(
+    tmp_path: Path, spawn_node: Any
+) -> None:
+    """A node killed between writing ``<prefix>/ADMIN`` and homing the prefix (two commits before
+    homing was one) left the admin handle without the homed prefix. Homing it at the next start
+    with another secret must make that secret the admin's, not keep the old one; homing a
+    prefix that is homed already still changes nothing."""
+    data_dir = tmp_path / "data"
+    first: NodeProcess = spawn_node(data_dir, extra=["--admin-secret", "old-secret"])
+    assert first.terminate() == 0
+    conn = sqlite3.connect(data_dir / "idnode.sqlite3")
+    with conn:  # the state that kill -9 between the two commits left
+        for table in ("nas", "na_counts"):
+            conn.execute(f"DELETE FROM {table} WHERE na_key = ?", (PREFIX,))
+    conn.close()
+
+    def put(node: NodeProcess, name: str, secret: str) -> int:
+        reply = http(
+            node,
+            "PUT",
+            f"/api/handles/{PREFIX}/{name}",
+            body={"values": [value(1, "URL", name)]},
+            headers=basic(f"{ADMIN_INDEX}%3A{ADMIN_HANDLE}", secret),
+        )
+        return reply.status
+
+    again: NodeProcess = spawn_node(data_dir, extra=["--admin-secret", "new-secret"])
+    assert put(again, "new", "new-secret") == 201
+    assert put(again, "old", "old-secret") == 401
+    assert again.terminate() == 0
+
+    third: NodeProcess = spawn_node(data_dir, extra=["--admin-secret", "third-secret"])
+    homed = asyncio.run(
+        tcp_request(
+            third.ports["tcp"],
+            HomePrefixRequest(
+                request_id=1,
+                prefix=PREFIX,
+                credential=Credential(f"0.NA/{PREFIX}", 300, "third-secret"),
+            ),
+        )
+    )
+    assert homed.code == ResponseCode.SUCCESS, homed
+    assert put(third, "third", "third-secret") == 401  # homed already: its admin is kept
+    assert put(third, "still", "new-secret") == 201
+    assert third.terminate() == 0
+    assert integrity(data_dir) == "ok"
+    conn = sqlite3.connect(data_dir / "idnode.sqlite3")
+    try:  # counted when homed anew, with its admin handle: ADMIN, new and still
+        assert conn.execute("SELECT handles FROM na_counts").fetchall() == [(3,)]
+    finally:
+        conn.close()
 
 
 @pytest.mark.timeout(90)

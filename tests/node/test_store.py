@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from node.store import DELETE, Record, Store
+from node.store import DELETE, Record, Store, StoreError
 from node.store.sqlite import SQLiteStore
 from protocol.records import HandleValue, Reference
 
@@ -268,6 +268,54 @@ def test_homed_prefix_keeps_case_as_written(open_store: Any) -> None:
         return await store.homed_prefixes()
 
     assert open_store(fn) == ["88.ab.Cd"]
+
+
+def test_homing_writes_the_prefix_and_its_admin_handle_together(open_store: Any) -> None:
+    """``home`` is one transaction: an admin mutation that is refused, or a record the backend
+    cannot store, leaves neither the homed prefix nor the admin handle; one that succeeds leaves
+    both, with the prefix counted. Homed anew, the mutation is told so (and may replace what a
+    half-done homing left); homed already, it sees the record it made."""
+    key = "88.100.1/ADMIN"
+    old = rec("88.100.1/ADMIN", (300, "HS_SECKEY", "old"))
+    new = rec("88.100.1/ADMIN", (100, "HS_ADMIN", "a"), (300, "HS_SECKEY", "new"))
+    unstorable = Record(key, (HandleValue(300, "HS_SECKEY", b"x", timestamp=2**70),))
+    seen: list[tuple[Record | None, bool]] = []
+
+    def admin(current: Record | None, anew: bool) -> Record | None:
+        seen.append((current, anew))
+        return new if anew or current is None else None
+
+    def refuse(current: Record | None, anew: bool) -> Record:
+        raise Refused
+
+    async def state(store: Store) -> Any:
+        return (
+            await store.homed_prefixes(),
+            await store.get(key),
+            await store.identifier_counts(),
+        )
+
+    async def fn(store: Store) -> Any:
+        with pytest.raises(Refused):
+            await store.home("88.100.1", key, refuse)
+        refused = await state(store)
+        with pytest.raises((OverflowError, StoreError)):  # SQLite cannot bind it
+            await store.home("88.100.1", key, lambda current, anew: unstorable)
+        unbound = await state(store)
+        await store.mutate(key, put(old))  # what a homing killed between two commits left
+        await store.mutate("88.100.1/X", put(rec("88.100.1/x", (1, "URL", "x"))))
+        first = await store.home("88.100.1", key, admin)
+        homed = await state(store)
+        again = await store.home("88.100.1".lower(), key, admin)
+        return refused, unbound, first, homed, again, await state(store)
+
+    refused, unbound, first, homed, again, after = open_store(fn)
+    assert refused == unbound == ([], None, {})
+    assert first is True
+    assert homed == (["88.100.1"], new, {"88.100.1": 2})
+    assert again is False
+    assert after == homed
+    assert seen == [(old, True), (new, False)]
 
 
 def test_bulk_load_and_count(open_store: Any) -> None:
