@@ -72,6 +72,10 @@ TRANSPORTS = ("http", "tcp", "udp")
 #: ops whose series exist from the start (0), so that ``rate()`` and the dashboard have them; other
 #: ops appear with their first request (each op adds 16 histogram lines to every scrape)
 STANDING_OPS = (OpCode.RESOLUTION, OpCode.CREATE_HANDLE)
+#: server-side failure codes (ERROR, SERVER_BUSY) whose series exist at 0 from an op's first series
+#: on, beside SUCCESS: ``rate()``/``increase()`` (the error ratio alert and panels) count nothing
+#: for a series that first appears already holding its count, so a first burst would go unseen
+STANDING_CODES = (int(ResponseCode.ERROR), int(ResponseCode.SERVER_BUSY))
 UNKNOWN_OP = "unknown"  #: op label of messages whose op code we do not know (hostile input)
 _OP_NAMES = {int(op): op.name.lower() for op in OpCode}
 _SUCCESS = int(ResponseCode.SUCCESS)
@@ -426,7 +430,8 @@ class NodeCollector:
             in_progress.add_metric([transport], tm.in_progress)
             for op, stats in list(tm.ops.items()):
                 requests.add_metric([transport, op, str(_SUCCESS)], stats.success)
-                for code, n in sorted(stats.codes.items()):
+                codes = dict.fromkeys(STANDING_CODES, 0) | stats.codes
+                for code, n in sorted(codes.items()):
                     requests.add_metric([transport, op, str(code)], n)
                 buckets, total = stats.latency.cumulative()
                 duration.add_metric([transport, op], buckets, total)

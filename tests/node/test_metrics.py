@@ -133,6 +133,19 @@ def test_every_family_is_exposed_with_help_and_type(node: RunningNode) -> None:
     assert sample(samples, "idnode_referrals_followed_total") == 0
 
 
+def test_error_series_exist_at_zero_before_any_request(node: RunningNode) -> None:
+    """A fresh node has SUCCESS, ERROR and SERVER_BUSY series at 0 for the standing ops on every
+    transport: rate() over a series that first appears holding its count sees nothing, so the
+    error ratio alert would miss a first burst of 2s or 3s."""
+    samples = scrape(node)
+    for transport in ("http", "tcp", "udp"):
+        for op in ("resolution", "create_handle"):
+            for code in (ResponseCode.SUCCESS, ResponseCode.ERROR, ResponseCode.SERVER_BUSY):
+                labels = {"transport": transport, "op": op, "code": str(int(code))}
+                key = ("idnode_requests_total", frozenset(labels.items()))
+                assert samples.get(key) == 0, (transport, op, code)
+
+
 def test_http_requests_counted_with_op_and_code(node: RunningNode) -> None:
     before = scrape(node)
     create(node, f"{PREFIX}/m1", value(1, "URL", "https://example.com/m1"))
