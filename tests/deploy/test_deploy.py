@@ -1,7 +1,9 @@
 """deploy/: Prometheus config and alerts pass ``promtool``, every YAML parses, every file it names
 exists, every ``idnode_*`` metric a dashboard or an alert uses is one a live node exports (a
 top-level, a secondary registered with it and a recursive node, each scraped), and the compose
-hierarchy fits together: roles, ports, the top-level address, seeds and volumes, healthchecks.
+hierarchy fits together: roles, ports, the top-level address, seeds and volumes, healthchecks. Label
+names and values in every selector and grouping are checked per metric against those live nodes;
+the Kubernetes pod's settings are loaded as the node loads them (ConfigMap TOML, image ENV, env).
 
 ``promtool`` comes from the Debian package ``prometheus`` (``make test`` installs it when it runs as
 root with apt-get); without it these tests fail, they do not skip.
@@ -34,7 +36,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from node import config as config_mod
 from node.config import Config
 from node.industries import select_industries
+from node.metrics import op_label
 from node.resolver import parse_address
+from protocol.codes import OpCode, ResponseCode
 from tests.node.conftest import (
     PREFIX,
     RunningNode,
@@ -158,6 +162,19 @@ def expositions(hierarchy: dict[str, RunningNode]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
+def label_values(expositions: dict[str, str]) -> dict[str, dict[str, set[str]]]:
+    """Sample names some node exports, each with the values of each of its labels."""
+    out: dict[str, dict[str, set[str]]] = {}
+    for text in expositions.values():
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = out.setdefault(sample.name, {})
+                for label, v in sample.labels.items():
+                    labels.setdefault(label, set()).add(v)
+    return out
+
+
+@pytest.fixture(scope="module")
 def exported(expositions: dict[str, str]) -> dict[str, set[str]]:
     """Sample names some node exports (``_total``, ``_bucket``, ``_sum``, ``_count`` included),
     each with its label names."""
@@ -241,22 +258,86 @@ def test_every_metric_used_is_exported(source: str, exported: dict[str, set[str]
     assert not unknown, f"metrics not exported by the node: {unknown}"
 
 
+#: label values a node can give beyond those the ``hierarchy`` scenario happens to show: every
+#: response code and every op name (the enumerations node/metrics.py labels with)
+POSSIBLE_VALUES = {
+    "code": {str(int(c)) for c in ResponseCode},
+    "op": {op_label(op) for op in OpCode} | {op_label(-1)},
+}
+#: a selector's matchers: label, operator, quoted value
+MATCHER = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _balanced(expr: str, start: int) -> str:
+    """The text inside the parentheses opening at ``expr[start]``."""
+    depth = 0
+    for i in range(start, len(expr)):
+        depth += {"(": 1, ")": -1}.get(expr[i], 0)
+        if depth == 0:
+            return expr[start + 1 : i]
+    raise AssertionError(f"unbalanced parentheses: {expr[start:]!r}")
+
+
+def _grouped(expr: str) -> Iterator[tuple[list[str], str]]:
+    """(labels, aggregated expression) of each ``by``/``without`` clause, the clause before its
+    argument (``sum by (a) (x)``) or after it (``sum(x) by (a)``)."""
+    for clause in re.finditer(r"\b(?:by|without)\s*\(([^)]*)\)", expr):
+        labels = [s.strip() for s in clause.group(1).split(",") if s.strip()]
+        after = expr[clause.end() :].lstrip()
+        if after.startswith("("):
+            yield labels, _balanced(after, 0)
+            continue
+        before = expr[: clause.start()].rstrip()
+        assert before.endswith(")"), f"no aggregated expression around {clause.group(0)!r}"
+        depth, i = 0, len(before) - 1
+        while True:
+            depth += {")": 1, "(": -1}.get(before[i], 0)
+            if depth == 0:
+                break
+            i -= 1
+        yield labels, before[i + 1 : -1]
+
+
+def _matches(op: str, pattern: str, values: set[str]) -> bool:
+    """Whether matcher ``op pattern`` can select or keep out some value the node gives."""
+    if op in ("=", "!="):
+        return pattern in values
+    if re.fullmatch(r"[\w.-]+(?:\|[\w.-]+)*", pattern):  # a list of values: each must be one
+        return set(pattern.split("|")) <= values
+    return any(re.fullmatch(pattern, v) for v in values)
+
+
 @pytest.mark.parametrize(
     "source", ["alerts", "dashboards"], ids=["alerts.yml", "grafana dashboards"]
 )
-def test_every_label_used_is_exported(source: str, exported: dict[str, set[str]]) -> None:
-    """Label names in ``by (...)`` clauses and in selectors exist on some idnode metric."""
-    labels = set(TARGET_LABELS)
-    for names in exported.values():
-        labels |= names
-    exprs = _alert_exprs() if source == "alerts" else _dashboard_exprs()
+def test_every_label_used_is_exported(
+    source: str, label_values: dict[str, dict[str, set[str]]]
+) -> None:
+    """Each selector's matchers name labels of that metric with values it takes (codes are
+    numbers, a store operation is read or commit), and each ``by``/``without`` clause names labels
+    that every metric it aggregates has; labels Prometheus adds (instance, role, ...) aside."""
+    exprs = list(_alert_exprs() if source == "alerts" else _dashboard_exprs())
     for where, expr in exprs:
-        for group in re.findall(r"\bby \(([^)]*)\)", expr):
-            for label in (s.strip() for s in group.split(",")):
-                assert label in labels, (where, label)
-        for selector in re.findall(r"idnode_[A-Za-z0-9_]+\{([^}]*)\}", expr):
-            for label in re.findall(r"([A-Za-z_]+)\s*(?:=~|!~|!=|=)", selector):
-                assert label in labels, (where, label)
+        for metric, selector in re.findall(r"\b(idnode_[A-Za-z0-9_]+)\s*\{([^}]*)\}", expr):
+            labels = label_values[metric]
+            for label, op, pattern in MATCHER.findall(selector):
+                if label in TARGET_LABELS:
+                    continue
+                assert label in labels, (where, metric, f"no label {label!r}", sorted(labels))
+                if "$" in pattern:  # a Grafana variable
+                    continue
+                values = labels[label] | POSSIBLE_VALUES.get(label, set())
+                assert _matches(op, pattern, values), (where, metric, label, op, pattern, values)
+        for grouping, inner in _grouped(expr):
+            metrics = set(METRIC.findall(inner))
+            assert metrics, (where, grouping, inner)
+            for label in set(grouping) - TARGET_LABELS:
+                lacking = sorted(m for m in metrics if label not in label_values[m])
+                assert not lacking, (where, f"by ({label}) over metrics without it", lacking)
+        for metric, label in re.findall(
+            r"label_values\(\s*(idnode_[A-Za-z0-9_]+)[^,]*,\s*(\w+)\s*\)", expr
+        ):
+            assert label in TARGET_LABELS or label in label_values[metric], (where, label)
 
 
 def _alerts() -> dict[str, dict[str, Any]]:
@@ -431,8 +512,7 @@ def _nodes() -> dict[str, Config]:
     out = {}
     for name, service in compose["services"].items():
         if service.get("image", "").startswith("idnode:") and "entrypoint" not in service:
-            image_env = {"IDNODE_HOST": "0.0.0.0", "IDNODE_DATA_DIR": "/var/lib/idnode"}
-            out[name] = config_mod.load(None, {**image_env, **_env(service)})
+            out[name] = config_mod.load(None, {**_image_env(), **_env(service)})
     return out
 
 
@@ -538,6 +618,21 @@ def test_compose_locust_loads_a_secondary_with_its_manifest() -> None:
     assert services["locust-master"]["depends_on"][host]["condition"] == "service_healthy"
 
 
+def _default_http_port(code: str) -> int:
+    """The HTTP port a healthcheck's Python asks when IDNODE_HTTP_PORT is unset."""
+    (default,) = re.findall(r"""IDNODE_HTTP_PORT['"]\s*,\s*['"](\d+)['"]""", code)
+    return int(default)
+
+
+def test_compose_healthcheck_port_is_the_nodes(hierarchy: dict[str, RunningNode]) -> None:
+    """Without IDNODE_HTTP_PORT the healthcheck asks the port each node really serves HTTP on."""
+    (compose,) = _load_yaml(COMPOSE)
+    for name, config in _nodes().items():
+        service = compose["services"][name]
+        if "IDNODE_HTTP_PORT" not in _env(service):
+            assert _default_http_port(_healthcheck(service)[2]) == config.http_port, name
+
+
 def _healthcheck(service: dict[str, Any]) -> list[str]:
     test = service["healthcheck"]["test"]
     assert test[:3] == ["CMD", "python", "-c"], test
@@ -619,6 +714,48 @@ def _instructions() -> list[tuple[str, str]]:
     return out
 
 
+def _image_env() -> dict[str, str]:
+    """The IDNODE_* variables the image's ENV instructions set."""
+    out = {}
+    for key, rest in _instructions():
+        if key == "ENV":
+            for item in shlex.split(rest):
+                name, _, setting = item.partition("=")
+                if name.startswith("IDNODE_"):
+                    out[name] = setting
+    return out
+
+
+def _image_healthcheck() -> str:
+    """The Python code of the image's HEALTHCHECK (``CMD python -c "..." || exit 1``)."""
+    (healthcheck,) = [rest for key, rest in _instructions() if key == "HEALTHCHECK"]
+    command = shlex.split(healthcheck.partition(" CMD ")[2])
+    assert command[:2] == ["python", "-c"], command
+    return command[2]
+
+
+def test_dockerfile_healthcheck_asks_the_nodes_healthz(
+    hierarchy: dict[str, RunningNode],
+) -> None:
+    """The image's healthcheck passes on a live node's HTTP port, fails where nothing listens,
+    and by default asks the HTTP port the image's node serves (EXPOSEd)."""
+    code = _image_healthcheck()
+    assert "/healthz" in code
+    base = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
+
+    def check(port: int) -> int:
+        env = {**base, **_image_env(), "IDNODE_HTTP_PORT": str(port)}
+        command = [sys.executable, "-c", code]
+        return subprocess.run(command, env=env, capture_output=True, timeout=30).returncode
+
+    assert check(hierarchy["secondary"].ports["http"]) == 0
+    assert check(_closed_port()) != 0
+    image = config_mod.load(None, _image_env())
+    assert _default_http_port(code) == image.http_port
+    exposed = " ".join(rest for key, rest in _instructions() if key == "EXPOSE").split()
+    assert f"{image.http_port}/tcp" in exposed
+
+
 def test_dockerfile() -> None:
     instructions = _instructions()
     get = lambda k: [rest for key, rest in instructions if key == k]  # noqa: E731
@@ -653,7 +790,7 @@ def _k8s() -> dict[str, dict[str, Any]]:
     return docs
 
 
-def test_k8s_manifests_parse_and_fit_together() -> None:
+def test_k8s_manifests_parse_and_fit_together(tmp_path: Path) -> None:
     docs = _k8s()
     assert set(docs) == {
         "ConfigMap",
@@ -692,31 +829,70 @@ def test_k8s_manifests_parse_and_fit_together() -> None:
 
     # the ConfigMap's TOML is what --config reads, with settings the node knows
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
     config_map = docs["ConfigMap"]
     (config_volume,) = [v for v in volumes.values() if "configMap" in v]
     assert config_volume["configMap"]["name"] == config_map["metadata"]["name"]
     args = container["args"]
     config_path = Path(args[args.index("--config") + 1])
-    assert config_path.parent == Path(mounts[config_volume["name"]])
+    assert config_path.parent == Path(mounts[config_volume["name"]]["mountPath"])
+    for env in container.get("env", []):
+        assert env["name"].removeprefix("IDNODE_").lower() in {f.name for f in Config.fields()}
+
+    # what the node in the pod runs with: the TOML, then the image's ENV and the container's env
+    # (which win over the TOML), then the flags, through node.config's own loading
+    environ = _pod_env(docs, container)
     settings = tomllib.loads(config_map["data"][config_path.name])
-    config = Config().merged(settings)
-    assert (config.http_port, config.port, config.role) == (8000, 2641, "secondary")
-    assert config.data_dir in mounts.values()
+    hidden = sorted(k for k in settings if f"IDNODE_{k.upper()}" in environ)
+    assert not hidden, f"ConfigMap settings an IDNODE_* variable overrides: {hidden}"
+    (tmp_path / config_path.name).write_text(config_map["data"][config_path.name])
+    parsed = _idnode_parser("serve").parse_args(args)
+    parsed.config = str(tmp_path / config_path.name)
+    config = config_mod.load(parsed, environ)
+
+    assert config.role == "secondary"
+    # listening on the pod's IP (probes and the Service come there), advertising it
+    assert config.host == "0.0.0.0"
+    assert config.advertise_host == POD_IP
+    assert parse_address(config.toplevel) == ("idnode-toplevel", 2641)
+    by_name = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert config.http_port == by_name["http"]
+    assert config.port == by_name["handle-tcp"] == by_name["handle-udp"]
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert int(annotations["prometheus.io/port"]) == (config.metrics_port or config.http_port)
+    assert annotations["prometheus.io/path"] == "/metrics"
+    # the store on the writable data volume (the root filesystem is read-only)
+    (data,) = [m for m in mounts.values() if m["mountPath"] == config.data_dir]
+    assert not data.get("readOnly") and "configMap" not in volumes[data["name"]], data
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert (
         config.shutdown_grace_s
         < deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     )
-    for env in container.get("env", []):
-        assert env["name"].removeprefix("IDNODE_").lower() in {f.name for f in Config.fields()}
-
-    # a secondary registering with the top-level named in the ConfigMap, from the pod's own IP
-    env = {e["name"]: e for e in container["env"]}
-    assert env["IDNODE_ROLE"]["value"] == "secondary"
-    ref = env["IDNODE_TOPLEVEL"]["valueFrom"]["configMapKeyRef"]
-    assert ref["name"] == config_map["metadata"]["name"]
-    host, port = parse_address(config_map["data"][ref["key"]])
-    assert (host, port) == ("idnode-toplevel", 2641)
-    assert env["IDNODE_ADVERTISE_HOST"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
-    assert config.merged({"role": env["IDNODE_ROLE"]["value"]}).role == "secondary"
     assert config.workers == 1  # cpu: 1; 0 would start a worker per CPU of the k8s node
+
+
+#: the address the pod's IDNODE_ADVERTISE_HOST (status.podIP) takes in test_k8s_...
+POD_IP = "10.42.0.7"
+
+
+def _pod_env(docs: dict[str, dict[str, Any]], container: dict[str, Any]) -> dict[str, str]:
+    """The IDNODE_* environment of the pod's node: the image's ENV, then the container's env,
+    with ConfigMap keys read, the pod's IP as ``POD_IP`` and a Secret as a placeholder."""
+    config_map = docs["ConfigMap"]
+    environ = _image_env()
+    for env in container.get("env", []):
+        source = env.get("valueFrom", {})
+        if "value" in env:
+            environ[env["name"]] = str(env["value"])
+        elif "configMapKeyRef" in source:
+            ref = source["configMapKeyRef"]
+            assert ref["name"] == config_map["metadata"]["name"], ref
+            environ[env["name"]] = config_map["data"][ref["key"]]
+        elif "fieldRef" in source:
+            assert source["fieldRef"]["fieldPath"] == "status.podIP", env
+            environ[env["name"]] = POD_IP
+        else:
+            assert "secretKeyRef" in source, env
+            environ[env["name"]] = "from-a-secret"
+    return environ
