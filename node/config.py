@@ -57,10 +57,14 @@ class Config:
         "", "secret the top-level node accepts for 300:0.NA/<prefix>; empty: admin_secret"
     )
     heartbeat_interval_s: float = _f(
-        10.0, "how often a secondary re-registers with the top-level (its heartbeat)"
+        10.0,
+        "how often a secondary re-registers with the top-level (its heartbeat), and a recursive "
+        "node checks that the top-level answers",
     )
     heartbeat_stale_s: float = _f(
-        30.0, "top-level: a node silent this long is reported stale (never dropped)"
+        30.0,
+        "top-level: a node silent this long is reported stale (never dropped); a secondary or "
+        "recursive node that did not get through to the top-level this long is not ready",
     )
     recursion_limit: int = _f(8, "referrals followed for one request; more: RECURSION_LIMIT (6)")
     hop_timeout_s: float = _f(

@@ -8,6 +8,10 @@ retries until it succeeds (the top-level may start later) and is redone whenever
 changes (new ports after a restart) or a prefix is homed. Writes authenticate as
 ``300:0.NA/<prefix>`` with ``toplevel_secret``.
 
+A recursive node does not register; it asks the top-level for its site information every
+``heartbeat_interval_s`` (``ToplevelProbe``) and is not ready while none of those got through
+for ``heartbeat_stale_s``, as a secondary is not while its heartbeats do not.
+
 The top-level node reads those records back (``delegations``): a node whose heartbeat is older
 than ``heartbeat_stale_s`` is reported stale, in ``GET /api/delegations``, in the metrics and in a
 warning log line, and is never dropped: its prefixes still refer to it.
@@ -40,29 +44,22 @@ _PAGE = 1000
 _NA_KEY = NA_PREFIX + "/"
 
 
-class Registrar:
-    """Keeps a secondary node's prefixes registered at the top-level node, and heartbeats."""
+class _ToplevelLink:
+    """A node's exchanges with its top-level node, in a task of their own: whether the last one
+    that got through is recent enough for the node to be ready (``/readyz``)."""
 
     def __init__(self, service: Service) -> None:
         config = service.config
         self.service = service
         host, port = parse_address(config.toplevel)
-        secret = config.toplevel_secret or config.admin_secret
         self.client = TCPClient(host, port, timeout_s=config.hop_timeout_s, attempts=1)
-        self.secret = secret
         self.interval_s = config.heartbeat_interval_s
-        self.last_ok: float | None = None  #: clock time of the last successful heartbeat
+        self.last_ok: float | None = None  #: clock time of the last exchange that got through
         self.failures = 0  #: attempts in a row that failed
-        self._registered: dict[str, bytes] = {}  #: upper-cased prefix -> the site registered
-        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
-
-    def poke(self) -> None:
-        """Register now (a prefix was homed)."""
-        self._wake.set()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -70,6 +67,31 @@ class Registrar:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.client.close()
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        """Whether an exchange got through within ``heartbeat_stale_s`` (for ``/readyz``)."""
+        if self.last_ok is None:
+            return False
+        return self.service.clock() - self.last_ok <= self.service.config.heartbeat_stale_s
+
+
+class Registrar(_ToplevelLink):
+    """Keeps a secondary node's prefixes registered at the top-level node, and heartbeats; ready
+    while the top-level took the last heartbeat recently."""
+
+    def __init__(self, service: Service) -> None:
+        super().__init__(service)
+        config = service.config
+        self.secret = config.toplevel_secret or config.admin_secret
+        self._registered: dict[str, bytes] = {}  #: upper-cased prefix -> the site registered
+        self._wake = asyncio.Event()
+
+    def poke(self) -> None:
+        """Register now (a prefix was homed)."""
+        self._wake.set()
 
     @property
     def name(self) -> str:
@@ -141,11 +163,31 @@ class Registrar:
             message = getattr(answer, "message", "")
             raise RuntimeError(f"{handle}: code {answer.code} {message}".rstrip())
 
-    def ready(self) -> bool:
-        """Whether the top-level took the last heartbeat recently (for ``/readyz``)."""
-        if self.last_ok is None:
-            return False
-        return self.service.clock() - self.last_ok <= self.service.config.heartbeat_stale_s
+
+class ToplevelProbe(_ToplevelLink):
+    """A recursive node's check that its top-level node answers, where every walk starts: one
+    site-information request (no store read there) every ``heartbeat_interval_s``. Walks alone
+    would not tell: referrals and answers are cached, and an idle node walks nothing."""
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                answer = await self.client.site_info()
+                problem = ""
+                if answer.code != ResponseCode.SUCCESS:
+                    problem = f"code {int(answer.code)} {getattr(answer, 'message', '')}".rstrip()
+            except Exception as exc:  # whatever the reason, it did not get through
+                problem = repr(exc)
+            if not problem:
+                if self.failures:
+                    log.info("the top-level node answers again")
+                self.last_ok = self.service.clock()
+                self.failures = 0
+            else:
+                self.failures += 1
+                if self.failures in (1, 10) or self.failures % 100 == 0:
+                    log.warning("the top-level node does not answer: %s", problem)
+            await asyncio.sleep(self.interval_s)
 
 
 async def _prefix_handles(service: Service) -> AsyncIterator[str]:

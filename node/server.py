@@ -26,7 +26,7 @@ from aiohttp import web
 
 from node.coherence import Versions
 from node.config import Config
-from node.delegation import Monitor, Registrar
+from node.delegation import Monitor, Registrar, ToplevelProbe
 from node.metrics import NodeMetrics
 from node.service import Service
 from node.store import StoreError
@@ -107,12 +107,15 @@ class Node:
         self.metrics.service = self.service
         if self.service.resolver is not None:
             self.service.resolver.on_follow = self.metrics.referral_followed
-        #: a secondary's registration with its top-level node; a top-level's delegation checks
+        #: a secondary's registration with its top-level node; a recursive node's check that its
+        #: top-level answers; a top-level's delegation checks
         self.registrar = (
             Registrar(self.service) if config.toplevel and config.role == "secondary" else None
         )
+        self.probe = ToplevelProbe(self.service) if config.role == "recursive" else None
         self.monitor = Monitor(self.service) if config.role == "toplevel" else None
         self.service.registration, self.service.monitor = self.registrar, self.monitor
+        self.service.reachability = self.probe
         self.limits = WireLimits(max_frame_bytes=config.max_frame_bytes)
         self.connections: set[Any] = set()
         self._runner: web.AppRunner | None = None
@@ -186,6 +189,8 @@ class Node:
         if self.registrar is not None:  # after binding: the site it registers names the ports
             self.service.on_homed = self.registrar.poke
             self.registrar.start()
+        if self.probe is not None:
+            self.probe.start()
         if self.monitor is not None:
             self.monitor.start()
         log.info(
@@ -200,7 +205,7 @@ class Node:
     async def stop(self) -> None:
         """Stop accepting, drain in-flight requests within the grace period, close the store."""
         grace = self.config.shutdown_grace_s
-        for task in (self.registrar, self.monitor):
+        for task in (self.registrar, self.probe, self.monitor):
             if task is not None:
                 await task.stop()
         if self._tcp is not None:

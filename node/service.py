@@ -87,7 +87,7 @@ from protocol.records import (
 from protocol.site import HASH_BY_HANDLE, HASH_BY_PREFIX, server_for
 
 if TYPE_CHECKING:
-    from node.delegation import Monitor, Registrar
+    from node.delegation import Monitor, Registrar, ToplevelProbe
 
 log = logging.getLogger("idnode.service")
 
@@ -161,6 +161,8 @@ class Service:
         self.on_written: Callable[[str], None] = lambda key: None
         #: a secondary's registration with its top-level, set by the node
         self.registration: Registrar | None = None
+        #: a recursive node's check that its top-level answers, set by the node
+        self.reachability: ToplevelProbe | None = None
         #: a top-level's checks of its delegations, set by the node
         self.monitor: Monitor | None = None
         #: shared with the other workers, or private to this process
@@ -208,8 +210,9 @@ class Service:
 
     def is_ready(self) -> bool:
         """Started, and, when a top-level is configured, registered there (it took the last
-        heartbeat in time)."""
-        return self.ready and (self.registration is None or self.registration.ready())
+        heartbeat in time) or, for a recursive node, answering (a probe got through in time)."""
+        links = (self.registration, self.reachability)
+        return self.ready and all(link.ready() for link in links if link is not None)
 
     async def reload_homed(self) -> None:
         """Load the homed prefixes from the store when another worker (or this one) changed them.

@@ -521,13 +521,19 @@ class HandlesAPI:
         service = self.service
         ready = service.is_ready()
         cache = service.cache
-        registration = service.registration
+        registration, reachability = service.registration, service.reachability
         body: dict[str, Any] = {}
         if registration is not None:
             body["toplevel"] = {
                 "address": service.config.toplevel,
                 "registered": registration.ready(),
                 "failures": registration.failures,
+            }
+        elif reachability is not None:
+            body["toplevel"] = {
+                "address": service.config.toplevel,
+                "reachable": reachability.ready(),
+                "failures": reachability.failures,
             }
         body = {
             "status": "ready" if ready else "starting",

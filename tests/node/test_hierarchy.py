@@ -515,6 +515,41 @@ def test_a_secondary_started_before_its_top_level_registers_once_it_is_up(tmp_pa
     asyncio.run(scenario())
 
 
+def test_a_recursive_node_is_ready_only_while_its_top_level_answers(tmp_path: Path) -> None:
+    """Every walk starts at the top-level: while it is dead the recursive node's /readyz says 503
+    (a cached answer is no sign it is alive), and 200 again once it is back on its port."""
+
+    async def readyz(node: Node) -> tuple[int, Any]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(url(node) + "/readyz") as reply,
+        ):
+            return reply.status, (await reply.json()).get("toplevel")
+
+    async def status_is(node: Node, status: int) -> None:
+        async def check() -> bool:
+            return (await readyz(node))[0] == status
+
+        await wait_for(check)
+
+    async def scenario() -> None:
+        (port,) = _free_ports(1)
+        top_cfg = config(tmp_path, "top", role="toplevel", port=port)
+        rec_cfg = config(tmp_path, "rec", role="recursive", toplevel=f"{HOST}:{port}")
+        async with running(rec_cfg) as rec:
+            async with running(top_cfg):
+                await status_is(rec, 200)
+            await status_is(rec, 503)
+            _, toplevel = await readyz(rec)
+            assert toplevel["reachable"] is False and toplevel["failures"] >= 1, toplevel
+            async with running(top_cfg):
+                await status_is(rec, 200)
+                _, toplevel = await readyz(rec)
+                assert toplevel == {"address": f"{HOST}:{port}", "reachable": True, "failures": 0}
+
+    asyncio.run(scenario())
+
+
 def test_a_top_level_that_lost_its_records_gets_them_again(tmp_path: Path) -> None:
     async def scenario() -> None:
         (port,) = _free_ports(1)
