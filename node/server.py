@@ -1,8 +1,10 @@
 """A running node: store, service core and the three transports, with orderly start and stop.
 
 Like uvicorn's ``server.py``: start binds every port (port 0 picks one; TCP and UDP share the
-Handle port number), stop stops accepting, lets in-flight requests finish within
-``shutdown_grace_s``, then closes the store so that every acknowledged write is on disk.
+Handle port number); stop first stops accepting on every port, then lets in-flight requests of
+every transport finish under one deadline, ``shutdown_grace_s`` (those left then are cancelled,
+and their writes not made unless started), then closes the store: every acknowledged write is on
+disk.
 Each node has its own metrics (``node.metrics``): ``GET /metrics`` on the HTTP port, and on
 ``metrics_port`` too when that is set. A ``Node`` is one process; ``idnode serve --workers N``
 (``node.workers``) runs N of them on shared ports (``reuse_port``) and shared ``versions``.
@@ -42,6 +44,11 @@ log = logging.getLogger("idnode.server")
 #: of a request's objects die with it; at 700 a young collection came every 40 or so creates,
 #: walking the requests in flight and promoting them, which also brought full collections sooner.
 GC_THRESHOLDS = (10_000, 20, 20)
+#: past the grace, how long closing the store still waits for a commit in progress (its writes
+#: were cancelled, never acknowledged: the process may end without them)
+STORE_CLOSE_S = 0.5
+#: past the grace, how long HTTP handlers get to end once cancelled
+HTTP_CANCEL_S = 0.05
 
 
 def tune_gc() -> None:
@@ -203,28 +210,65 @@ class Node:
         )
 
     async def stop(self) -> None:
-        """Stop accepting, drain in-flight requests within the grace period, close the store."""
-        grace = self.config.shutdown_grace_s
+        """Stop accepting on every port at once, then drain every transport together until one
+        deadline, ``shutdown_grace_s`` from now: requests still running then are cancelled
+        (unanswered, and their writes not made unless already started). Close the store last."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.shutdown_grace_s
+        await self._stop_accepting()
         for task in (self.registrar, self.probe, self.monitor):
             if task is not None:
                 await task.stop()
-        if self._tcp is not None:
-            self._tcp.close()
-        drains = [c.drain() for c in list(self.connections)]
+        drains = [c.drain(deadline) for c in list(self.connections)]
         if self._udp is not None:
-            drains.append(self._udp.drain())
-        if drains:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*drains, return_exceptions=True), grace)
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._metrics_runner is not None:
-            await self._metrics_runner.cleanup()
+            drains.append(self._udp.drain(deadline))
+        if self._runner is not None and self._runner.server is not None:
+            drains.append(_drain_http(self._runner.server, deadline))
+        results = await asyncio.gather(*drains, return_exceptions=True)
+        for failed in results:
+            if isinstance(failed, Exception):
+                log.error("draining failed", exc_info=failed)
+        for runner in (self._runner, self._metrics_runner):
+            if runner is not None:  # its connections are closed: only the app's cleanup is left
+                await runner.cleanup()
         await self.service.stop()
         if self.service.resolver is not None:
             await self.service.resolver.close()
-        await self.store.close()
+        # a write still committing here was cancelled, so never acknowledged: bounded wait
+        await self.store.close(timeout=max(deadline - loop.time(), STORE_CLOSE_S))
         log.info("stopped")
+
+    async def _stop_accepting(self) -> None:
+        """Close every listener and take no new request on any port, before any draining (one
+        slow to drain must not leave another port accepting)."""
+        for runner in (self._runner, self._metrics_runner):
+            if runner is not None:
+                for site in list(runner.sites):
+                    await site.stop()
+        if self._tcp is not None:
+            self._tcp.close()
+        for connection in list(self.connections):
+            connection.stop_reading()
+        if self._udp is not None:
+            self._udp.stop_reading()
+        if self._runner is not None and self._runner.server is not None:
+            # as aiohttp's cleanup does: requests received before the stop get their handlers
+            # first; then idle keep-alive connections close, busy ones after their answer
+            await asyncio.sleep(0)
+            self._runner.server.pre_shutdown()
+
+
+async def _drain_http(server: web.Server, deadline: float) -> None:
+    """Let HTTP requests in flight finish until ``deadline`` (loop time), then cancel those
+    still running and close their connections. (aiohttp's own shutdown waits up to its timeout
+    twice, before and after cancelling a request's body: over the deadline.)"""
+    remaining = deadline - asyncio.get_running_loop().time()
+    if remaining > 0:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(server.shutdown(remaining), remaining)
+            return
+    # a timeout of 0 would mean none: the smallest that still ends the handlers at once
+    await server.shutdown(HTTP_CANCEL_S)
 
 
 async def serve(config: Config, on_started: Callable[[Node], None] | None = None) -> None:

@@ -52,8 +52,9 @@ class Store(abc.ABC):
         """Create or open the storage; after this every call works."""
 
     @abc.abstractmethod
-    async def close(self) -> None:
-        """Finish queued writes and release the storage."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Finish queued writes and release the storage; with ``timeout``, wait that long at
+        most for writes still in progress (never acknowledged ones: their callers are gone)."""
 
     @abc.abstractmethod
     async def get(self, key: str) -> Record | None:
@@ -67,7 +68,8 @@ class Store(abc.ABC):
     async def mutate(self, key: str, mutation: Mutation) -> Record | _Delete | None:
         """Apply ``mutation`` atomically and durably; returns what it returned.
 
-        An exception raised by ``mutation`` leaves the record untouched and propagates.
+        An exception raised by ``mutation`` leaves the record untouched and propagates. Cancelled
+        before the store starts it, it is not applied (its caller will never answer).
         """
 
     @abc.abstractmethod

@@ -8,7 +8,8 @@ whichever process asks (several workers share one file), and opening the file co
 prefixes that lack a row. One writer thread owns the write connection: it takes every queued mutation, runs
 each in order on the records as the ones before it left them (a refused one writes nothing), and
 commits the whole batch with one fsync, so many concurrent writers share each disk flush and an
-acknowledged write is on disk. A batch reads the keys it touches with one statement and writes them
+acknowledged write is on disk. A write whose caller was cancelled before the writer reached it is
+not made: it will never be answered. A batch reads the keys it touches with one statement and writes them
 back with one DELETE and one INSERT. Reads run in batches on a reader thread
 with its own connection, so SQLite never blocks the event loop.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import functools
 import itertools
 import json
@@ -376,9 +378,27 @@ class _BulkOp(_Op):
     __slots__ = ()
 
 
+def _hand_back(loop: asyncio.AbstractEventLoop, ops: list[_Op]) -> None:
+    """``_deliver`` on ``loop``, unless it is gone: a thread given up on by ``close(timeout)``
+    may finish after its loop closed (its callers are gone too)."""
+    with contextlib.suppress(RuntimeError):  # closed, even between a check and the call
+        loop.call_soon_threadsafe(_deliver, ops)
+
+
+async def _joined(thread: threading.Thread, deadline: float | None) -> bool:
+    """Wait for ``thread`` to end, until ``deadline`` (loop time) at most; whether it ended.
+    (Polled: a join in an executor thread would hold the loop's shutdown up as long.)"""
+    loop = asyncio.get_running_loop()
+    while thread.is_alive():
+        if deadline is not None and loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.005)
+    return True
+
+
 def _deliver(ops: list[_Op]) -> None:
     for op in ops:
-        if op.future.done():  # the caller went away; the write still happened
+        if op.future.done():  # the caller went away (its write made if it had started)
             continue
         if op.error is not None:
             op.future.set_exception(op.error)
@@ -408,6 +428,7 @@ class SQLiteStore(Store):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._write_conn: sqlite3.Connection | None = None
         self.commits = 0  #: transactions committed (group commits; tests count them)
+        self._writing = 0  #: ops in the batch the writer is committing (0 between batches)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -422,16 +443,40 @@ class SQLiteStore(Store):
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-write", daemon=True)
         self._writer.start()
 
-    async def close(self) -> None:
+    async def close(self, timeout: float | None = None) -> None:
+        """Stop the threads once the writes queued so far are done, then checkpoint and close.
+
+        With ``timeout``, give up after that many seconds on a writer still busy (waiting for
+        another connection's lock, up to SQLite's busy timeout, or for a slow disk) instead of
+        hanging on it: what it still holds was never acknowledged, so it is left to the thread
+        (a write either commits whole or not at all), and a log line says how much that was.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        if self._reader_thread is not None:  # stops while the writer finishes
+            self._read_queue.put(_STOP)
         if self._writer is not None:
             self._queue.put(_STOP)
-            await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+            if not await _joined(self._writer, deadline):
+                log.warning(
+                    "store closed with its writer still busy after %.1fs (waiting for the"
+                    " database lock or the disk): %d writes in progress and %d queued are left"
+                    " unconfirmed; none of them was acknowledged",
+                    timeout,
+                    self._writing,
+                    max(self._queue.qsize() - 1, 0),  # less the stop
+                )
+                # the thread still uses its connection: neither checkpoint nor close it here
+                self._write_conn = None
             self._writer = None
         if self._reader_thread is not None:
-            self._read_queue.put(_STOP)
-            await asyncio.get_running_loop().run_in_executor(None, self._reader_thread.join)
+            if not await _joined(self._reader_thread, deadline):
+                log.warning("store closed with a read still running after %.1fs", timeout)
             self._reader_thread = None
         if self._write_conn is not None:
+            if deadline is not None:  # readers or another process may hold the checkpoint off
+                wait_ms = int(max(deadline - loop.time(), 0.0) * 1000)
+                self._write_conn.execute(f"PRAGMA busy_timeout={wait_ms}")
             try:
                 self._write_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:  # disk full, file made read-only: the WAL keeps them
@@ -472,8 +517,7 @@ class SQLiteStore(Store):
                         op.error = exc
                     if metrics is not None:
                         metrics.read.observe(perf_counter() - started)
-                if not loop.is_closed():
-                    loop.call_soon_threadsafe(_deliver, batch)
+                _hand_back(loop, batch)
         finally:
             conn.close()
 
@@ -635,10 +679,11 @@ class SQLiteStore(Store):
                     break
                 batch.append(item)
             busy = len(batch) >= _BUSY_BATCH
+            self._writing = len(batch)
             self._commit(conn, batch)
+            self._writing = 0
             committed = perf_counter()
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(_deliver, batch)
+            _hand_back(loop, batch)
             if stop:
                 return
 
@@ -651,6 +696,8 @@ class SQLiteStore(Store):
             for op in batch:
                 if op.key:
                     run.append(op)
+                    continue
+                if op.future.cancelled():  # see _mutate_all
                     continue
                 if run:
                     self._mutate_all(conn, run)
@@ -701,6 +748,12 @@ class SQLiteStore(Store):
         rows_of: dict[str, list[tuple[Any, ...]]] = {}  # key -> its rows, for keys changed
         counts: dict[str, int] = {}  # prefix -> handles created minus handles deleted
         for op in ops:
+            # Its caller went away (cancelled: a client gone, a stop past its grace) before the
+            # write started: it will never be answered, so it is not made either. Reading the
+            # future's state from this thread is one attribute read; a caller cancelled from
+            # here on is a write made but unanswered, as for a client that leaves.
+            if op.future.cancelled():
+                continue
             key = op.key
             current = state[key]
             try:

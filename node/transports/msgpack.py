@@ -40,6 +40,7 @@ log = logging.getLogger("idnode.msgpack")
 MAX_IN_FLIGHT_PER_CONNECTION = 256
 MAX_CONSECUTIVE_ERRORS = 16  #: bad messages in a row before a TCP connection is closed
 #: on shutdown, how long a connection that got its last answers and our FIN may take to close
+#: (within the node's grace)
 LINGER_S = 1.0
 
 #: a response and, when it came from the cache, its already packed msgpack body
@@ -258,28 +259,39 @@ class TCPProtocol(asyncio.Protocol):
             else:
                 self.transport.write(frame(encode_with_body(response, body)))
 
-    async def drain(self) -> None:
-        """Read no more requests (one not read is neither run nor answered), let those in
-        flight finish, then close after the answers.
+    def stop_reading(self) -> None:
+        """Read no more requests (one not read is neither run nor answered)."""
+        self._draining = True
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    async def drain(self, deadline: float) -> None:
+        """Read no more requests, let those in flight finish until ``deadline`` (loop time),
+        then close after the answers. Those still running at the deadline are cancelled: not
+        answered, and their writes not made unless already started.
 
         Closing a socket that holds unread requests sends a reset, and a reset makes the
         client's system drop answers its program has not read yet. So the answers are followed
         by a FIN, what the client still sends is read and dropped, and the socket is closed once
-        the client closes its side (or after ``LINGER_S``).
+        the client closes its side (or after ``LINGER_S``, or at the deadline).
         """
-        self._draining = True
+        self.stop_reading()
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if transport is None:
             return
-        transport.pause_reading()
+        loop = asyncio.get_running_loop()
         if self.tasks:
-            await asyncio.wait(list(self.tasks))
+            _, late = await asyncio.wait(list(self.tasks), timeout=max(deadline - loop.time(), 0))
+            for task in late:
+                task.cancel()
         if not transport.is_closing():
             if transport.can_write_eof():
                 transport.write_eof()
             transport.resume_reading()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._lost), LINGER_S)
+            linger = min(LINGER_S, deadline - loop.time())
+            if linger > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._lost), linger)
         transport.close()
 
 
@@ -364,10 +376,18 @@ class UDPProtocol(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         log.debug("UDP error: %s", exc)
 
-    async def drain(self) -> None:
-        """Take no more requests, let those in flight finish, then close."""
+    def stop_reading(self) -> None:
+        """Take no more requests (a datagram not taken is not answered: the client retries)."""
         self._draining = True
+
+    async def drain(self, deadline: float) -> None:
+        """Take no more requests, let those in flight finish until ``deadline`` (loop time),
+        cancel those still running then (as ``TCPProtocol.drain``), and close."""
+        self.stop_reading()
         if self.tasks:
-            await asyncio.wait(list(self.tasks))
+            timeout = max(deadline - asyncio.get_running_loop().time(), 0)
+            _, late = await asyncio.wait(list(self.tasks), timeout=timeout)
+            for task in late:
+                task.cancel()
         if self.transport is not None:
             self.transport.close()

@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -560,3 +562,70 @@ def test_sqlite_integrity_check_ok(backend: str, open_store: Any, tmp_path: Path
 
     open_store(fn, data_dir)
     assert _integrity(data_dir / "idnode.sqlite3") == "ok"
+
+
+def test_a_write_cancelled_before_the_store_starts_it_is_not_made(open_store: Any) -> None:
+    """Its caller is gone (a client that left, a stop past its grace), so it will never be
+    answered: made anyway, it would be a write nobody was told of."""
+    started, release = threading.Event(), threading.Event()
+
+    def slow(current: Record | None) -> Record:
+        started.set()  # the store is busy with this write...
+        release.wait(10)
+        return rec("88.100.1/first", (1, "URL", "f"))
+
+    async def fn(store: Store) -> Any:
+        first = asyncio.ensure_future(store.mutate("88.100.1/FIRST", slow))
+        assert await asyncio.to_thread(started.wait, 10)
+        late = asyncio.ensure_future(
+            store.mutate("88.100.1/LATE", put(rec("88.100.1/late", (1, "URL", "l"))))
+        )
+        await asyncio.sleep(0.05)  # ...while this one waits behind it
+        late.cancel()
+        release.set()
+        await first
+        after = await store.mutate("88.100.1/AFTER", put(rec("88.100.1/after", (1, "URL", "a"))))
+        return late.cancelled(), after, await store.get("88.100.1/LATE"), await store.count()
+
+    cancelled, after, late, count = open_store(fn)
+    assert cancelled and after is not None
+    assert late is None
+    assert count == 2
+
+
+def test_close_does_not_hang_on_a_writer_waiting_for_another_connection(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another process holds the database's write lock: the store's writer waits (up to SQLite's
+    busy timeout) with a write whose caller was cancelled. ``close(timeout)`` gives up on it
+    after the timeout, says so, and the write is not made once the lock is free."""
+    data_dir = tmp_path / "data"
+
+    async def main() -> threading.Thread:
+        store = SQLiteStore(data_dir)
+        await store.open()
+        writer = next(t for t in threading.enumerate() if t.name == "sqlite-write")
+        lock = sqlite3.connect(data_dir / "idnode.sqlite3", isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            write = asyncio.ensure_future(
+                store.mutate("88.100.1/HELD", put(rec("88.100.1/held", (1, "URL", "h"))))
+            )
+            await asyncio.sleep(0.2)  # the writer took it and waits for the lock
+            write.cancel()
+            with caplog.at_level(logging.WARNING, logger="idnode.store"):
+                await asyncio.wait_for(store.close(timeout=0.3), 5)  # busy timeout: 10 s
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        return writer
+
+    writer = asyncio.run(main())
+    writer.join(10)
+    assert not writer.is_alive()
+    assert "writer still busy" in caplog.text
+    conn = sqlite3.connect(data_dir / "idnode.sqlite3")
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM handles").fetchone() == (0,)
+    finally:
+        conn.close()
