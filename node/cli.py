@@ -67,11 +67,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from node.demo import banner, prepare
 
+            if config.workers > 1:  # the demo prints its banner from the one node it runs
+                sub.choices["demo"].error(
+                    "the demo runs one process; serve its data dir with idnode serve --workers N"
+                )
             try:
                 config = prepare(config, args.identifiers)
             except StoreUnavailable as exc:
                 print(f"idnode demo: {exc}", file=sys.stderr)
                 return 1
+            except ValueError as exc:  # --identifiers out of range
+                sub.choices["demo"].error(str(exc))
             _run(serve(config, on_started=lambda node: print(banner(node), flush=True)))
             return 0
         workers = config_mod.worker_count(config)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import logging
+import math
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -17,10 +20,24 @@ from pathlib import Path
 from typing import Any
 
 
-def _f(default: Any, doc: str, **kw: Any) -> Any:
+def _f(
+    default: Any,
+    doc: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple[str, ...] = (),
+) -> Any:
+    """A field: its one-line ``doc``, and the values it takes (``low``-``high`` inclusive for a
+    number, one of ``choices`` for a text, compared case-insensitively)."""
+    meta = {"doc": doc, "low": low, "high": high, "choices": choices}
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"doc": doc, **kw})
-    return field(default=default, metadata={"doc": doc, **kw})
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+log = logging.getLogger("idnode.config")
+_PORT_LOW, _PORT_HIGH = 0, 65535
 
 
 @dataclass
@@ -34,12 +51,24 @@ class Config:
         "IP address other nodes reach this one at, put in its site information (HS_SITE); "
         "empty: host (set it when host is 0.0.0.0, as in a container)",
     )
-    http_port: int = _f(8000, "HTTP port (Handle REST API, health, metrics); 0 picks one")
-    port: int = _f(2641, "Handle protocol port for msgpack over TCP and UDP; 0 picks one")
+    http_port: int = _f(
+        8000,
+        "HTTP port (Handle REST API, health, metrics); 0 picks one",
+        low=_PORT_LOW,
+        high=_PORT_HIGH,
+    )
+    port: int = _f(
+        2641,
+        "Handle protocol port for msgpack over TCP and UDP; 0 picks one",
+        low=_PORT_LOW,
+        high=_PORT_HIGH,
+    )
     metrics_port: int = _f(
         0,
         "second port serving only GET /metrics, for scrapers kept off the API port; "
         "0: none (GET /metrics is always on the HTTP port too)",
+        low=_PORT_LOW,
+        high=_PORT_HIGH,
     )
     home: list[str] = _f([], "prefix to home at start (repeatable)")
     admin_secret: str = _f("", "secret of the node admin and of homed prefixes' ADMIN handles")
@@ -47,6 +76,7 @@ class Config:
         "secondary",
         "secondary (serves its homed prefixes), toplevel (holds the 0.NA/ prefix records and "
         "refers), or recursive (holds no data; resolves anything through the hierarchy)",
+        choices=("secondary", "toplevel", "recursive"),
     )
     toplevel: str = _f(
         "",
@@ -60,47 +90,74 @@ class Config:
         10.0,
         "how often a secondary re-registers with the top-level (its heartbeat), and a recursive "
         "node checks that the top-level answers",
+        low=0.1,
     )
     heartbeat_stale_s: float = _f(
         30.0,
         "top-level: a node silent this long is reported stale (never dropped); a secondary or "
         "recursive node that did not get through to the top-level this long is not ready",
+        low=0.1,
     )
-    recursion_limit: int = _f(8, "referrals followed for one request; more: RECURSION_LIMIT (6)")
+    recursion_limit: int = _f(
+        8, "referrals followed for one request; more: RECURSION_LIMIT (6)", low=1, high=64
+    )
     hop_timeout_s: float = _f(
         1.0,
         "how long one hop of a recursive resolution may take (under the clients' 2 s, so that"
         " they hear SERVER_BUSY naming the hop rather than time out themselves)",
+        low=0.001,
+        high=60,
     )
     site: list[str] = _f(
         [],
         "HOST:PORT:HTTP_PORT of every server of this node's site, in order (repeatable); "
         "empty: a site of this node alone",
     )
-    site_server_id: int = _f(1, "this node's position (from 1) in --site")
+    site_server_id: int = _f(1, "this node's position (from 1) in --site", low=1)
     case_sensitive_suffix: bool = _f(False, "compare suffixes case-sensitively")
-    profile: str = _f("protocol", "identifier limits: protocol (2048) or snms (255/64)")
-    cache_max_bytes: int = _f(96 * 1024 * 1024, "bound of the resolution cache")
-    negative_cache_ttl_s: float = _f(60.0, "how long a not-found answer is cached")
-    max_frame_bytes: int = _f(65536, "largest msgpack message accepted over TCP or UDP")
-    max_http_body_bytes: int = _f(1024 * 1024, "largest HTTP request body (413 above)")
-    tcp_idle_timeout_s: float = _f(60.0, "close a TCP connection idle this long")
-    http_idle_timeout_s: float = _f(
-        60.0, "close an HTTP connection idle, or sending a request head or body, this long"
+    profile: str = _f(
+        "protocol",
+        "identifier limits: protocol (2048) or snms (255/64)",
+        choices=("protocol", "snms"),
     )
-    udp_queue_len: int = _f(1024, "UDP requests waiting at most; more are dropped")
-    write_batch_max: int = _f(512, "most writes committed in one transaction (group commit)")
+    cache_max_bytes: int = _f(96 * 1024 * 1024, "bound of the resolution cache", low=0)
+    negative_cache_ttl_s: float = _f(60.0, "how long a not-found answer is cached", low=0)
+    max_frame_bytes: int = _f(
+        65536, "largest msgpack message accepted over TCP or UDP", low=1024, high=2**31 - 1
+    )
+    max_http_body_bytes: int = _f(
+        1024 * 1024, "largest HTTP request body (413 above)", low=1024, high=2**31 - 1
+    )
+    tcp_idle_timeout_s: float = _f(60.0, "close a TCP connection idle this long", low=0.001)
+    http_idle_timeout_s: float = _f(
+        60.0,
+        "close an HTTP connection idle, or sending a request head or body, this long",
+        low=0.001,
+    )
+    udp_queue_len: int = _f(1024, "UDP requests waiting at most; more are dropped", low=1)
+    write_batch_max: int = _f(512, "most writes committed in one transaction (group commit)", low=1)
     write_batch_wait_s: float = _f(
-        0.0005, "under concurrent writes, how long a commit waits for more writes to join it"
+        0.0005,
+        "under concurrent writes, how long a commit waits for more writes to join it",
+        low=0,
+        high=1,
     )
     workers: int = _f(
         0,
         "worker processes sharing the ports and the store (SO_REUSEPORT); "
         "0: one per CPU this process may run on; 1: a single process",
+        low=0,
+        high=256,
     )
-    shutdown_grace_s: float = _f(5.0, "how long in-flight requests may finish on shutdown")
-    site_serial: int = _f(1, "serial number of this node's site information")
-    log_level: str = _f("INFO", "DEBUG, INFO, WARNING or ERROR")
+    shutdown_grace_s: float = _f(
+        5.0, "how long in-flight requests may finish on shutdown", low=0, high=3600
+    )
+    site_serial: int = _f(1, "serial number of this node's site information", low=0, high=65535)
+    log_level: str = _f(
+        "INFO",
+        "DEBUG, INFO, WARNING or ERROR",
+        choices=("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"),
+    )
 
     @classmethod
     def fields(cls) -> tuple[dataclasses.Field[Any], ...]:
@@ -119,28 +176,99 @@ class Config:
             except (TypeError, ValueError):
                 kind = known[name].type
                 raise ConfigError(f"{source}: {name} must be {kind}, not {raw!r}") from None
+            if not _allowed(known[name], changes[name]):
+                raise ConfigError(f"{source}: {name} must be {_takes(known[name])}, not {raw!r}")
         return dataclasses.replace(self, **changes)
+
+    def check(self) -> None:
+        """Checks across settings, which a node would otherwise fail at its start, or at its
+        first request: ``ConfigError``."""
+        from node.resolver import parse_address
+        from node.service import _configured_site
+        from protocol.errors import ProtocolError
+        from protocol.identifiers import NA_PREFIX, PROFILES, ascii_upper, check_prefix
+
+        if self.role == "recursive" and not self.toplevel:
+            raise ConfigError("a recursive node needs the top-level node's address (--toplevel)")
+        where = ""
+        try:
+            for prefix in self.home:
+                where = f"home {prefix!r}"
+                check_prefix(prefix, PROFILES[self.profile])
+                if ascii_upper(prefix) == NA_PREFIX:
+                    raise ValueError(f"{NA_PREFIX} cannot be homed")
+            where = "toplevel"
+            if self.toplevel:
+                parse_address(self.toplevel)
+            where = "site"
+            _configured_site(self)
+        except (ValueError, ProtocolError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
 
 
 class ConfigError(ValueError):
     """A setting that cannot be used: where it came from, which one, and why."""
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _kind(f: dataclasses.Field[Any]) -> str:
+    return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+
+
 def _convert(f: dataclasses.Field[Any], raw: Any) -> Any:
-    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    """``raw`` as the field's type: text (environment, flags) is parsed; a TOML value must
+    already be of the type (``true`` is no port, ``1.9`` no count); TypeError or ValueError."""
+    kind = _kind(f)
     if kind.startswith("list"):
-        if isinstance(raw, str):
-            return [p.strip() for p in raw.split(",") if p.strip()]
-        return [str(x) for x in raw]
-    if kind == "bool":
-        if isinstance(raw, str):
-            return raw.strip().lower() in ("1", "true", "yes", "on")
-        return bool(raw)
-    if kind == "int":
-        return int(raw)
-    if kind == "float":
-        return float(raw)
-    return str(raw)
+        items = [raw] if isinstance(raw, str) else raw
+        if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+            raise TypeError(raw)
+        # comma-separated in every source: IDNODE_HOME=a,b, --home a,b and home = ["a,b"] agree
+        return [p.strip() for item in items for p in item.split(",") if p.strip()]
+    if isinstance(raw, str):
+        text = raw.strip()
+        if kind == "bool":
+            if text.lower() not in _TRUE + _FALSE:
+                raise ValueError(raw)
+            return text.lower() in _TRUE
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+        return raw
+    wanted = {"bool": (bool,), "int": (int,), "float": (int, float)}.get(kind, (str,))
+    if not isinstance(raw, wanted) or (isinstance(raw, bool) and kind != "bool"):
+        raise TypeError(raw)
+    return float(raw) if kind == "float" else raw  # type: ignore[arg-type]
+
+
+def _allowed(f: dataclasses.Field[Any], value: Any) -> bool:
+    meta = f.metadata
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        low, high = meta.get("low"), meta.get("high")
+        return (low is None or value >= low) and (high is None or value <= high)
+    if meta.get("choices") and isinstance(value, str):
+        return value.upper() in (c.upper() for c in meta["choices"])
+    return True
+
+
+def _takes(f: dataclasses.Field[Any]) -> str:
+    """What ``f`` takes, for an error message."""
+    meta = f.metadata
+    if meta.get("choices"):
+        return "one of " + ", ".join(meta["choices"])
+    low, high = meta.get("low"), meta.get("high")
+    kind = "an integer" if _kind(f) == "int" else "a finite number"
+    if low is not None and high is not None:
+        return f"{kind} from {low:,} to {high:,}"
+    if low is not None:
+        return f"{kind} of at least {low:,}"
+    return kind
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -153,7 +281,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if kind.startswith("list"):
             parser.add_argument(flag, action="append", default=None, help=doc)
         elif kind == "bool":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=doc)
+            parser.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"{doc} (default {'yes' if f.default else 'no'})",
+            )
         else:
             parser.add_argument(flag, default=None, help=f"{doc} (default {f.default!r})")
 
@@ -172,11 +305,13 @@ def load(
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"config file {path}: {exc}") from None
         config = config.merged(settings, f"config file {path}")
-    env = {
-        f.name: environ[f"IDNODE_{f.name.upper()}"]
-        for f in Config.fields()
-        if f"IDNODE_{f.name.upper()}" in environ
-    }
+    names = {f"IDNODE_{f.name.upper()}": f.name for f in Config.fields()}
+    env = {names[var]: value for var, value in environ.items() if var in names}
+    for var in sorted(environ):  # other tools read IDNODE_* too: only a likely misspelling
+        if var.startswith("IDNODE_") and var not in names:
+            near = difflib.get_close_matches(var, names, n=1, cutoff=0.85)
+            if near:
+                log.warning("ignoring %s: no setting has that name; %s?", var, near[0])
     config = config.merged(env, "IDNODE_* environment")
     if args is not None:
         flags = {
@@ -185,6 +320,7 @@ def load(
             if getattr(args, f.name, None) is not None
         }
         config = config.merged(flags, "flags")
+    config.check()
     return config
 
 

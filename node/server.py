@@ -27,7 +27,7 @@ from typing import IO, Any
 from aiohttp import web
 
 from node.coherence import Versions
-from node.config import Config
+from node.config import Config, ConfigError
 from node.delegation import Monitor, Registrar, ToplevelProbe
 from node.metrics import NodeMetrics
 from node.service import Service
@@ -218,7 +218,10 @@ class Node:
         await self._stop_accepting()
         for task in (self.registrar, self.probe, self.monitor):
             if task is not None:
-                await task.stop()
+                try:
+                    await task.stop()
+                except Exception:  # the store must still be closed
+                    log.exception("stopping %s failed", type(task).__name__)
         drains = [c.drain(deadline) for c in list(self.connections)]
         if self._udp is not None:
             drains.append(self._udp.drain(deadline))
@@ -286,9 +289,12 @@ async def serve(config: Config, on_started: Callable[[Node], None] | None = None
             loop.add_signal_handler(sig, stop.set)
     try:
         await node.start()
-    except (StoreUnavailable, OSError) as exc:  # say what, not a traceback
+    except (StoreUnavailable, OSError, ConfigError) as exc:  # say what, not a traceback
         with contextlib.suppress(Exception):
             await node.stop()
+        if isinstance(exc, ConfigError):  # a setting this data dir cannot take
+            print(f"idnode serve: error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         said = (
             exc if isinstance(exc, StoreUnavailable) else f"cannot listen on {config.host}: {exc}"
         )

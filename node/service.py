@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from node import auth
 from node.cache import Entry, ResolutionCache, public_values
 from node.coherence import Versions, buckets_for
-from node.config import Config
+from node.config import Config, ConfigError
 from node.resolver import Resolver, parse_address
 from node.store import DELETE, Record, Store, StoreError, _Delete
 from protocol.codes import ALL_ADMIN_PERMISSIONS, OpCode, OpFlag, ResponseCode
@@ -203,8 +203,8 @@ class Service:
         await self.reload_homed()
         for prefix in self.config.home:
             if ascii_upper(prefix) not in self.homed:
-                if not self.config.admin_secret:
-                    raise ValueError(f"homing {prefix} needs an admin secret (--admin-secret)")
+                if not self.config.admin_secret:  # (one homed already needs none)
+                    raise ConfigError(f"homing {prefix} needs an admin secret (--admin-secret)")
                 await self.home_prefix(prefix, self.config.admin_secret)
         self.ready = True
 

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from node.coherence import Versions, buckets_for
-from node.config import Config
+from node.config import Config, ConfigError
 from node.metrics import NodeMetrics
 
 log = logging.getLogger("idnode.workers")
@@ -211,6 +211,9 @@ def serve_workers(config: Config, workers: int) -> int:
     try:
         lock = hold_data_dir(config.data_dir)
         asyncio.run(_prepare(config))
+    except ConfigError as exc:  # a setting this data dir cannot take
+        print(f"idnode serve: error: {exc}", file=sys.stderr)
+        return 2
     except StoreUnavailable as exc:
         print(f"idnode serve: {exc}", file=sys.stderr)
         return 1

@@ -122,6 +122,33 @@ def test_env_values_are_converted_to_field_types() -> None:
         ([], {}, "bogus_key = 1\n", "unknown setting 'bogus_key'"),
         ([], {}, "port = [\n", "config file"),
         (["--config", "/nonexistent/idnode.toml"], {}, None, "No such file"),
+        # each of these started a node that wrapped the port, crashed, hung or failed later
+        (["--port", "70000"], {}, None, "port must be an integer from 0 to 65,535"),
+        (["--http-port", "-1"], {}, None, "http_port must be an integer from 0 to 65,535"),
+        (["--role", "bogus"], {}, None, "role must be one of secondary, toplevel, recursive"),
+        (["--profile", "bogus"], {}, None, "profile must be one of protocol, snms"),
+        (["--log-level", "LOUD"], {}, None, "log_level must be one of DEBUG"),
+        (["--workers", "-3"], {}, None, "workers must be an integer from 0 to 256"),
+        (["--udp-queue-len", "0"], {}, None, "udp_queue_len must be an integer of at least 1"),
+        (["--max-frame-bytes", "0"], {}, None, "max_frame_bytes must be an integer from 1,024"),
+        (["--max-http-body-bytes", "-1"], {}, None, "max_http_body_bytes must be an integer"),
+        (["--tcp-idle-timeout-s", "nan"], {}, None, "tcp_idle_timeout_s must be a finite number"),
+        (["--write-batch-wait-s", "inf"], {}, None, "write_batch_wait_s must be a finite number"),
+        (["--heartbeat-interval-s", "0"], {}, None, "heartbeat_interval_s must be a finite"),
+        (["--shutdown-grace-s", "-1"], {}, None, "shutdown_grace_s must be a finite number"),
+        (["--hop-timeout-s", "0"], {}, None, "hop_timeout_s must be a finite number"),
+        (["--recursion-limit", "0"], {}, None, "recursion_limit must be an integer from 1"),
+        (["--site-serial", "70000"], {}, None, "site_serial must be an integer from 0 to 65,535"),
+        (["--home", "bad/x", "--admin-secret", "s"], {}, None, "home 'bad/x': a prefix"),
+        (["--home", "0.NA", "--admin-secret", "s"], {}, None, "0.NA cannot be homed"),
+        (["--toplevel", "nohostport"], {}, None, "toplevel: expected HOST:PORT"),
+        (["--role", "recursive"], {}, None, "a recursive node needs the top-level node's"),
+        (["--site", "1.2.3.4:x"], {}, None, "site: expected HOST:PORT"),
+        ([], {"IDNODE_CASE_SENSITIVE_SUFFIX": "ture"}, None, "case_sensitive_suffix must be"),
+        ([], {}, "http_port = 1.9\n", "http_port must be int, not 1.9"),
+        ([], {}, "http_port = true\n", "http_port must be int, not True"),
+        ([], {}, 'admin_secret = ["a"]\n', "admin_secret must be str"),
+        ([], {}, "home = [88, 1.5]\n", "home must be list[str]"),
     ],
 )
 def test_a_bad_setting_is_named_and_serve_exits_2_without_a_traceback(
@@ -148,6 +175,14 @@ def test_a_bad_setting_is_named_and_serve_exits_2_without_a_traceback(
     assert said in err and "Traceback" not in err
 
 
+def test_a_misspelt_setting_variable_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    """Other tools read IDNODE_* variables of their own: only a near miss is named."""
+    environ = {"IDNODE_HTTPPORT": "5", "IDNODE_WORKLOAD_FILE": "w.json", "IDNODE_SECRET": "s"}
+    assert config_mod.parse([], environ=environ).http_port == 8000
+    warned = [r.getMessage() for r in caplog.records if r.name == "idnode.config"]
+    assert warned == ["ignoring IDNODE_HTTPPORT: no setting has that name; IDNODE_HTTP_PORT?"]
+
+
 def test_home_is_repeatable_and_flags_replace_lower_sources(tmp_path: Path) -> None:
     assert config_mod.parse(["--home", "88.1", "--home", "88.2.3"], environ={}).home == [
         "88.1",
@@ -158,6 +193,8 @@ def test_home_is_repeatable_and_flags_replace_lower_sources(tmp_path: Path) -> N
     assert config_mod.parse(["--config", str(toml)], environ={"IDNODE_HOME": "88.20"}).home == [
         "88.20"
     ]
+    # comma-separated in every source alike
+    assert config_mod.parse(["--home", "88.1,88.2"], environ={}).home == ["88.1", "88.2"]
     assert config_mod.parse(
         ["--config", str(toml), "--home", "88.30"], environ={"IDNODE_HOME": "88.20"}
     ).home == ["88.30"]
@@ -372,5 +409,5 @@ def test_serve_refuses_homing_without_a_secret(tmp_path: Path) -> None:
         check=False,
         env={"PATH": "/usr/bin:/bin"},
     )
-    assert out.returncode != 0
-    assert b"admin" in out.stderr.lower()
+    assert out.returncode == 2
+    assert b"needs an admin secret" in out.stderr and b"Traceback" not in out.stderr
