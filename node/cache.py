@@ -219,7 +219,12 @@ class ResolutionCache:
             size += sum(len(v.data) + len(v.type) + _VALUE_OVERHEAD_BYTES for v in record.values)
         entry = Entry(record, expires, size, bucket, version)
         tier = self._found if record is not None else self._missing
-        if generation == self.generation and version == current and size <= tier.max_bytes:
+        if (
+            generation == self.generation
+            and version == current
+            and size <= tier.max_bytes
+            and expires > now  # a TTL of 0, or one already past, would only evict live entries
+        ):
             self._drop(key)
             tier.add(key, entry)
         return entry  # when not kept, still good to answer this one request from

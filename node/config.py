@@ -120,7 +120,9 @@ class Config:
         "identifier limits: protocol (2048) or snms (255/64)",
         choices=("protocol", "snms"),
     )
-    cache_max_bytes: int = _f(96 * 1024 * 1024, "bound of the resolution cache", low=0)
+    cache_max_bytes: int = _f(
+        96 * 1024 * 1024, "bound of the resolution cache (of each worker process)", low=0
+    )
     negative_cache_ttl_s: float = _f(60.0, "how long a not-found answer is cached", low=0)
     max_frame_bytes: int = _f(
         65536, "largest msgpack message accepted over TCP or UDP", low=1024, high=2**31 - 1

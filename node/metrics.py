@@ -307,6 +307,22 @@ class NodeMetrics:
             total._add(snap)
         return total
 
+    def cache_numbers(self) -> list[int]:
+        """The cache's hits, misses, entries and bytes (merged ones: every worker's)."""
+        if self.cache_totals is not None:
+            return list(self.cache_totals)
+        cache = self.service.cache if self.service is not None else None
+        if cache is None:
+            return [0, 0, 0, 0]
+        return [cache.hits, cache.misses, len(cache), cache.used_bytes]
+
+    def merged_now(self) -> NodeMetrics:
+        """This one, or with several workers this one's numbers merged with the others'."""
+        if self.peers is None:
+            return self
+        mine = self.snapshot()
+        return self.merged(mine, self.peers(mine))
+
     def _add(self, snap: dict[str, Any]) -> None:
         for name, t in snap["transports"].items():
             tm = self.transports.get(name)
@@ -350,10 +366,7 @@ class NodeCollector:
         self.metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
-        m = self.metrics
-        if m.peers is not None:
-            mine = m.snapshot()
-            m = m.merged(mine, m.peers(mine))
+        m = self.metrics.merged_now()
         yield from self._requests(m)
         yield from self._cache(m)
         yield from self._store(m)
@@ -439,13 +452,7 @@ class NodeCollector:
 
     @staticmethod
     def _cache(m: NodeMetrics) -> Iterator[Metric]:
-        cache = m.service.cache if m.service is not None else None
-        if m.cache_totals is not None:
-            hits, misses, entries, used = m.cache_totals
-        elif cache is not None:
-            hits, misses, entries, used = cache.hits, cache.misses, len(cache), cache.used_bytes
-        else:
-            hits = misses = entries = used = 0
+        hits, misses, entries, used = m.cache_numbers()
         yield CounterMetricFamily(
             "idnode_cache_hits", "Resolutions answered from the resolution cache.", value=hits
         )

@@ -396,6 +396,8 @@ class Service:
         rebuilt from the entry."""
         now = self.clock()
         cache = self.cache
+        if fresh:
+            cache.misses += 1  # it reads the store, as a miss does
         entry = None if fresh else self._cached(key, now)
         if entry is not None:
             return entry, entry.record

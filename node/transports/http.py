@@ -24,6 +24,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_urldispatcher import _default_expect_handler
 
+from node.config import worker_count
 from node.metrics import CONTENT_TYPE_LATEST, NodeMetrics, OpStats
 from node.service import Service
 from protocol.codes import OpCode, OpFlag, ResponseCode, http_status
@@ -196,6 +197,7 @@ class HandlesAPI:
 
     def __init__(self, service: Service, metrics: NodeMetrics) -> None:
         self.service = service
+        self.node_metrics = metrics
         self.metrics = metrics.transports["http"]
         self._resolution = self.metrics.op(OpCode.RESOLUTION)
         self._stats = {op: self.metrics.op(op) for op in _REST_OPS}
@@ -520,7 +522,10 @@ class HandlesAPI:
     async def readyz(self, request: web.Request) -> web.Response:
         service = self.service
         ready = service.is_ready()
-        cache = service.cache
+        hits, misses, entries, used = self.node_metrics.merged_now().cache_numbers()
+        bound = service.cache.max_bytes  # each worker's
+        if self.node_metrics.peers is not None:
+            bound *= worker_count(service.config)
         registration, reachability = service.registration, service.reachability
         body: dict[str, Any] = {}
         if registration is not None:
@@ -538,12 +543,12 @@ class HandlesAPI:
         body = {
             "status": "ready" if ready else "starting",
             **body,
-            "cache": {
-                "hits": cache.hits,
-                "misses": cache.misses,
-                "entries": len(cache),
-                "bytes": cache.used_bytes,
-                "max_bytes": cache.max_bytes,
+            "cache": {  # of every worker
+                "hits": hits,
+                "misses": misses,
+                "entries": entries,
+                "bytes": used,
+                "max_bytes": bound,
             },
         }
         return web.json_response(body, status=200 if ready else 503)

@@ -37,6 +37,17 @@ def test_hit_miss_and_ttl() -> None:
     assert (cache.hits, cache.misses) == (1, 2)
 
 
+def test_an_answer_already_expired_is_not_kept() -> None:
+    """A TTL of 0 (or an absolute one past) answers its request, but kept it would only push
+    live entries out of the bound."""
+    cache = ResolutionCache(8 * 2000)
+    cache.put("A/HOT", record("a/hot", size=500), 0.0, cache.generation)
+    for i in range(40):
+        entry = cache.put(f"A/{i}", record(f"a/{i}", ttl=0, size=500), 0.0, cache.generation)
+        assert entry.record == record(f"a/{i}", ttl=0, size=500)
+    assert len(cache) == 1 and cache.get("A/HOT", 0.0) is not None
+
+
 def test_bound_evicts_least_recently_used() -> None:
     cache = ResolutionCache(8 * 2000)
     for i in range(40):

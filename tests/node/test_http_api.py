@@ -352,6 +352,12 @@ def test_cache_hits_and_misses_are_counted(node: RunningNode) -> None:
     assert after["misses"] == before["misses"] + 1  # the first read goes to the store
     assert after["hits"] == before["hits"] + 2
     assert 0 < after["bytes"] <= after["max_bytes"]
+    # an authoritative resolution reads the store each time: a miss, not uncounted
+    for _ in range(2):
+        reply = http(node, "GET", f"/api/handles/{PREFIX}/cached", params=[("auth", "true")])
+        assert reply.status == 200
+    last = http(node, "GET", "/readyz").json["cache"]
+    assert (last["hits"], last["misses"]) == (after["hits"], after["misses"] + 2)
 
 
 # ------------------------------------------------------------------------------------------------

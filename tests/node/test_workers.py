@@ -257,6 +257,23 @@ def test_metrics_on_any_worker_add_up_every_worker(tmp_path: Path, spawn_node: A
     assert node.terminate() == 0
 
 
+def test_readyz_counts_the_cache_of_every_worker(tmp_path: Path, spawn_node: Any) -> None:
+    """Each worker has its own cache: /readyz, answered by either, sums them (it showed the
+    one answering, hits and misses that did not add up to the resolutions made)."""
+    node = _spawn(spawn_node, tmp_path)
+    create(node, f"{PREFIX}/r", value(1, "URL", "https://r"))
+    outcomes(node, f"{PREFIX}/r", n=40)  # 40 per transport, each on a new connection
+    deadline = time.monotonic() + 3 * METRICS_INTERVAL_S + 2
+    while True:
+        seen = [http(node, "GET", "/readyz").json["cache"] for _ in range(6)]
+        if all(c["hits"] + c["misses"] == 120 for c in seen) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert all(c["hits"] + c["misses"] == 120 for c in seen), seen
+    assert all(0 < c["bytes"] <= c["max_bytes"] for c in seen), seen
+    assert node.terminate() == 0
+
+
 def test_no_total_goes_back_whichever_worker_answers_a_scrape(
     tmp_path: Path, spawn_node: Any
 ) -> None:
