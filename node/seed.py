@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import marshal
 import os
@@ -380,6 +381,10 @@ async def _load_from_worker(
                     pass
 
         await loop.run_in_executor(None, drain)
+        # cancelled while a ``frames.get`` waited in the executor: wake it, or its thread would
+        # never end and the interpreter would wait for it at exit
+        with contextlib.suppress(queue.Full):
+            frames.put_nowait((b"X", "stopped"))
         await loop.run_in_executor(None, proc.wait)
         assert proc.stdout is not None
         proc.stdout.close()

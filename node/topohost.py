@@ -10,8 +10,9 @@ The spec (JSON, written by ``node.topology``) lists the nodes: each one's ``Conf
 for a secondary, the ``SeedSpec`` to seed its data dir with first (once: ``node.seed`` finds its
 manifest on a later start). Once every node is listening the host writes the ports file named in
 the spec (aside, then renamed: a reader sees all or nothing) and prints ``topology host ready``.
-SIGTERM or SIGINT stops every node (``Node.stop`` drains and closes its store) and exits 0; a
-failure before that exits 1 with the reason in the log, which ``node.topology`` shows.
+SIGTERM or SIGINT stops every node (``Node.stop`` drains and closes its store) and exits 0, at
+once while seeding (the seed is cancelled and its generating process ended); a failure before
+that exits 1 with the reason in the log, which ``node.topology`` shows.
 """
 
 from __future__ import annotations
@@ -45,15 +46,13 @@ def _raise_file_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
-async def _seed(entries: list[dict[str, Any]], stop: asyncio.Event) -> dict[str, str]:
-    """Seed every node that asks for it (one after the other: it is brief and CPU-bound);
+async def _seed(entries: list[dict[str, Any]]) -> dict[str, str]:
+    """Seed every node that asks for it (one after the other: it is CPU-bound);
     returns node name -> manifest path."""
     from node import seed
 
     manifests: dict[str, str] = {}
     for entry in entries:
-        if stop.is_set():
-            break
         fields = entry.get("seed")
         if not fields:
             continue
@@ -73,7 +72,19 @@ async def run(spec: dict[str, Any]) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     entries: list[dict[str, Any]] = spec["nodes"]
-    manifests = await _seed(entries, stop)
+    # seeding a large spec takes minutes: a stop must not wait for it (cancelling the seed ends
+    # its generating process too, see ``seed._load_from_worker``)
+    seeding = asyncio.ensure_future(_seed(entries))
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait((seeding, stopping), return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not seeding.done():
+        seeding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await seeding
+        log.info("stopped while seeding")
+        return 0
+    manifests = seeding.result()
     nodes: list[Node] = []
     try:
         for entry in entries:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -203,3 +204,49 @@ def test_synthetic_industry_data_is_realistic() -> None:
     records = [r for _, r in seed.generate(plan)]
     assert len(records) == 200
     assert {v.type for v in records[0].values} >= {"URL", "PRODUCT_NAME", "MANUFACTURER"}
+
+
+# ------------------------------------------------------------------------------------------------
+# stopping while starting
+
+
+def _children(pid: int) -> list[tuple[int, str | None]]:
+    """The processes whose parent is ``pid``, with their start times."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        if stat.rpartition(")")[2].split()[1] == str(pid):
+            found.append((int(entry.name), topology.start_time(int(entry.name))))
+    return found
+
+
+def _wait_for(what: str, check: Any, timeout_s: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"no {what} within {timeout_s} s"
+        time.sleep(0.05)
+    return found
+
+
+def test_host_stops_at_once_while_seeding(tmp_path: Path) -> None:
+    """A seed far too large to finish: SIGTERM ends the host and its generating process."""
+    options = topology.Options(secondaries=1, identifiers_per_node=10**9, log_level="WARNING")
+    entries = topology.secondary_entries(tmp_path, options, "127.0.0.1:1")
+    spec = tmp_path / "host.spec.json"
+    spec.write_text(json.dumps({"nodes": entries, "ports_file": str(tmp_path / "ports.json")}))
+    with (tmp_path / "host.log").open("wb") as log:
+        host = subprocess.Popen(
+            [sys.executable, "-m", "node", "topology", "host", "--spec", str(spec)],
+            cwd=ROOT, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    try:
+        seeding = _wait_for("generating process", lambda: _children(host.pid))
+        host.send_signal(signal.SIGTERM)
+        assert host.wait(timeout=10) == 0, (tmp_path / "host.log").read_text()
+        assert not any(topology.alive(pid, start) for pid, start in seeding)
+    finally:
+        host.kill()
+        host.wait()
