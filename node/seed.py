@@ -80,6 +80,11 @@ class SeedSpec:
     enterprises_per_industry: int = 8
     case_sensitive_suffix: bool = False  #: the node's suffix rule, which store keys follow
 
+    @classmethod
+    def from_json(cls, fields: dict[str, Any]) -> SeedSpec:
+        """The spec of ``asdict(spec)`` once through JSON (which made ``industries`` a list)."""
+        return cls(**{**fields, "industries": tuple(fields["industries"])})
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -327,8 +332,7 @@ def produce_main(argv: Sequence[str]) -> int:
     a length and a ``marshal``-ed payload: R ``BulkRows``, then E the sampled handles."""
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may reach the frame stream
-    fields = json.loads(argv[0])
-    spec = SeedSpec(**{**fields, "industries": tuple(fields["industries"])})
+    spec = SeedSpec.from_json(json.loads(argv[0]))
     sample: list[str] = []
     try:
         for batch in chunks(make_plan(spec), sample):
@@ -428,24 +432,35 @@ def manifest_for(plan: Plan, sample: list[str]) -> dict[str, Any]:
     }
 
 
+def describes(manifest: Any, plan: Plan) -> bool:
+    """Whether ``manifest`` (a manifest file's JSON) was written for the data of ``plan``."""
+    try:
+        return bool(
+            manifest["version"] == 1
+            and (manifest["seed"], manifest["identifiers"])
+            == (plan.spec.seed, plan.spec.identifiers)
+            and [e["prefix"] for e in manifest["enterprises"]]
+            == [e.prefix for e in plan.enterprises]
+        )
+    except (KeyError, TypeError):
+        return False
+
+
 async def _seeded(store: SQLiteStore, path: Path, plan: Plan) -> dict[str, Any] | None:
     """The manifest at ``path`` when it describes ``plan`` and the store holds its sample's ends."""
     try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-        same = (
-            old["version"] == 1
-            and (old["seed"], old["identifiers"]) == (plan.spec.seed, plan.spec.identifiers)
-            and [e["prefix"] for e in old["enterprises"]] == [e.prefix for e in plan.enterprises]
-        )
+        old: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         handles = sorted(s["handle"] for s in old["sample"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    for handle in handles[:1] + handles[-1:] if same else ():
+    if not describes(old, plan):
+        return None
+    for handle in handles[:1] + handles[-1:]:
         prefix, _, suffix = handle.partition("/")
         key = Handle(prefix, suffix).key(case_sensitive_suffix=plan.spec.case_sensitive_suffix)
         if await store.get(key) is None:
             return None
-    return old if same else None
+    return old
 
 
 class _Homing:

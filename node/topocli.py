@@ -3,22 +3,24 @@
 ``up`` and ``down`` are ``node.topology``'s; ``status`` reads ``D/topology.json`` and, for every
 node, whether its process runs, whether ``GET /healthz`` answers, and for a secondary node the
 top-level's view of it (``GET /api/delegations``: alive or stale; unknown where the top-level has
-no such endpoint). It exits 0 when everything is alive, else 1, and shows the resident memory of
-every process (``VmRSS``): a host process's memory is shared by its nodes, so a node's figure is
-its share. ``topology host`` (hidden) is the process ``node.topohost`` runs nodes in.
+no such endpoint). It exits 0 when the topology is up (its ``up`` finished: ``state`` up) and
+everything is alive, else 1, and shows the resident memory of every process (``VmRSS``): a host
+process's memory is shared by its nodes, so a node's figure is its share. ``topology host``
+(hidden) is the process ``node.topohost`` runs nodes in.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from node import topology
+from node import seed, topology
 from node.topology import HOST, Options, TopologyError
 
 
@@ -26,7 +28,15 @@ def add_commands(subparsers: Any) -> None:
     """Add ``topology`` and its subcommands to ``idnode``'s subparsers."""
     parser = subparsers.add_parser("topology", help="an emulated national topology on this machine")
     sub = parser.add_subparsers(dest="topology_command", required=True, metavar="{up,status,down}")
-    up = sub.add_parser("up", help="start a top-level, N secondary and a recursive node")
+    up = sub.add_parser(
+        "up",
+        help="start a top-level, N secondary and a recursive node",
+        description="Start a top-level, N secondary and a recursive node on 127.0.0.1, detached."
+        " In a directory used before, the top-level and recursive nodes start empty, and a"
+        " secondary keeps its data only when it was seeded with the same options (seed,"
+        " identifiers, enterprises, admin secret); otherwise it is seeded again. Interrupted"
+        " (Ctrl-C, SIGTERM, SIGHUP), it stops what it started.",
+    )
     status = sub.add_parser("status", help="one line per node: process, health, delegation")
     down = sub.add_parser("down", help="stop every process of the topology")
     for p in (up, status, down):
@@ -43,7 +53,8 @@ def add_commands(subparsers: Any) -> None:
     )  # fmt: skip
     up.add_argument(
         "--enterprises-per-industry", type=int, default=d.enterprises_per_industry,
-        help=f"enterprise prefixes of each secondary (default {d.enterprises_per_industry})",
+        help=f"enterprise prefixes of each secondary, 1 to {seed.MAX_ENTERPRISES}"
+        f" (default {d.enterprises_per_industry})",
     )  # fmt: skip
     up.add_argument(
         "--nodes-per-process", type=int, default=0,
@@ -58,11 +69,12 @@ def add_commands(subparsers: Any) -> None:
     up.add_argument("--log-level", default=d.log_level, help="of every node (default INFO)")
     up.add_argument(
         "--recursive-port", type=int, default=d.recursive_port,
-        help="the recursive node's Handle port, TCP and UDP (3641 as nationally; default: any)",
+        help="the recursive node's Handle port, TCP and UDP, 0-65535 (3641 as nationally;"
+        " default 0: any free)",
     )  # fmt: skip
     up.add_argument(
         "--start-timeout-s", type=float, default=0.0,
-        help="how long a process may take to start (default: from its work)",
+        help="how long a process may take to start, more than 0 (default 0: from its work)",
     )  # fmt: skip
     status.add_argument("--json", action="store_true", help="one JSON object")
     status.add_argument("--timeout-s", type=float, default=2.0, help="per HTTP request")
@@ -98,7 +110,8 @@ def _up(root: Path, args: argparse.Namespace) -> int:
         nodes_per_process=args.nodes_per_process,
         admin_secret=args.admin_secret,
         seed=args.seed,
-        cache_bytes=int(args.cache_mb * 2**20),
+        # nan or inf: refused by ``topology.check`` as any other bound out of range
+        cache_bytes=int(args.cache_mb * 2**20) if math.isfinite(args.cache_mb) else -1,
         log_level=args.log_level,
         start_timeout_s=args.start_timeout_s,
         recursive_port=args.recursive_port,
@@ -165,7 +178,11 @@ def collect(root: Path, timeout_s: float = 2.0) -> dict[str, Any] | None:
     return {
         "dir": record["dir"],
         "state": record.get("state"),
-        "ok": bool(out) and all(n["ok"] for n in out) and all(p["alive"] for p in procs),
+        # a record left ``starting`` by an ``up`` killed half way is not a topology
+        "ok": record.get("state") == "up"
+        and bool(out)
+        and all(n["ok"] for n in out)
+        and all(p["alive"] for p in procs),
         "nodes": out,
         "processes": procs,
         "total_rss_bytes": total,
@@ -205,4 +222,9 @@ def status(root: Path, *, as_json: bool = False, timeout_s: float = 2.0) -> int:
         f" {sum(n['ok'] for n in found['nodes'])}/{len(found['nodes'])} nodes ok;"
         f" total RSS {_mb(found['total_rss_bytes'])}{per}"
     )
+    if found["state"] != "up" and live:
+        print(
+            f"not up: unless a topology up is still starting, stop what is left with"
+            f" idnode topology down --dir {found['dir']}"
+        )
     return 0 if found["ok"] else 1

@@ -57,7 +57,7 @@ async def _seed(entries: list[dict[str, Any]]) -> dict[str, str]:
         if not fields:
             continue
         config = Config().merged(entry["config"])
-        spec = seed.SeedSpec(**{**fields, "industries": tuple(fields["industries"])})
+        spec = seed.SeedSpec.from_json(fields)
         result = await seed.seed(config, spec)
         manifests[entry["name"]] = str(result.path)
     return manifests

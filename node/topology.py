@@ -15,8 +15,13 @@ and a recursive node resolving anything through them. ``up`` starts them all on 
 Every process is detached (its own session, logs in ``D/logs``) so the topology outlives ``up``.
 ``D/topology.json`` says where everything is (ports, pids, data dirs, seed manifests for load
 tests) and is rewritten as processes start, so ``down`` can stop even what a failed ``up`` left;
-``D/running`` marks a topology as running. A failing ``up`` stops what it started. Processes are
-named by pid and start time (``/proc/<pid>/stat``): a reused pid is never signalled.
+``D/running`` marks a topology as running. A failing ``up`` stops what it started, and so does one
+that SIGINT, SIGTERM or SIGHUP stops (a second signal does not cut that short); only a topology
+whose ``state`` is ``up`` is up. Every ``up`` starts the top-level and recursive nodes on empty
+stores (their registrations are the secondaries' of this ``up``, which register at start); a
+secondary keeps its data dir when its seed manifest describes the data asked for (the same seed,
+identifiers and enterprises, and the same admin secret), else it is emptied and seeded again.
+Processes are named by pid and start time (``/proc/<pid>/stat``): a reused pid is never signalled.
 ``status`` (``node.topostatus``) asks every node's ``/healthz`` and the top-level's delegations.
 """
 
@@ -26,18 +31,22 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from node import industries, seed
+from node.config import Config, ConfigError
 
 DEFAULT_DIR = "./topology"
 DEFAULT_SECRET = "idnode-topology-secret"  #: an emulation secret, the same for every node
@@ -234,8 +243,11 @@ class Launched:
         return proc, log_path
 
     def stop_all(self) -> None:
-        """Stop every process started (they are our children here: reap them too)."""
-        stop_processes(self.record["processes"])
+        """Stop every process started (they are our children here: reap them too), even one an
+        interrupt kept out of the record."""
+        known = {p["pid"] for p in self.record["processes"]}
+        unknown = [{"pid": p.pid} for p in self.popens if p.pid not in known]
+        stop_processes(self.record["processes"] + unknown)
         for proc in self.popens:
             try:
                 proc.wait(5)
@@ -366,19 +378,69 @@ def _claim(root: Path) -> None:
     os.close(fd)
 
 
-def up(root: Path, options: Options) -> dict[str, Any]:
-    """Start the topology of ``options`` in ``root``; returns the record written to
-    ``topology.json``. On failure stops what it started and raises ``TopologyError``."""
+def check(options: Options) -> None:
+    """Refuse what ``up`` could only fail on once processes run: ``TopologyError``, one line."""
     most = len(industries.INDUSTRIES) + industries.SYNTHETIC_LAST - industries.SYNTHETIC_FIRST + 1
     if not 1 <= options.secondaries <= most:
         raise TopologyError(f"--secondaries must be 1 to {most}")
+    if options.identifiers_per_node < 0:
+        raise TopologyError("--identifiers-per-node must be 0 or more")
+    if not 1 <= options.enterprises_per_industry <= seed.MAX_ENTERPRISES:
+        raise TopologyError(f"--enterprises-per-industry must be 1 to {seed.MAX_ENTERPRISES}")
+    if options.nodes_per_process < 0:
+        raise TopologyError("--nodes-per-process must be 0 (spread over the CPUs) or more")
+    if not 0 <= options.recursive_port <= 65535:
+        raise TopologyError("--recursive-port must be 0 (any free) to 65535")
+    if not (math.isfinite(options.start_timeout_s) and options.start_timeout_s >= 0):
+        raise TopologyError("--start-timeout-s must be more than 0 (0: from the work)")
     if not options.admin_secret:
         raise TopologyError("homing prefixes needs an admin secret (--admin-secret)")
+    if options.cache_bytes < 0:
+        raise TopologyError("--cache-mb must be 0 or more")
+    try:  # as every node will check it
+        Config().merged({"log_level": options.log_level}, "--log-level")
+    except ConfigError as exc:
+        raise TopologyError(str(exc)) from None
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _signals(handler: Any) -> Iterator[None]:
+    """``handler`` for SIGINT, SIGTERM and SIGHUP while in the block, but for a signal ignored
+    already (``nohup``, a background job) (only the main thread can handle signals: elsewhere,
+    nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = {sig: signal.getsignal(sig) for sig in sigs}
+    for sig in sigs:
+        if handler is signal.SIG_IGN or before[sig] is not signal.SIG_IGN:
+            signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in before.items():
+            signal.signal(sig, old)
+
+
+def up(root: Path, options: Options) -> dict[str, Any]:
+    """Start the topology of ``options`` in ``root``; returns the record written to
+    ``topology.json``. On failure, or SIGINT, SIGTERM or SIGHUP, stops what it started and raises
+    ``TopologyError``."""
+    check(options)
     started = time.monotonic()
     root = root.resolve()
-    for sub in ("logs", "run", "nodes"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    _claim(root)
+    try:
+        for sub in ("logs", "run", "nodes"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        _claim(root)
+    except OSError as exc:
+        raise TopologyError(f"cannot use {root}: {exc.strerror or exc}") from None
+    previous = read_record(root)
     record: dict[str, Any] = {
         "version": 1,
         "state": "starting",
@@ -389,22 +451,51 @@ def up(root: Path, options: Options) -> dict[str, Any]:
         "processes": [],
         "nodes": [],
     }
-    write_record(root, record)
     launched = Launched(root, record)
-    try:
-        _start(root, options, record, launched)
-    except BaseException as exc:
-        launched.stop_all()
-        record["state"] = "failed"
-        write_record(root, record)
-        (root / MARKER).unlink(missing_ok=True)
-        if isinstance(exc, KeyboardInterrupt):
-            raise TopologyError("interrupted; everything started was stopped") from exc
-        raise
-    record["state"] = "up"
-    record["up_seconds"] = round(time.monotonic() - started, 2)
-    write_record(root, record)
+    # an ``up`` stopped by its terminal (SIGHUP), a timeout or a supervisor (SIGTERM) must stop
+    # what it started as Ctrl-C does: its processes are detached and would run on, half started
+    with _signals(_interrupt):
+        try:
+            write_record(root, record)
+            _empty_stores(root, options, previous)
+            _start(root, options, record, launched)
+            record["state"] = "up"
+            record["up_seconds"] = round(time.monotonic() - started, 2)
+            write_record(root, record)
+        except BaseException as exc:
+            with _signals(signal.SIG_IGN):  # an impatient second Ctrl-C would leave them running
+                if isinstance(exc, KeyboardInterrupt):
+                    print(
+                        "idnode topology up: interrupted; stopping...", file=sys.stderr, flush=True
+                    )
+                launched.stop_all()
+                record["state"] = "failed"
+                write_record(root, record)
+                (root / MARKER).unlink(missing_ok=True)
+            if isinstance(exc, KeyboardInterrupt):
+                raise TopologyError("interrupted; everything started was stopped") from exc
+            raise
     return record
+
+
+def _empty_stores(root: Path, options: Options, previous: dict[str, Any] | None) -> None:
+    """Empty what a topology run before in ``root`` left and this one must not serve: the
+    top-level's delegations (a secondary gone would stay there, stale, for ever) and the recursive
+    node's store, always; a secondary's data dir unless it holds what this one asks for."""
+    same_secret = previous is None or previous.get("admin_secret") == options.admin_secret
+    dirs = [root / "toplevel", root / "recursive"]
+    for entry in secondary_entries(root, options, ""):
+        data_dir = Path(entry["config"]["data_dir"])
+        manifest = read_json(data_dir / seed.MANIFEST) if same_secret else None
+        plan = seed.make_plan(seed.SeedSpec.from_json(entry["seed"]))
+        if manifest is None or not seed.describes(manifest, plan):
+            dirs.append(data_dir)
+    for path in dirs:
+        if path.is_dir():  # anything else there is no store: starting the node says why
+            try:
+                shutil.rmtree(path)
+            except OSError as exc:
+                raise TopologyError(f"cannot empty {path}: {exc.strerror or exc}") from None
 
 
 def _serve(launched: Launched, role: str, options: Options, *extra: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -250,3 +251,169 @@ def test_host_stops_at_once_while_seeding(tmp_path: Path) -> None:
     finally:
         host.kill()
         host.wait()
+
+
+SEEDING_ARGS = [
+    "--secondaries", "1", "--identifiers-per-node", str(10**9), "--start-timeout-s", "60",
+    "--log-level", "WARNING",
+]  # fmt: skip  # a seed far too large to finish: ``up`` stays mid-start
+
+
+def _up_seeding(topo_dir: Path) -> subprocess.Popen[bytes]:
+    """``up`` started and waited for until its host process seeds."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
+    up = subprocess.Popen(
+        [sys.executable, "-m", "node", "topology", "up", "--dir", str(topo_dir), *SEEDING_ARGS],
+        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+    def host() -> Any:
+        record = topology.read_record(topo_dir) or {"processes": []}
+        hosts = [p["pid"] for p in record["processes"] if p["role"] == "host"]
+        return hosts and _children(hosts[0])
+
+    _wait_for("seeding host", host)
+    return up
+
+
+def _read_until(proc: subprocess.Popen[bytes], text: str, timeout_s: float = 30.0) -> str:
+    """What ``proc`` writes on stderr until ``text``; fails at its end or after ``timeout_s``."""
+    assert proc.stderr is not None
+    got = b""
+    deadline = time.monotonic() + timeout_s
+    while text.encode() not in got:
+        left = deadline - time.monotonic()
+        assert left > 0 and select.select([proc.stderr], [], [], left)[0], got.decode()
+        chunk = os.read(proc.stderr.fileno(), 4096)
+        assert chunk, f"no {text!r} in {got.decode()!r}"
+        got += chunk
+    return got.decode()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_interrupted_up_stops_what_it_started(topo_dir: Path, sig: signal.Signals) -> None:
+    """Stopped mid-start (a timeout, a supervisor, Ctrl-C), and pressed again while it stops."""
+    with _up_seeding(topo_dir) as up:
+        try:
+            up.send_signal(sig)
+            said = _read_until(up, "stopping")
+            up.send_signal(signal.SIGINT)  # an impatient second Ctrl-C
+            said += _read_until(up, "was stopped")
+            assert up.wait(timeout=30) == 1, said
+        finally:
+            up.kill()
+    assert "everything started was stopped" in said and "Traceback" not in said, said
+    record = json.loads((topo_dir / "topology.json").read_text())
+    assert record["state"] == "failed" and len(record["processes"]) == 2
+    assert not any(topology.alive(pid, start) for pid, start in pids(record))
+    assert not (topo_dir / "running").exists()
+
+
+def test_a_half_started_topology_is_not_up(topo_dir: Path) -> None:
+    """``up`` killed mid-start (kill -9: nothing can stop what it started): ``status`` says it is
+    not up, ``down`` stops what it left, its seeding host included."""
+    with _up_seeding(topo_dir) as up:
+        up.kill()
+    record = json.loads((topo_dir / "topology.json").read_text())
+    assert record["state"] == "starting"
+    assert all(topology.alive(pid, start) for pid, start in pids(record))
+    status = idnode("status", "--dir", str(topo_dir))
+    assert status.returncode == 1 and "not up" in status.stdout, status.stdout
+    assert status.stdout.splitlines()[-2].startswith("starting: 2/2 processes alive, 1/1 nodes ok")
+    found = json.loads(idnode("status", "--dir", str(topo_dir), "--json").stdout)
+    assert found["ok"] is False and found["state"] == "starting"
+    seeding = _children(next(p["pid"] for p in record["processes"] if p["role"] == "host"))
+    down = idnode("down", "--dir", str(topo_dir), timeout=30)
+    assert down.returncode == 0 and "2 processes stopped" in down.stdout, down.stderr
+    assert not any(topology.alive(pid, start) for pid, start in pids(record) + seeding)
+
+
+# ------------------------------------------------------------------------------------------------
+# a directory used again
+
+
+def _up(topo_dir: Path, *args: str) -> dict[str, Any]:
+    up = idnode("up", "--dir", str(topo_dir), *UP_ARGS, *args)
+    assert up.returncode == 0, up.stderr
+    record: dict[str, Any] = json.loads((topo_dir / "topology.json").read_text())
+    return record
+
+
+def _delegated(record: dict[str, Any]) -> set[str]:
+    found = topology.delegations(record["toplevel"]["ports"]["http"])
+    assert found is not None
+    return set(found)
+
+
+def test_up_again_serves_only_this_topology(topo_dir: Path) -> None:
+    """Fewer secondaries, then another seed: the top-level knows only this topology's prefixes,
+    and each secondary holds only its data; the same options again keep the seeded data."""
+    first = _up(topo_dir)
+    assert _delegated(first) == {p.upper() for n in first["nodes"] for p in n["prefixes"]}
+    first_seeds = {
+        name: json.loads(Path(path).read_text())["seed"]
+        for name, path in first["manifests"].items()
+    }
+    assert idnode("down", "--dir", str(topo_dir)).returncode == 0
+
+    second = _up(topo_dir, "--secondaries", "2", "--seed", "2")
+    secondaries = [n for n in second["nodes"] if n["role"] == "secondary"]
+    assert len(secondaries) == 2
+    prefixes = {p.upper() for n in secondaries for p in n["prefixes"]}
+    assert _delegated(second) == prefixes
+    for node in secondaries:  # its industry, then the enterprises of seed 2 only
+        manifest = json.loads(Path(second["manifests"][node["name"]]).read_text())
+        assert manifest["seed"] != first_seeds[node["name"]]
+        assert sorted(node["prefixes"][1:]) == sorted(e["prefix"] for e in manifest["enterprises"])
+    status = topocli.collect(topo_dir)
+    assert status is not None and status["ok"], status
+    manifests = {name: Path(path) for name, path in second["manifests"].items()}
+    seeded = {name: path.stat().st_mtime_ns for name, path in manifests.items()}
+    assert idnode("down", "--dir", str(topo_dir)).returncode == 0
+
+    third = _up(topo_dir, "--secondaries", "2", "--seed", "2")
+    assert {name: path.stat().st_mtime_ns for name, path in manifests.items()} == seeded
+    assert _delegated(third) == prefixes
+
+
+# ------------------------------------------------------------------------------------------------
+# arguments refused before anything starts
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"identifiers_per_node": -5}, "--identifiers-per-node"),
+        ({"enterprises_per_industry": 0}, "--enterprises-per-industry must be 1 to 5000"),
+        ({"enterprises_per_industry": 5001}, "--enterprises-per-industry must be 1 to 5000"),
+        ({"recursive_port": 70000}, "--recursive-port must be 0"),
+        ({"recursive_port": -1}, "--recursive-port must be 0"),
+        ({"start_timeout_s": -1.0}, "--start-timeout-s"),
+        ({"start_timeout_s": float("nan")}, "--start-timeout-s"),
+        ({"nodes_per_process": -1}, "--nodes-per-process"),
+        ({"cache_bytes": -1}, "--cache-mb"),
+        ({"log_level": "LOUD"}, "--log-level"),
+        ({"admin_secret": ""}, "--admin-secret"),
+    ],
+)
+def test_bad_options_are_refused_before_anything_starts(
+    tmp_path: Path, change: dict[str, Any], said: str
+) -> None:
+    options = topology.Options(secondaries=1, **change)
+    with pytest.raises(topology.TopologyError, match=said):
+        topology.up(tmp_path / "topo", options)
+    assert not (tmp_path / "topo").exists()
+
+
+def test_bad_up_arguments_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    for args, said in (
+        (["--dir", str(tmp_path / "file" / "topo")], "Not a directory"),
+        (["--dir", str(tmp_path / "topo"), "--recursive-port", "70000"], "--recursive-port"),
+        (["--dir", str(tmp_path / "topo"), "--cache-mb", "inf"], "--cache-mb"),
+    ):
+        up = idnode("up", *args)
+        assert up.returncode == 1 and said in up.stderr, up.stderr
+        assert len(up.stderr.splitlines()) == 1, up.stderr
+    assert not (tmp_path / "topo").exists()
