@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from node import seed, topology
+from node import processes, seed, topology
 from node.topology import HOST, Options, TopologyError
 
 
@@ -143,8 +143,8 @@ def collect(root: Path, timeout_s: float = 2.0) -> dict[str, Any] | None:
         return None
     procs = []
     for p in record.get("processes", []):
-        live = topology.alive(p["pid"], p.get("start_time"))
-        rss = topology.rss_bytes(p["pid"]) if live else None
+        live = processes.alive(p["pid"], p.get("start_time"))
+        rss = processes.rss_bytes(p["pid"]) if live else None
         procs.append({"pid": p["pid"], "role": p["role"], "name": p["name"], "alive": live,
                       "rss_bytes": rss})  # fmt: skip
     by_pid = {p["pid"]: p for p in procs}

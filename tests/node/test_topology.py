@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from node import seed, topocli, topology
+from node import processes, seed, topocli, topology
 from node.industries import (
     INDUSTRIES,
     SYNTHETIC_FIRST,
@@ -86,7 +86,7 @@ def test_up_status_down(topo_dir: Path) -> None:
     assert roles == ["toplevel", "secondary", "secondary", "secondary", "recursive"]
     assert record["toplevel"]["prefixes"] == [] and record["recursive"]["prefixes"] == []
     assert [p["role"] for p in record["processes"]] == ["toplevel", "host", "host", "recursive"]
-    assert all(topology.alive(pid, start) for pid, start in pids(record))
+    assert all(processes.alive(pid, start) for pid, start in pids(record))
     secondaries = [n for n in record["nodes"] if n["role"] == "secondary"]
     codes = [i.code for i in INDUSTRIES[:3]]
     assert [n["industry"] for n in secondaries] == codes
@@ -128,12 +128,12 @@ def test_up_status_down(topo_dir: Path) -> None:
 
     again = idnode("up", "--dir", str(topo_dir), *UP_ARGS)
     assert again.returncode == 1 and "already running" in again.stderr
-    assert all(topology.alive(pid, start) for pid, start in pids(record))
+    assert all(processes.alive(pid, start) for pid, start in pids(record))
 
     down = idnode("down", "--dir", str(topo_dir))
     assert down.returncode == 0, down.stderr
     assert "4 processes stopped" in down.stdout
-    assert not any(topology.alive(pid, start) for pid, start in pids(record))
+    assert not any(processes.alive(pid, start) for pid, start in pids(record))
     assert not (topo_dir / "running").exists()
     assert json.loads((topo_dir / "topology.json").read_text())["state"] == "down"
     twice = idnode("down", "--dir", str(topo_dir))
@@ -165,7 +165,7 @@ def test_failed_up_stops_what_it_started(topo_dir: Path) -> None:
     assert up.returncode == 1 and "exited with status" in up.stderr, up.stderr
     record = json.loads((topo_dir / "topology.json").read_text())
     assert record["state"] == "failed" and record["processes"]
-    assert not any(topology.alive(pid, start) for pid, start in pids(record))
+    assert not any(processes.alive(pid, start) for pid, start in pids(record))
     assert not (topo_dir / "running").exists()
     assert idnode("down", "--dir", str(topo_dir)).returncode == 0
 
@@ -220,7 +220,7 @@ def _children(pid: int) -> list[tuple[int, str | None]]:
         except (OSError, ValueError):
             continue
         if stat.rpartition(")")[2].split()[1] == str(pid):
-            found.append((int(entry.name), topology.start_time(int(entry.name))))
+            found.append((int(entry.name), processes.start_time(int(entry.name))))
     return found
 
 
@@ -247,7 +247,7 @@ def test_host_stops_at_once_while_seeding(tmp_path: Path) -> None:
         seeding = _wait_for("generating process", lambda: _children(host.pid))
         host.send_signal(signal.SIGTERM)
         assert host.wait(timeout=10) == 0, (tmp_path / "host.log").read_text()
-        assert not any(topology.alive(pid, start) for pid, start in seeding)
+        assert not any(processes.alive(pid, start) for pid, start in seeding)
     finally:
         host.kill()
         host.wait()
@@ -306,7 +306,7 @@ def test_interrupted_up_stops_what_it_started(topo_dir: Path, sig: signal.Signal
     assert "everything started was stopped" in said and "Traceback" not in said, said
     record = json.loads((topo_dir / "topology.json").read_text())
     assert record["state"] == "failed" and len(record["processes"]) == 2
-    assert not any(topology.alive(pid, start) for pid, start in pids(record))
+    assert not any(processes.alive(pid, start) for pid, start in pids(record))
     assert not (topo_dir / "running").exists()
 
 
@@ -317,7 +317,7 @@ def test_a_half_started_topology_is_not_up(topo_dir: Path) -> None:
         up.kill()
     record = json.loads((topo_dir / "topology.json").read_text())
     assert record["state"] == "starting"
-    assert all(topology.alive(pid, start) for pid, start in pids(record))
+    assert all(processes.alive(pid, start) for pid, start in pids(record))
     status = idnode("status", "--dir", str(topo_dir))
     assert status.returncode == 1 and "not up" in status.stdout, status.stdout
     assert status.stdout.splitlines()[-2].startswith("starting: 2/2 processes alive, 1/1 nodes ok")
@@ -326,7 +326,7 @@ def test_a_half_started_topology_is_not_up(topo_dir: Path) -> None:
     seeding = _children(next(p["pid"] for p in record["processes"] if p["role"] == "host"))
     down = idnode("down", "--dir", str(topo_dir), timeout=30)
     assert down.returncode == 0 and "2 processes stopped" in down.stdout, down.stderr
-    assert not any(topology.alive(pid, start) for pid, start in pids(record) + seeding)
+    assert not any(processes.alive(pid, start) for pid, start in pids(record) + seeding)
 
 
 # ------------------------------------------------------------------------------------------------
