@@ -5,13 +5,15 @@ index (plus ``hkey``, the case-folded comparison key the node looks records up b
 homed prefixes. One more, ``na_counts``, holds how many handles each homed prefix has: every
 commit that creates or deletes handles updates it in the same transaction, so it is exact
 whichever process asks (several workers share one file), and opening the file counts the
-prefixes that lack a row. One writer thread owns the write connection: it takes every queued mutation, runs
-each in order on the records as the ones before it left them (a refused one writes nothing), and
-commits the whole batch with one fsync, so many concurrent writers share each disk flush and an
-acknowledged write is on disk. A write whose caller was cancelled before the writer reached it is
-not made: it will never be answered. A batch reads the keys it touches with one statement and writes them
-back with one DELETE and one INSERT. Reads run in batches on a reader thread
-with its own connection, so SQLite never blocks the event loop.
+prefixes that lack a row.
+
+One writer thread owns the write connection: it takes every queued mutation, runs each in order
+on the records as the ones before it left them (a refused one writes nothing), and commits the
+whole batch with one fsync, so many concurrent writers share each disk flush and an acknowledged
+write is on disk. A write whose caller was cancelled before the writer reached it is not made: it
+will never be answered. A batch reads the keys it touches with one statement and writes them back
+with one DELETE and one INSERT. Reads run in batches on a reader thread with its own connection,
+so SQLite never blocks the event loop.
 
 With ``metrics`` (``node.metrics.StoreMetrics``) the threads time each read and each commit, and
 count the commits that wrote (one fsync each).
