@@ -259,13 +259,19 @@ SEEDING_ARGS = [
 ]  # fmt: skip  # a seed far too large to finish: ``up`` stays mid-start
 
 
+def _interruptible() -> None:
+    """Ctrl-C reaches ``up`` as at a terminal, even when this suite runs in a background job,
+    which starts with SIGINT ignored (and ``up`` keeps an ignored signal ignored, as nohup asks)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _up_seeding(topo_dir: Path) -> subprocess.Popen[bytes]:
     """``up`` started and waited for until its host process seeds."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("IDNODE_")}
     up = subprocess.Popen(
         [sys.executable, "-m", "node", "topology", "up", "--dir", str(topo_dir), *SEEDING_ARGS],
         cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.PIPE, preexec_fn=_interruptible,
     )  # fmt: skip
 
     def host() -> Any:
