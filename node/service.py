@@ -81,6 +81,7 @@ from protocol.records import (
     HS_SECKEY,
     AdminValue,
     HandleValue,
+    check_distinct,
     new_value,
     validate_record,
 )
@@ -470,6 +471,8 @@ class Service:
         )
         if not served and not (self.role == "toplevel" and na):
             raise _fail(ResponseCode.SERVER_NOT_RESPONSIBLE, NOT_HERE)
+        if na:  # ``0.NA/<PREFIX>``, upper-cased as the reference writes it: its suffix is a prefix
+            return Handle(NA_PREFIX, ascii_upper(handle.suffix))
         return handle
 
     # -- referrals --------------------------------------------------------------------------------
@@ -567,8 +570,8 @@ class Service:
         """Refuse a write that would leave a homed prefix's admin handle without a secret key:
         nobody could write under the prefix again. (Runs in the store's writer, on the record
         as committed writes left it.)"""
-        prefix, _, suffix = key.partition("/")
-        if ascii_upper(suffix) != auth.ADMIN_SUFFIX or prefix not in self.homed:
+        prefix, _, suffix = key.partition("/")  # the suffix folded unless case-sensitive
+        if suffix != auth.ADMIN_SUFFIX or prefix not in self.homed:
             return
         if isinstance(after, Record) and any(v.type == HS_SECKEY for v in after.values):
             return
@@ -650,6 +653,7 @@ class Service:
         return await self._change(request, request.handle, lambda current: DELETE)  # type: ignore[arg-type, return-value]
 
     async def _add_values(self, request: AddValuesRequest) -> Response:
+        check_distinct(request.values)
         new = self._stamp(request.values)
 
         added = False
@@ -667,6 +671,7 @@ class Service:
         return await self._change(request, request.handle, change, lambda: added)
 
     async def _modify_values(self, request: ModifyValuesRequest) -> Response:
+        check_distinct(request.values)
         new = self._stamp(request.values)
 
         def change(current: Record) -> Record:
@@ -682,7 +687,7 @@ class Service:
     async def _remove_values(self, request: RemoveValuesRequest) -> Response:
         def change(current: Record) -> Record:
             existing = {v.index: v for v in current.values}
-            for index in request.indexes:
+            for index in dict.fromkeys(request.indexes):  # an index named twice goes once
                 if existing.pop(index, None) is None:
                     raise _fail(ResponseCode.VALUES_NOT_FOUND, f"No value at index {index}")
             if not existing:
@@ -845,14 +850,15 @@ def _log_fields(request: Request) -> dict[str, object]:
 def _filter(
     values: tuple[HandleValue, ...], indexes: tuple[int, ...], types: tuple[str, ...]
 ) -> tuple[HandleValue, ...]:
-    """Values whose index is listed or whose type matches (``X.`` matches ``X.*``)."""
+    """Values whose index is listed or whose type matches (``X.`` matches ``X.*``), types
+    compared without regard to ASCII case (only: ``straße`` is not ``STRASSE``)."""
     wanted = set(indexes)
-    exact = {t.upper() for t in types if not t.endswith(".")}
-    stems = tuple(t.upper() for t in types if t.endswith("."))
+    exact = {ascii_upper(t) for t in types if not t.endswith(".")}
+    stems = tuple(ascii_upper(t) for t in types if t.endswith("."))
     return tuple(
         v
         for v in values
         if v.index in wanted
-        or v.type.upper() in exact
-        or (stems and v.type.upper().startswith(stems))
+        or ascii_upper(v.type) in exact
+        or (stems and ascii_upper(v.type).startswith(stems))
     )

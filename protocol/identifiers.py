@@ -36,6 +36,7 @@ SNMS = Profile("snms", 255, 64, 128, 255, 11)  #: the Chinese secondary-node API
 PROFILES = {p.name: p for p in (PROTOCOL, SNMS)}
 
 _WRAPPERS = ("hdl:", "https://hdl.handle.net/", "http://hdl.handle.net/")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  #: ``scheme://`` opening a URI (RFC 3986)
 _ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
@@ -231,7 +232,7 @@ def parse_digital_link(text: str) -> Identifier:
         raise InvalidHandle(f"GS1 qualifier {pairs[-1]!r} has no value")
     last = -1
     for i in range(0, len(pairs), 2):
-        ai, value = pairs[i], unquote(pairs[i + 1])
+        ai, value = pairs[i], _unescaped(pairs[i + 1])
         if ai not in _DL_QUALIFIERS:
             raise InvalidHandle(f"GS1 qualifier {ai!r} is not one of 22, 10, 21")
         order = _DL_QUALIFIERS.index(ai)
@@ -261,6 +262,17 @@ def parse_oid(text: str) -> str:
     return text
 
 
+def _unescaped(text: str) -> str:
+    """``text`` with its %-escapes decoded; InvalidHandle for a malformed escape or bytes that
+    are not UTF-8 (kept literally, ``%2`` and ``%252`` would name one value)."""
+    if _BAD_ESCAPE.search(text):
+        raise InvalidHandle(f"GS1 qualifier value {text!r} has a malformed %-escape")
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidHandle(f"GS1 qualifier value {text!r} is not UTF-8 once decoded") from None
+
+
 def classify(text: str, profile: Profile = PROTOCOL) -> Identifier:
     """Recognise the scheme of an identifier and give its canonical form."""
     if not isinstance(text, str) or not text:
@@ -270,7 +282,9 @@ def classify(text: str, profile: Profile = PROTOCOL) -> Identifier:
     if lowered.startswith(_WRAPPERS) or ("/" in text and not _URI.match(text)):
         handle = parse_handle(text, profile)
         parts = (("prefix", handle.prefix), ("suffix", handle.suffix))
-        return Identifier(Scheme.HANDLE, str(handle), parts)
+        # prefixes compare upper-cased (and 0.NA/ suffixes, which are prefixes); a suffix's
+        # case is the server's rule, so it stays as written
+        return Identifier(Scheme.HANDLE, handle.key(case_sensitive_suffix=True), parts)
     if lowered.startswith(("http://", "https://")):
         return parse_digital_link(text)
     if text.isascii() and text.isdigit():

@@ -15,7 +15,8 @@ from functools import lru_cache
 from typing import Any
 
 from protocol.codes import DEFAULT_PERMISSIONS, OpCode, ResponseCode
-from protocol.errors import InvalidValue, MalformedMessage
+from protocol.errors import InvalidValue, MalformedMessage, ProtocolError
+from protocol.identifiers import parse_handle
 from protocol.messages import (
     CreateResponse,
     ErrorResponse,
@@ -137,14 +138,29 @@ def value_from_json(obj: Any) -> HandleValue:
     return value
 
 
-def values_from_body(body: Any, handle: str) -> tuple[HandleValue, ...]:
+def _same_handle(a: str, b: str, case_sensitive_suffix: bool) -> bool:
+    """Whether ``a`` and ``b`` name one handle, as a node with that case rule compares them
+    (``hdl:`` wrappers off, ASCII case folded only)."""
+    try:
+        keys = [parse_handle(h).key(case_sensitive_suffix=case_sensitive_suffix) for h in (a, b)]
+    except ProtocolError:
+        return a == b
+    return keys[0] == keys[1]
+
+
+def values_from_body(
+    body: Any, handle: str, *, case_sensitive_suffix: bool = False
+) -> tuple[HandleValue, ...]:
     """The values of a PUT body: ``{"values": [...]}``, a bare array, or one value object.
 
-    A body that names a different handle is refused, as the reference server does.
+    A body that names a different handle (by the node's case rule) is refused, as the
+    reference server does.
     """
     if isinstance(body, dict) and "values" in body:
         named = body.get("handle")
-        if named is not None and (not isinstance(named, str) or named.upper() != handle.upper()):
+        if named is not None and (
+            not isinstance(named, str) or not _same_handle(named, handle, case_sensitive_suffix)
+        ):
             raise MalformedMessage(f"the body names handle {named!r}, not {handle!r}")
         items = body["values"]
     elif isinstance(body, dict):

@@ -13,7 +13,7 @@ import base64
 import binascii
 import dataclasses
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -37,6 +37,7 @@ HS_VLIST = "HS_VLIST"
 HS_SECKEY = "HS_SECKEY"
 HS_SITE = "HS_SITE"
 HS_SITE_PREFIX = "HS_SITE.PREFIX"
+HS_PUBKEY = "HS_PUBKEY"
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +228,12 @@ class _Base64Format:
             raise InvalidValue("base64 data is not valid base64") from exc
 
 
+class _KeyFormat(_Base64Format):
+    """A public key's bytes (HS_PUBKEY), base64 as the reference's REST servers show them."""
+
+    name = "key"
+
+
 class _HexFormat:
     name = "hex"
 
@@ -294,6 +301,7 @@ FORMATS: dict[str, DataFormat] = {
         _StringFormat(),
         _Base64Format(),
         _HexFormat(),
+        _KeyFormat(),
         _AdminFormat(),
         _VListFormat(),
         _SiteFormat(),
@@ -380,6 +388,7 @@ REGISTRY.register(HS_ADMIN, _TypedFormat(FORMATS["admin"]))
 REGISTRY.register(HS_VLIST, _TypedFormat(FORMATS["vlist"]))
 REGISTRY.register(HS_SITE, _SiteType())
 REGISTRY.register(HS_SITE_PREFIX, _SiteType())
+REGISTRY.register(HS_PUBKEY, _TypedFormat(FORMATS["key"]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,9 +439,16 @@ def validate_record(values: tuple[HandleValue, ...], profile: Profile = PROTOCOL
     """Check every value and the record rules: at most 2048 values, unique indexes."""
     if len(values) > MAX_VALUES:
         raise InvalidValue(f"{len(values)} values, over the limit of {MAX_VALUES}")
-    seen: set[int] = set()
     for value in values:
         validate_value(value, profile)
+    check_distinct(values)
+
+
+def check_distinct(values: Iterable[HandleValue]) -> None:
+    """``InvalidValue`` when two of ``values`` have one index (a record, or values to add or
+    modify: which one would win is no rule)."""
+    seen: set[int] = set()
+    for value in values:
         if value.index in seen:
             raise InvalidValue(f"index {value.index} appears twice")
         seen.add(value.index)

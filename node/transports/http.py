@@ -414,7 +414,9 @@ class HandlesAPI:
         except (ValueError, UnicodeDecodeError, RecursionError):
             return bad, _error(bad, "the body is not valid JSON", handle)
         try:
-            values = values_from_body(body, handle)
+            values = values_from_body(
+                body, handle, case_sensitive_suffix=self.service.config.case_sensitive_suffix
+            )
         except ProtocolError as exc:
             return exc.code, _error(exc.code, exc.message, handle)
         overwrite = _flag(request, "overwrite", True)

@@ -22,6 +22,7 @@ from protocol.identifiers import (
     Identifier,
     Profile,
     Scheme,
+    ascii_upper,
     check_prefix,
     classify,
     gtin_check_digit,
@@ -381,6 +382,10 @@ def test_canonical_digital_link_escapes_values() -> None:
         ("https://x.example/01/", "AI 01 has no GTIN"),
         ("https://x.example/gtin/09506000134352", "needs AI 01"),
         ("https://[::1/01/09506000134352", "not a URI"),
+        # kept literally, these named one value with another (%FF and %EF%BF%BD, %2 and %252)
+        ("https://x.example/01/09506000134352/10/%FF", "is not UTF-8 once decoded"),
+        ("https://x.example/01/09506000134352/10/%2", "has a malformed %-escape"),
+        ("https://x.example/01/09506000134352/10/a%zz", "has a malformed %-escape"),
     ],
 )
 def test_digital_link_faults(uri: str, message: str) -> None:
@@ -470,8 +475,12 @@ def test_oid_faults(text: str, message: str) -> None:
         ),
         ("0.NA/88.118.8", "0.NA/88.118.8", "0.NA", "88.118.8"),
         ("88.1:/x", "88.1:/x", "88.1:", "x"),
-        ("a:/b", "a:/b", "a:", "b"),
+        ("a:/b", "A:/b", "a:", "b"),
         ("88.1://x", "88.1://x", "88.1:", "/x"),
+        # prefixes compare upper-cased, 0.NA/ suffixes too (they are prefixes); suffixes keep
+        # their case (whether it counts is the server's rule)
+        ("88.ab/xY", "88.AB/xY", "88.ab", "xY"),
+        ("0.na/88.ab", "0.NA/88.AB", "0.na", "88.ab"),
     ],
 )
 def test_classify_plain_handles(text: str, canonical: str, prefix: str, suffix: str) -> None:
@@ -531,9 +540,11 @@ def test_any_valid_handle_round_trips(prefix: str, suffix: str) -> None:
     assert parse_handle("https://hdl.handle.net/" + quote(text, safe="")) == handle
     if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text):  # such a handle reads as a URI
         return
+    canonical = f"{ascii_upper(prefix)}/{suffix}"  # prefixes compare upper-cased
     assert classify(text) == Identifier(
-        Scheme.HANDLE, text, (("prefix", prefix), ("suffix", suffix))
+        Scheme.HANDLE, canonical, (("prefix", prefix), ("suffix", suffix))
     )
+    assert classify(ascii_swapcase(prefix) + "/" + suffix).canonical == canonical
 
 
 @SETTINGS

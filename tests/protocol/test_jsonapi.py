@@ -294,6 +294,14 @@ def test_value_from_json_data_formats(data: Any, raw: bytes) -> None:
     assert value_from_json({"index": 7, "type": "T", "data": data}).data == raw
 
 
+def test_a_public_key_reads_and_shows_in_the_key_format() -> None:
+    """One of the reference's formats (string, base64, hex, admin, vlist, site, key)."""
+    data = {"format": "key", "value": "AAAAB3NzaC1yc2E="}
+    value = value_from_json({"index": 300, "type": "HS_PUBKEY", "data": data})
+    assert value.data == b"\x00\x00\x00\x07ssh-rsa"
+    assert value_to_json(value)["data"] == data
+
+
 def test_value_from_json_reads_every_field() -> None:
     obj = {
         "index": 9,
@@ -364,8 +372,8 @@ def test_right_shape_wrong_content_is_code_202(obj: Any) -> None:
 
 
 def test_unknown_format_names_it() -> None:
-    error = invalid(value_from_json, {"index": 3, "type": "X", "data": {"format": "key"}})
-    assert error.message == "value 3 has unsupported data format 'key'"
+    error = invalid(value_from_json, {"index": 3, "type": "X", "data": {"format": "pem"}})
+    assert error.message == "value 3 has unsupported data format 'pem'"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -276,7 +276,7 @@ def test_any_vlist_bytes_parse_exactly_or_raise_invalid_value(data: bytes) -> No
 
 
 def test_format_names() -> None:
-    assert set(FORMATS) == {"string", "base64", "hex", "admin", "vlist", "site"}
+    assert set(FORMATS) == {"string", "base64", "hex", "key", "admin", "vlist", "site"}
     assert {name: fmt.name for name, fmt in FORMATS.items()} == {n: n for n in FORMATS}
 
 
