@@ -374,13 +374,27 @@ class HandlesAPI:
             return bad, _error(bad, f"request body over {limit} bytes", handle, status=413)
         return None
 
-    async def expect_put(self, request: web.Request) -> web.StreamResponse | None:
-        """``Expect: 100-continue``: a refusal certain from the head is the answer, so the
-        client need not send the body; else ``100 Continue`` (aiohttp's own handler)."""
-        refused = self._refused_head(request, request.match_info["handle"])
-        if refused is None:
+    async def expect(self, request: web.Request) -> web.StreamResponse | None:
+        """An ``Expect`` header: ``100 Continue`` (aiohttp's own handler) for ``100-continue``,
+        417 in the error shape for an expectation the node cannot meet."""
+        if request.headers.get("Expect", "").lower() == "100-continue":
             await _default_expect_handler(request)
             return None
+        reply = self.refuse(
+            request,
+            ResponseCode.PROTOCOL_ERROR,
+            f"unknown expectation {request.headers.get('Expect', '')!r}: only 100-continue",
+            request.match_info.get("handle", ""),
+        )
+        reply.set_status(417)
+        return reply
+
+    async def expect_put(self, request: web.Request) -> web.StreamResponse | None:
+        """``Expect`` on a PUT: a refusal certain from the head is the answer, so the client
+        need not send the body; else as ``expect``."""
+        refused = self._refused_head(request, request.match_info["handle"])
+        if refused is None:
+            return await self.expect(request)
         code, reply = refused
         self._stats[_put_op(request)].done(code, perf_counter())
         return reply
@@ -492,10 +506,13 @@ class HandlesAPI:
             self.metrics.op(_METHOD_OPS.get(request.method, -1)).done(code, perf_counter())
         return _error(code, message, handle)
 
-    def undecodable(self, request: web.BaseRequest) -> web.Response | None:
-        """400 for a path whose %-escapes are not UTF-8, else None: yarl would keep ``%FF`` as
-        text, making ``/88.1/%FF`` and ``/88.1/%25FF`` one handle."""
+    def unroutable(self, request: web.BaseRequest) -> web.Response | None:
+        """400 in the error shape for a target that is no path (``OPTIONS *``: the router
+        would answer in plain text) or whose %-escapes are not UTF-8 (yarl would keep ``%FF``
+        as text, making ``/88.1/%FF`` and ``/88.1/%25FF`` one handle); else None."""
         path = request.raw_path.partition("?")[0]
+        if not path.startswith("/"):
+            return self.refuse(request, ResponseCode.PROTOCOL_ERROR, f"no such path {path}")
         if "%" not in path:
             return None
         try:
@@ -637,7 +654,7 @@ class NodeRunner(web.AppRunner):
         routed = server.request_handler
         api = self.app[API]
         plain_handle, resolve_plain = api.plain_handle, api.resolve_plain
-        put_handle, put_to, undecodable = api.put_handle, api.put_to, api.undecodable
+        put_handle, put_to, unroutable = api.put_handle, api.put_to, api.unroutable
 
         async def handle(request: web.BaseRequest) -> web.StreamResponse:
             handle = plain_handle(request)
@@ -646,7 +663,7 @@ class NodeRunner(web.AppRunner):
             handle = put_handle(request)
             if handle is not None:
                 return await put_to(request, handle)  # type: ignore[arg-type]
-            refused = undecodable(request)
+            refused = unroutable(request)
             if refused is not None:
                 return refused
             return await routed(request)
@@ -665,14 +682,16 @@ def make_app(service: Service, metrics: NodeMetrics | None = None) -> web.Applic
     api = HandlesAPI(service, metrics)
     app[API] = api
     # resolution first: the router tries resources in order, and it is most of the traffic
-    app.router.add_get(_ANY_HANDLE, api.resolve)
+    expect = api.expect
+    app.router.add_get(_ANY_HANDLE, api.resolve, expect_handler=expect)
     app.router.add_put(_ANY_HANDLE, api.put, expect_handler=api.expect_put)
-    app.router.add_delete(_ANY_HANDLE, api.delete)
-    app.router.add_get("/api/handles", api.list_handles)
-    app.router.add_route("*", "/api/handles/", api.empty_handle)
-    app.router.add_get("/healthz", api.healthz)
-    app.router.add_get("/readyz", api.readyz)
-    app.router.add_get("/api/delegations", api.list_delegations)
-    app.router.add_get("/metrics", _metrics_handler(metrics))
-    app.router.add_route("*", _ANY_PATH, api.no_route)  # last: JSON errors, no middleware cost
+    app.router.add_delete(_ANY_HANDLE, api.delete, expect_handler=expect)
+    app.router.add_get("/api/handles", api.list_handles, expect_handler=expect)
+    app.router.add_route("*", "/api/handles/", api.empty_handle, expect_handler=expect)
+    app.router.add_get("/healthz", api.healthz, expect_handler=expect)
+    app.router.add_get("/readyz", api.readyz, expect_handler=expect)
+    app.router.add_get("/api/delegations", api.list_delegations, expect_handler=expect)
+    app.router.add_get("/metrics", _metrics_handler(metrics), expect_handler=expect)
+    # last: JSON errors, no middleware cost
+    app.router.add_route("*", _ANY_PATH, api.no_route, expect_handler=expect)
     return app

@@ -781,6 +781,30 @@ def test_what_the_http_parser_refuses_is_answered_in_the_error_shape(
     assert http(node, "GET", "/healthz").status == 200
 
 
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"400"),
+        (
+            f"PUT /api/handles/{PREFIX}/expected HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Type: application/json\r\nAuthorization: {AUTH['Authorization']}\r\n"
+            "Content-Length: 2\r\nExpect: foo\r\nConnection: close\r\n\r\n".encode(),
+            b"417",
+        ),
+    ],
+    ids=["options-star", "unknown-expect"],
+)
+def test_what_the_router_refuses_is_answered_in_the_error_shape(
+    node: RunningNode, request_bytes: bytes, status: bytes
+) -> None:
+    """aiohttp's router answered these in plain text."""
+    got, _, _ = _exchange_raw(node.ports["http"], request_bytes, 2)
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == status and b"application/json" in head, got
+    assert json.loads(body)["responseCode"] == 4
+    assert resolve(node, f"{PREFIX}/expected").status == 404
+
+
 def test_put_expecting_100_continue_gets_it_before_the_body(node: RunningNode) -> None:
     body = json.dumps({"values": [value(1, "URL", "u")]}).encode()
     auth = AUTH["Authorization"]
