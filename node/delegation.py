@@ -19,6 +19,7 @@ warning log line, and is never dropped: its prefixes still refer to it.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -44,9 +45,12 @@ _PAGE = 1000
 _NA_KEY = NA_PREFIX + "/"
 
 
-class _ToplevelLink:
-    """A node's exchanges with its top-level node, in a task of their own: whether the last one
-    that got through is recent enough for the node to be ready (``/readyz``)."""
+class _ToplevelLink(abc.ABC):
+    """A node's exchanges with its top-level node, one every ``heartbeat_interval_s`` in a task
+    of their own (sooner after a failure, as ``_delay`` says), and whether the last one that got
+    through is recent enough for the node to be ready (``/readyz``)."""
+
+    what = "exchanging with the top-level node"  #: for the log line of a failure
 
     def __init__(self, service: Service) -> None:
         config = service.config
@@ -68,8 +72,31 @@ class _ToplevelLink:
                 await self._task
         await self.client.close()
 
+    @abc.abstractmethod
+    async def exchange(self) -> None:
+        """One exchange with the top-level node; raises when it did not get through."""
+
+    def _delay(self) -> float:
+        """Seconds until the next exchange."""
+        return self.interval_s
+
+    async def _wait(self) -> None:
+        await asyncio.sleep(self._delay())
+
     async def _run(self) -> None:
-        raise NotImplementedError
+        while True:
+            try:
+                await self.exchange()
+            except Exception as exc:  # the top-level may be down or slow: try again
+                self.failures += 1
+                if self.failures in (1, 10) or self.failures % 100 == 0:
+                    log.warning("%s failed: %s", self.what, exc)
+            else:
+                if self.failures:
+                    log.info("the top-level node answers again")
+                self.last_ok = self.service.clock()
+                self.failures = 0
+            await self._wait()
 
     def ready(self) -> bool:
         """Whether an exchange got through within ``heartbeat_stale_s`` (for ``/readyz``)."""
@@ -105,26 +132,30 @@ class Registrar(_ToplevelLink):
         named = [p for p in self.service.config.home if ascii_upper(p) in homed]
         return named or sorted(homed.values())[:1]
 
-    async def _run(self) -> None:
-        delay = min(0.2, self.interval_s)
-        while True:
-            try:
-                await self.sync()
-                self.failures = 0
-                delay = self.interval_s
-            except Exception as exc:  # the top-level may be down or slow: try again soon
-                self._registered.clear()  # it may have lost them: register everything again
-                self.failures += 1
-                if self.failures in (1, 10) or self.failures % 100 == 0:
-                    log.warning("registering with the top-level node failed: %s", exc)
-                delay = min(self.interval_s, 0.2 * 2 ** min(self.failures, 6))
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
+    what = "registering with the top-level node"
 
-    async def sync(self) -> None:
+    def _delay(self) -> float:
+        """Soon after a failure (backing off), else at the heartbeat interval."""
+        if self.failures:
+            return min(self.interval_s, 0.2 * 2.0 ** min(self.failures, 6))
+        return self.interval_s
+
+    async def _wait(self) -> None:
+        """Until the next heartbeat, or a prefix homed (``poke``)."""
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._delay()):
+                await self._wake.wait()
+
+    async def exchange(self) -> None:
         """Register what is not registered with the current site, then heartbeat."""
+        try:
+            await self._sync()
+        except Exception:
+            self._registered.clear()  # it may have lost them: register everything again
+            raise
+
+    async def _sync(self) -> None:
         service = self.service
         site = service.site_info()
         site_entry = site_value(site, SITE_INDEX, ttl=int(service.config.heartbeat_stale_s))
@@ -145,7 +176,6 @@ class Registrar(_ToplevelLink):
         for prefix in self.heartbeat_prefixes():
             if ascii_upper(prefix) in beating:
                 await self._write(prefix, [self._heartbeat()], whole=False)
-        self.last_ok = service.clock()
 
     def _heartbeat(self) -> HandleValue:
         return HandleValue(HEARTBEAT_INDEX, HEARTBEAT_TYPE, self.name.encode(), ttl=0)
@@ -169,25 +199,13 @@ class ToplevelProbe(_ToplevelLink):
     site-information request (no store read there) every ``heartbeat_interval_s``. Walks alone
     would not tell: referrals and answers are cached, and an idle node walks nothing."""
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                answer = await self.client.site_info()
-                problem = ""
-                if answer.code != ResponseCode.SUCCESS:
-                    problem = f"code {int(answer.code)} {getattr(answer, 'message', '')}".rstrip()
-            except Exception as exc:  # whatever the reason, it did not get through
-                problem = repr(exc)
-            if not problem:
-                if self.failures:
-                    log.info("the top-level node answers again")
-                self.last_ok = self.service.clock()
-                self.failures = 0
-            else:
-                self.failures += 1
-                if self.failures in (1, 10) or self.failures % 100 == 0:
-                    log.warning("the top-level node does not answer: %s", problem)
-            await asyncio.sleep(self.interval_s)
+    what = "asking the top-level node for its site information"
+
+    async def exchange(self) -> None:
+        answer = await self.client.site_info()
+        if answer.code != ResponseCode.SUCCESS:
+            message = getattr(answer, "message", "")
+            raise RuntimeError(f"code {int(answer.code)} {message}".rstrip())
 
 
 async def _prefix_handles(service: Service) -> AsyncIterator[str]:
