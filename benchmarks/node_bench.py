@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.loadgen import LoadResult, http_get, http_put, run_load
+from node.processes import rss_bytes
 from protocol.codes import OpFlag
 from protocol.messages import CreateRequest, Credential, ResolveRequest
 from protocol.records import HandleValue
@@ -158,10 +159,7 @@ class _Proc:
                 time.sleep(0.05)
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return (rss_bytes(self.proc.pid) or 0) / (1024 * 1024)
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -136,7 +136,9 @@ class OpStats:
 
     def __init__(self, rejections: Rejections) -> None:
         self.success = 0
-        self.codes: dict[int, int] = {}  #: response codes other than SUCCESS
+        #: response codes other than SUCCESS; the standing ones from 0, so that their series
+        #: exist before their first answer (``rate()`` misses a series' first sample)
+        self.codes: dict[int, int] = dict.fromkeys(STANDING_CODES, 0)
         self.latency = Histogram(REQUEST_BUCKETS_S)
         self.rejections = rejections
 
@@ -234,9 +236,9 @@ class NodeMetrics:
         self.store = StoreMetrics()
         self.referrals_followed = 0  #: referrals followed on clients' behalf
         self.service: Service | None = None  #: cache and homed prefixes; set by the node
-        #: publishes this worker's ``snapshot()`` and returns the other workers' last ones,
-        #: merged into every scrape (None: one process)
-        self.peers: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None
+        #: publishes this worker's ``snapshot()`` given (None: nothing) and returns the other
+        #: workers' last ones, merged into every scrape (None: one process)
+        self.peers: Callable[[dict[str, Any] | None], list[dict[str, Any]]] | None = None
         #: handles per homed prefix (as written), read from the store by ``scrape``
         self.identifiers: dict[str, int] = {}
         #: cache numbers (hits, misses, entries, bytes) replacing the service's, in merged totals
@@ -261,7 +263,6 @@ class NodeMetrics:
 
     def snapshot(self) -> dict[str, Any]:
         """Every number, JSON-able, for the other workers to add to their scrapes."""
-        cache = self.service.cache if self.service is not None else None
         s = self.store
         return {
             "transports": {
@@ -282,11 +283,7 @@ class NodeMetrics:
             "auth": dict(self.rejections.auth),
             "quota": self.rejections.quota,
             "referrals": self.referrals_followed,
-            "cache": (
-                [cache.hits, cache.misses, len(cache), cache.used_bytes]
-                if cache is not None
-                else None
-            ),
+            "cache": self._live_cache(),
             "store": {
                 "read": [list(s.read.counts), s.read.sum],
                 "commit": [list(s.commit.counts), s.commit.sum],
@@ -307,21 +304,27 @@ class NodeMetrics:
             total._add(snap)
         return total
 
+    def _live_cache(self) -> list[int] | None:
+        """This process's cache hits, misses, entries and bytes (None: no service)."""
+        cache = self.service.cache if self.service is not None else None
+        if cache is None:
+            return None
+        return [cache.hits, cache.misses, len(cache), cache.used_bytes]
+
     def cache_numbers(self) -> list[int]:
         """The cache's hits, misses, entries and bytes (merged ones: every worker's)."""
         if self.cache_totals is not None:
             return list(self.cache_totals)
-        cache = self.service.cache if self.service is not None else None
-        if cache is None:
-            return [0, 0, 0, 0]
-        return [cache.hits, cache.misses, len(cache), cache.used_bytes]
+        return self._live_cache() or [0, 0, 0, 0]
 
-    def merged_now(self) -> NodeMetrics:
-        """This one, or with several workers this one's numbers merged with the others'."""
+    def merged_now(self, *, publish: bool = True) -> NodeMetrics:
+        """This one, or with several workers this one's numbers merged with the others'.
+        ``publish``: a scrape publishes the snapshot it merges (see ``merged``); a glance
+        (``/readyz``) need not write a file."""
         if self.peers is None:
             return self
         mine = self.snapshot()
-        return self.merged(mine, self.peers(mine))
+        return self.merged(mine, self.peers(mine if publish else None))
 
     def _add(self, snap: dict[str, Any]) -> None:
         for name, t in snap["transports"].items():
@@ -443,8 +446,7 @@ class NodeCollector:
             in_progress.add_metric([transport], tm.in_progress)
             for op, stats in list(tm.ops.items()):
                 requests.add_metric([transport, op, str(_SUCCESS)], stats.success)
-                codes = dict.fromkeys(STANDING_CODES, 0) | stats.codes
-                for code, n in sorted(codes.items()):
+                for code, n in sorted(stats.codes.items()):
                     requests.add_metric([transport, op, str(code)], n)
                 buckets, total = stats.latency.cumulative()
                 duration.add_metric([transport, op], buckets, total)

@@ -102,35 +102,39 @@ class MetricsFiles:
         tmp.write_text(data)
         os.replace(tmp, self.path)  # readers see the old file or the new one, never half
 
-    def peers_after(self, snapshot: dict[str, Any]) -> list[dict[str, Any]]:
-        """Publish ``snapshot`` now, then the other workers' last ones: what a scrape adds.
-
-        Publishing first keeps every total monotonic whichever worker answers: a scrape through
-        another worker reads this one's numbers at least as fresh as any this one reported."""
+    def publish(self, snapshot: dict[str, Any]) -> None:
+        """``write``, a failure logged (the metrics are not worth stopping a worker for)."""
         try:
             self.write(snapshot)
         except OSError as exc:
             log.warning("could not publish metrics: %s", exc)
+
+    def peers_after(self, snapshot: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """Publish ``snapshot`` now (None: publish nothing), then return the other workers' last
+        ones: what a scrape adds.
+
+        Publishing first keeps every total monotonic whichever worker answers: a scrape through
+        another worker reads this one's numbers at least as fresh as any this one reported."""
+        if snapshot is not None:
+            self.publish(snapshot)
         return self.peers()
 
-    @staticmethod
-    def retire(data_dir: str | Path, worker_id: int) -> None:
-        """Keep a dead worker's last snapshot, as ``retired-<id>-<n>.json``, for scrapes to add
-        (its replacement starts its numbers from zero): counters stay, gauges (in progress,
-        cache entries and bytes) go to zero."""
-        folder = Path(data_dir) / "metrics"
-        path = folder / f"worker-{worker_id}.json"
+    def retire(self) -> None:
+        """Keep this (dead) worker's last snapshot, as ``retired-<id>-<n>.json``, for scrapes
+        to add (its replacement starts its numbers from zero): counters stay, gauges (in
+        progress, cache entries and bytes) go to zero. Renamed, so that a scrape never sees it
+        under both names (counted twice) or under neither."""
         try:
-            snap = json.loads(path.read_text())
+            snap = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return
         for transport in snap["transports"].values():
             transport["in_progress"] = 0
         if snap["cache"] is not None:
             snap["cache"][2:] = [0, 0]
-        n = len(list(folder.glob(f"retired-{worker_id}-*.json")))
-        (folder / f"retired-{worker_id}-{n}.json").write_text(json.dumps(snap))
-        path.unlink()
+        self.write(snap)
+        n = len(list(self.dir.glob(f"retired-{self.worker_id}-*.json")))
+        os.replace(self.path, self.dir / f"retired-{self.worker_id}-{n}.json")
 
     def peers(self) -> list[dict[str, Any]]:
         """The other workers' last snapshots, and those of workers that died."""
@@ -258,7 +262,7 @@ def serve_workers(config: Config, workers: int) -> int:
         worker_id = int(dead.name.rpartition("-")[2])
         if versions.repair():
             log.error("worker %s died holding the cache-version lock: freed", dead.name)
-        MetricsFiles.retire(config.data_dir, worker_id)
+        MetricsFiles(config.data_dir, worker_id).retire()
         return start(worker_id)
 
     try:
@@ -420,7 +424,7 @@ async def _worker(
             raise SystemExit(1) from None
         raise
     tune_gc()
-    files.write(node.metrics.snapshot())
+    files.publish(node.metrics.snapshot())
     ready.send(("ready", os.getpid()))
     ready.close()
     publisher = asyncio.create_task(_publish(node.metrics, files, stop, parent_pid))
@@ -429,7 +433,7 @@ async def _worker(
     publisher.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await publisher
-    files.write(node.metrics.snapshot())
+    files.publish(node.metrics.snapshot())
 
 
 async def _publish(
@@ -437,10 +441,7 @@ async def _publish(
 ) -> None:
     while True:
         await asyncio.sleep(METRICS_INTERVAL_S)
-        try:
-            files.write(metrics.snapshot())
-        except OSError as exc:
-            log.warning("could not publish metrics: %s", exc)
+        files.publish(metrics.snapshot())
         if os.getppid() != parent_pid:
             log.error("the parent process is gone: stopping")
             stop.set()

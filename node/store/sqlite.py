@@ -107,8 +107,10 @@ def _add_na(conn: sqlite3.Connection, prefix: str) -> bool:
 
 def _count_na(conn: sqlite3.Connection, key: str) -> None:
     """Count the handles under the prefix ``key``, homed anew, into ``na_counts``."""
-    (n,) = conn.execute(_COUNT_UNDER, (key + "/", key + "0")).fetchone()
-    conn.execute("INSERT OR REPLACE INTO na_counts VALUES (?, ?)", (key, n))
+    conn.execute(
+        f"INSERT OR REPLACE INTO na_counts SELECT na_key, {_COUNT_NA} FROM nas WHERE na_key = ?",
+        (key,),
+    )
 
 
 def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -619,9 +621,8 @@ class SQLiteStore(Store):
                 conn.executemany(_INSERT, _rows(admin_key, new))
             if anew:  # counted with the admin handle just written
                 _count_na(conn, ascii_upper(prefix))
-            elif new is not None and (current is None) == bool(new.values):  # created, deleted
-                delta = 1 if new.values else -1
-                conn.execute(_COUNT_DELTA, (delta, admin_key.partition("/")[0]))
+            elif new is not None and current is None:  # created (``admin`` never deletes)
+                conn.execute(_COUNT_DELTA, (1, admin_key.partition("/")[0]))
             return anew
 
         # one raw op, so one savepoint: a refused ``admin`` (or a record SQLite cannot bind)
@@ -695,11 +696,13 @@ class SQLiteStore(Store):
         try:
             conn.execute("BEGIN IMMEDIATE")
             run: list[_Op] = []  # consecutive mutations, applied together
-            for op in batch:
+            # An op whose caller went away (cancelled: a client gone, a stop past its grace)
+            # before the writer reached it will never be answered, so it is not made either.
+            # Reading the future's state from this thread is one attribute read; a caller
+            # cancelled from here on is a write made but unanswered, as for a client that leaves.
+            for op in [op for op in batch if not op.future.cancelled()]:
                 if op.key:
                     run.append(op)
-                    continue
-                if op.future.cancelled():  # see _mutate_all
                     continue
                 if run:
                     self._mutate_all(conn, run)
@@ -750,12 +753,6 @@ class SQLiteStore(Store):
         rows_of: dict[str, list[tuple[Any, ...]]] = {}  # key -> its rows, for keys changed
         counts: dict[str, int] = {}  # prefix -> handles created minus handles deleted
         for op in ops:
-            # Its caller went away (cancelled: a client gone, a stop past its grace) before the
-            # write started: it will never be answered, so it is not made either. Reading the
-            # future's state from this thread is one attribute read; a caller cancelled from
-            # here on is a write made but unanswered, as for a client that leaves.
-            if op.future.cancelled():
-                continue
             key = op.key
             current = state[key]
             try:

@@ -541,7 +541,7 @@ class HandlesAPI:
     async def readyz(self, request: web.Request) -> web.Response:
         service = self.service
         ready = service.is_ready()
-        hits, misses, entries, used = self.node_metrics.merged_now().cache_numbers()
+        hits, misses, entries, used = self.node_metrics.merged_now(publish=False).cache_numbers()
         bound = service.cache.max_bytes  # each worker's
         if self.node_metrics.peers is not None:
             bound *= worker_count(service.config)

@@ -279,11 +279,8 @@ class TCPProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
+        await _finish(self.tasks, deadline)
         loop = asyncio.get_running_loop()
-        if self.tasks:
-            _, late = await asyncio.wait(list(self.tasks), timeout=max(deadline - loop.time(), 0))
-            for task in late:
-                task.cancel()
         if not transport.is_closing():
             if transport.can_write_eof():
                 transport.write_eof()
@@ -293,6 +290,16 @@ class TCPProtocol(asyncio.Protocol):
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.shield(self._lost), linger)
         transport.close()
+
+
+async def _finish(tasks: set[asyncio.Task[None]], deadline: float) -> None:
+    """Let ``tasks`` (requests in flight) finish until ``deadline`` (loop time), then cancel
+    those still running: not answered, and their writes not made unless already started."""
+    if tasks:
+        timeout = max(deadline - asyncio.get_running_loop().time(), 0)
+        _, late = await asyncio.wait(list(tasks), timeout=timeout)
+        for task in late:
+            task.cancel()
 
 
 class UDPProtocol(asyncio.DatagramProtocol):
@@ -384,10 +391,6 @@ class UDPProtocol(asyncio.DatagramProtocol):
         """Take no more requests, let those in flight finish until ``deadline`` (loop time),
         cancel those still running then (as ``TCPProtocol.drain``), and close."""
         self.stop_reading()
-        if self.tasks:
-            timeout = max(deadline - asyncio.get_running_loop().time(), 0)
-            _, late = await asyncio.wait(list(self.tasks), timeout=timeout)
-            for task in late:
-                task.cancel()
+        await _finish(self.tasks, deadline)
         if self.transport is not None:
             self.transport.close()
