@@ -25,6 +25,7 @@ from protocol.codes import ResponseCode
 from protocol.jsonapi import response_to_json
 from protocol.messages import Credential, ErrorResponse, Response
 from protocol.records import HandleValue
+from protocol.site import parse_address
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 COMMANDS = ("resolve", "create", "delete", "list", "home")
@@ -94,11 +95,10 @@ def _number(text: str) -> int | None:
 
 
 def _host_port(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    number = _number(port)
-    if not sep or not host or number is None or not 0 < number < 65536:
-        raise UsageError(f"expected HOST:PORT with a port of 1-65535, got {text!r}")
-    return host.strip("[]"), number
+    try:
+        return parse_address(text)
+    except ValueError:
+        raise UsageError(f"expected HOST:PORT with a port of 1-65535, got {text!r}") from None
 
 
 def _identity(text: str) -> tuple[int, str]:

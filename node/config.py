@@ -19,6 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from protocol.errors import ProtocolError
+from protocol.identifiers import PROFILES, check_homeable
+from protocol.messages import SiteInfo
+from protocol.site import parse_address, site_of_servers
+
 
 def _f(
     default: Any,
@@ -180,32 +185,34 @@ class Config:
                 raise ConfigError(f"{source}: {name} must be {kind}, not {raw!r}") from None
             if not _allowed(known[name], changes[name]):
                 raise ConfigError(f"{source}: {name} must be {_takes(known[name])}, not {raw!r}")
+            changes[name] = _chosen(known[name], changes[name])
         return dataclasses.replace(self, **changes)
 
     def check(self) -> None:
-        """Checks across settings, which a node would otherwise fail at its start, or at its
-        first request: ``ConfigError``."""
-        from node.resolver import parse_address
-        from node.service import _configured_site
-        from protocol.errors import ProtocolError
-        from protocol.identifiers import NA_PREFIX, PROFILES, ascii_upper, check_prefix
-
+        """The checks across settings (each value's own range is ``merged``'s), which a node
+        would otherwise fail at its start or at its first request: ``ConfigError``."""
         if self.role == "recursive" and not self.toplevel:
             raise ConfigError("a recursive node needs the top-level node's address (--toplevel)")
         where = ""
         try:
             for prefix in self.home:
                 where = f"home {prefix!r}"
-                check_prefix(prefix, PROFILES[self.profile])
-                if ascii_upper(prefix) == NA_PREFIX:
-                    raise ValueError(f"{NA_PREFIX} cannot be homed")
+                check_homeable(prefix, PROFILES[self.profile])
             where = "toplevel"
             if self.toplevel:
                 parse_address(self.toplevel)
             where = "site"
-            _configured_site(self)
+            self.site_info()
         except (ValueError, ProtocolError) as exc:
             raise ConfigError(f"{where}: {exc}") from None
+
+    def site_info(self) -> SiteInfo | None:
+        """The site of ``site`` (servers ``HOST:PORT:HTTP_PORT``), None without one;
+        ValueError when malformed or ``site_server_id`` is not one of them."""
+        site = site_of_servers(self.site, self.site_serial)
+        if site is not None and not 1 <= self.site_server_id <= len(site.servers):
+            raise ValueError(f"site_server_id must be 1-{len(site.servers)}")
+        return site
 
 
 class ConfigError(ValueError):
@@ -257,6 +264,14 @@ def _allowed(f: dataclasses.Field[Any], value: Any) -> bool:
     if meta.get("choices") and isinstance(value, str):
         return value.upper() in (c.upper() for c in meta["choices"])
     return True
+
+
+def _chosen(f: dataclasses.Field[Any], value: Any) -> Any:
+    """An allowed ``value`` as its field's list of choices writes it (``SNMS``: ``snms``)."""
+    for choice in f.metadata.get("choices", ()):
+        if choice.upper() == value.upper():
+            return choice
+    return value
 
 
 def _takes(f: dataclasses.Field[Any]) -> str:

@@ -27,14 +27,13 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from node.client import TCPClient
-from node.resolver import parse_address
 from node.service import Service
 from protocol.codes import ResponseCode
 from protocol.identifiers import NA_PREFIX, ascii_upper, na_handle
 from protocol.jsonapi import value_to_json
 from protocol.messages import Credential
 from protocol.records import HandleValue
-from protocol.site import site_value
+from protocol.site import parse_address, site_value
 
 log = logging.getLogger("idnode.delegation")
 

@@ -37,7 +37,7 @@ from protocol.messages import (
     error_for,
 )
 from protocol.records import HandleValue
-from protocol.site import query_interface, referral_sites, server_for
+from protocol.site import parse_address, query_interface, referral_sites, server_for
 
 log = logging.getLogger("idnode.resolver")
 
@@ -45,14 +45,6 @@ TCP = 1  #: HS_SITE interface protocol number of TCP
 MAX_REFERRALS = 65536  #: cached referrals at most; the cache is emptied when full
 _CLIENT_FAILURES = (ResponseCode.CLIENT_TIMEOUT, ResponseCode.CLIENT_CHANNEL_ERROR)
 _CODES = frozenset(int(code) for code in ResponseCode)
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` too) -> (host, port); ValueError when malformed."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
 
 
 class Resolver:

@@ -35,7 +35,7 @@ from node import auth
 from node.cache import Entry, ResolutionCache, public_values
 from node.coherence import Versions, buckets_for
 from node.config import Config, ConfigError
-from node.resolver import Resolver, parse_address
+from node.resolver import Resolver
 from node.store import DELETE, Record, Store, StoreError, _Delete
 from protocol.codes import ALL_ADMIN_PERMISSIONS, OpCode, OpFlag, ResponseCode
 from protocol.errors import InvalidValue, ProtocolError
@@ -44,6 +44,7 @@ from protocol.identifiers import (
     PROFILES,
     Handle,
     ascii_upper,
+    check_homeable,
     check_prefix,
     parent_chain,
     parse_handle,
@@ -85,7 +86,7 @@ from protocol.records import (
     new_value,
     validate_record,
 )
-from protocol.site import HASH_BY_HANDLE, HASH_BY_PREFIX, server_for
+from protocol.site import HASH_BY_PREFIX, server_for
 
 if TYPE_CHECKING:
     from node.delegation import Monitor, Registrar, ToplevelProbe
@@ -112,7 +113,6 @@ _NA_KEY = NA_PREFIX + "/"
 _SECKEY_PERMISSIONS = 0xC  #: admin read and write, never public
 
 
-ROLES = ("secondary", "toplevel", "recursive")
 SITE_TYPES = frozenset({"HS_SITE", "HS_SITE.PREFIX", "HS_SERV", "HS_SERV.PREFIX"})
 _DO_NOT_REFER = int(OpFlag.DO_NOT_REFER)
 _SUCCESS = int(ResponseCode.SUCCESS)
@@ -143,10 +143,7 @@ class Service:
         clock: Callable[[], float] = time.time,
         versions: Versions | None = None,
     ) -> None:
-        if config.role not in ROLES:
-            raise ValueError(f"role must be one of {', '.join(ROLES)}, not {config.role!r}")
-        if config.role == "recursive" and not config.toplevel:
-            raise ValueError("a recursive node needs the top-level node's address (--toplevel)")
+        config.check()  # as loading does; a Config may also be built directly
         self.config = config
         self.store = store
         self.clock = clock
@@ -155,7 +152,7 @@ class Service:
         #: walks referrals: for a recursive node, for RECURSIVE requests, to find referrals
         self.resolver = Resolver(config, clock) if config.toplevel else None
         #: this node's site when it is one of several servers (``--site``), else None
-        self.site = _configured_site(config)
+        self.site = config.site_info()
         #: called after a prefix is homed (the node's registrar registers it upward)
         self.on_homed: Callable[[], None] = lambda: None
         #: called with the key of every committed write (a top-level's monitor watches 0.NA/)
@@ -761,9 +758,7 @@ class Service:
         """Home ``prefix`` and create ``<prefix>/ADMIN`` (HS_ADMIN at 100, hashed HS_SECKEY at 300)
         with ``secret``, both in one transaction. Homing an already homed prefix keeps its ADMIN
         handle (and ignores ``secret``) where it has one."""
-        check_prefix(prefix, self.profile)
-        if ascii_upper(prefix) == NA_PREFIX:
-            raise _fail(ResponseCode.INVALID_HANDLE, "0.NA cannot be homed")
+        check_homeable(prefix, self.profile)
         admin_handle = f"{prefix}/{auth.ADMIN_SUFFIX}"
         admin = AdminValue(admin_handle, ADMIN_KEY_INDEX, ALL_ADMIN_PERMISSIONS)
         now = int(self.clock())
@@ -814,28 +809,6 @@ class Service:
         return SiteInfo(
             serial=self.config.site_serial, hash_option=HASH_BY_PREFIX, servers=(server,)
         )
-
-
-def _configured_site(config: Config) -> SiteInfo | None:
-    """The site of ``config.site`` (servers ``HOST:PORT:HTTP_PORT``), hashed by whole handle."""
-    if not config.site:
-        return None
-    servers = []
-    for number, text in enumerate(config.site, 1):
-        address, _, http = text.rpartition(":")
-        host, port = parse_address(address)
-        if not http.isdigit():
-            raise ValueError(f"site server {text!r}: expected HOST:PORT:HTTP_PORT")
-        interfaces = (Interface(3, 0, port), Interface(3, 1, port), Interface(3, 2, int(http)))
-        servers.append(Server(number, host, interfaces))
-    if not 1 <= config.site_server_id <= len(servers):
-        raise ValueError(f"site_server_id must be 1-{len(servers)}")
-    return SiteInfo(
-        serial=config.site_serial,
-        hash_option=HASH_BY_HANDLE,
-        servers=tuple(servers),
-        multi_primary=True,
-    )
 
 
 def _log_fields(request: Request) -> dict[str, object]:

@@ -115,6 +115,15 @@ def check_prefix(prefix: str, profile: Profile = PROTOCOL) -> str:
     return prefix
 
 
+def check_homeable(prefix: str, profile: Profile = PROTOCOL) -> str:
+    """``check_prefix``, and not ``0.NA`` (the prefix of the prefixes' own records): a prefix a
+    node may home. ``InvalidHandle`` naming the fault."""
+    check_prefix(prefix, profile)
+    if ascii_upper(prefix) == NA_PREFIX:
+        raise InvalidHandle(f"{NA_PREFIX} cannot be homed")
+    return prefix
+
+
 def parse_handle(text: str, profile: Profile = PROTOCOL) -> Handle:
     """Parse ``prefix/suffix`` (optionally wrapped); raise ``InvalidHandle`` naming the fault."""
     if not isinstance(text, str):

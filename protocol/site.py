@@ -43,6 +43,33 @@ _PROTOCOLS = {name: number for number, name in _PROTOCOL_NAMES.items()}
 _ADDRESS_BYTES = 16
 
 
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too) -> (host, port); ValueError when malformed."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def site_of_servers(servers: Iterable[str], serial: int) -> SiteInfo | None:
+    """The site of servers written ``HOST:PORT:HTTP_PORT`` (a node's ``--site``), each
+    answering for every handle it hashes to (by whole handle); None for no servers.
+    ValueError when one is malformed."""
+    found = []
+    for number, text in enumerate(servers, 1):
+        address, _, http = text.rpartition(":")
+        host, port = parse_address(address)
+        if not (http.isascii() and http.isdigit()) or not 0 < int(http) < 65536:
+            raise ValueError(f"site server {text!r}: expected HOST:PORT:HTTP_PORT")
+        interfaces = (Interface(3, 0, port), Interface(3, 1, port), Interface(3, 2, int(http)))
+        found.append(Server(number, host, interfaces))
+    if not found:
+        return None
+    return SiteInfo(
+        serial=serial, hash_option=HASH_BY_HANDLE, servers=tuple(found), multi_primary=True
+    )
+
+
 def _address_bytes(address: str) -> bytes:
     try:
         ip = ipaddress.ip_address(address)

@@ -37,8 +37,8 @@ from node import config as config_mod
 from node.config import Config
 from node.industries import select_industries
 from node.metrics import op_label
-from node.resolver import parse_address
 from protocol.codes import OpCode, ResponseCode
+from protocol.site import parse_address
 from tests.node.conftest import (
     PREFIX,
     RunningNode,

@@ -175,6 +175,12 @@ def test_a_bad_setting_is_named_and_serve_exits_2_without_a_traceback(
     assert said in err and "Traceback" not in err
 
 
+def test_a_choice_in_any_case_is_kept_as_its_list_writes_it() -> None:
+    """``--profile SNMS`` passed the check, then failed with a KeyError traceback."""
+    config = config_mod.parse(["--profile", "SNMS", "--role", "Toplevel"], environ={})
+    assert (config.profile, config.role) == ("snms", "toplevel")
+
+
 def test_a_misspelt_setting_variable_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
     """Other tools read IDNODE_* variables of their own: only a near miss is named."""
     environ = {"IDNODE_HTTPPORT": "5", "IDNODE_WORKLOAD_FILE": "w.json", "IDNODE_SECRET": "s"}
