@@ -22,7 +22,7 @@ from node.config import Config
 from node.store import Store
 from protocol.codes import ResponseCode
 from protocol.errors import ProtocolError
-from protocol.identifiers import Handle, ascii_upper, parse_handle
+from protocol.identifiers import ascii_upper, parse_handle
 from protocol.messages import Credential
 from protocol.records import HS_SECKEY
 
@@ -75,6 +75,12 @@ def _failed(identity: str) -> ProtocolError:
     return ProtocolError(
         f"Authentication failed for {identity}", code=ResponseCode.AUTHENTICATION_FAILED
     )
+
+
+def is_admin_key(key: str) -> bool:
+    """Whether the comparison key ``key`` (``Handle.key``) is a prefix's ADMIN handle's: its
+    suffix folded unless the node is case-sensitive, where ``Admin`` is another handle."""
+    return key.partition("/")[2] == ADMIN_SUFFIX
 
 
 class Principal:
@@ -190,12 +196,9 @@ class Authenticator:
             ) from None
         parsed: tuple[str, str, int] | None = None
         if not handle.is_prefix_handle:
-            case_sensitive = self.config.case_sensitive_suffix
-            key = handle.key(case_sensitive_suffix=case_sensitive)
-            # only a prefix's ADMIN handle administers it (by the node's case rule: with
-            # case-sensitive suffixes, Admin is another handle); other identities own nothing
-            admin = Handle(handle.prefix, ADMIN_SUFFIX).key(case_sensitive_suffix=case_sensitive)
-            owns = handle.prefix if key == admin else ""
+            key = handle.key(case_sensitive_suffix=self.config.case_sensitive_suffix)
+            # only a prefix's ADMIN handle administers it; other identities own nothing
+            owns = handle.prefix if is_admin_key(key) else ""
             parsed = (key, owns, self.versions.bucket(key))
         identities = self._identities
         if len(identities) >= MAX_IDENTITIES:

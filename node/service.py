@@ -567,8 +567,8 @@ class Service:
         """Refuse a write that would leave a homed prefix's admin handle without a secret key:
         nobody could write under the prefix again. (Runs in the store's writer, on the record
         as committed writes left it.)"""
-        prefix, _, suffix = key.partition("/")  # the suffix folded unless case-sensitive
-        if suffix != auth.ADMIN_SUFFIX or prefix not in self.homed:
+        prefix = key.partition("/")[0]
+        if not auth.is_admin_key(key) or prefix not in self.homed:
             return
         if isinstance(after, Record) and any(v.type == HS_SECKEY for v in after.values):
             return
