@@ -62,32 +62,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         except config_mod.ConfigError as exc:
             sub.choices[args.command].error(str(exc))  # usage, the reason, exit status 2
         logs.setup(config.log_level)
-        from node.server import StoreUnavailable, serve
+        from node.server import CannotServe
 
-        if args.command == "demo":
-            from node.demo import banner, prepare
-
-            if config.workers > 1:  # the demo prints its banner from the one node it runs
-                sub.choices["demo"].error(
-                    "the demo runs one process; serve its data dir with idnode serve --workers N"
-                )
-            try:
-                config = prepare(config, args.identifiers)
-            except StoreUnavailable as exc:
-                print(f"idnode demo: {exc}", file=sys.stderr)
-                return 1
-            except ValueError as exc:  # --identifiers out of range
-                sub.choices["demo"].error(str(exc))
-            _run(serve(config, on_started=lambda node: print(banner(node), flush=True)))
-            return 0
-        workers = config_mod.worker_count(config)
-        if workers > 1:
-            from node.workers import serve_workers
-
-            return serve_workers(config, workers)
-        _run(serve(config))
-        return 0
+        try:
+            return _serve(args, config, sub.choices[args.command])
+        except config_mod.ConfigError as exc:  # a setting this data dir cannot take
+            print(f"idnode {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        except CannotServe as exc:  # say what, not a traceback
+            print(f"idnode {args.command}: {exc}", file=sys.stderr)
+            return 1
     return clientcli.run(args, sub.choices[args.command])
+
+
+def _serve(
+    args: argparse.Namespace, config: config_mod.Config, parser: argparse.ArgumentParser
+) -> int:
+    """``idnode serve`` or ``idnode demo`` with ``config``, until SIGTERM or SIGINT."""
+    from node.server import serve
+
+    if args.command == "demo":
+        from node.demo import banner, prepare
+
+        if config.workers > 1:  # the demo prints its banner from the one node it runs
+            parser.error(
+                "the demo runs one process; serve its data dir with idnode serve --workers N"
+            )
+        try:
+            config = prepare(config, args.identifiers)
+        except ValueError as exc:  # --identifiers out of range
+            if isinstance(exc, config_mod.ConfigError):
+                raise
+            parser.error(str(exc))
+        _run(serve(config, on_started=lambda node: print(banner(node), flush=True)))
+        return 0
+    workers = config_mod.worker_count(config)
+    if workers > 1:
+        from node.workers import serve_workers
+
+        return serve_workers(config, workers)
+    _run(serve(config))
+    return 0
 
 
 if __name__ == "__main__":

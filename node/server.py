@@ -60,7 +60,11 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-class StoreUnavailable(Exception):
+class CannotServe(Exception):
+    """A node cannot start, for a reason its command says in one line (exit status 1)."""
+
+
+class StoreUnavailable(CannotServe):
     """The data directory cannot be served: not a directory, not writable, not a database, or
     already served by another idnode process."""
 
@@ -275,12 +279,9 @@ async def _drain_http(server: web.Server, deadline: float) -> None:
 
 
 async def serve(config: Config, on_started: Callable[[Node], None] | None = None) -> None:
-    """Run a node (one process) until SIGTERM or SIGINT."""
-    try:
-        lock = hold_data_dir(config.data_dir)
-    except StoreUnavailable as exc:
-        print(f"idnode serve: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
+    """Run a node (one process) until SIGTERM or SIGINT. ``CannotServe`` or ``ConfigError`` (a
+    setting this data dir cannot take) when it cannot start."""
+    lock = hold_data_dir(config.data_dir)
     node = Node(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -289,17 +290,12 @@ async def serve(config: Config, on_started: Callable[[Node], None] | None = None
             loop.add_signal_handler(sig, stop.set)
     try:
         await node.start()
-    except (StoreUnavailable, OSError, ConfigError) as exc:  # say what, not a traceback
+    except (CannotServe, OSError, ConfigError) as exc:
         with contextlib.suppress(Exception):
             await node.stop()
-        if isinstance(exc, ConfigError):  # a setting this data dir cannot take
-            print(f"idnode serve: error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
-        said = (
-            exc if isinstance(exc, StoreUnavailable) else f"cannot listen on {config.host}: {exc}"
-        )
-        print(f"idnode serve: {said}", file=sys.stderr)
-        raise SystemExit(1) from None
+        if isinstance(exc, OSError):
+            raise CannotServe(f"cannot listen on {config.host}: {exc}") from None
+        raise
     tune_gc()
     metrics = f" metrics={node.ports['metrics']}" if "metrics" in node.ports else ""
     print(

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from node.coherence import Versions, buckets_for
-from node.config import Config, ConfigError
+from node.config import Config
 from node.metrics import NodeMetrics
 
 log = logging.getLogger("idnode.workers")
@@ -209,18 +209,12 @@ async def _prepare(config: Config) -> None:
 
 
 def serve_workers(config: Config, workers: int) -> int:
-    """Run ``workers`` worker processes until SIGTERM or SIGINT; the exit status."""
-    from node.server import StoreUnavailable, hold_data_dir
+    """Run ``workers`` worker processes until SIGTERM or SIGINT; the exit status once they
+    started. ``CannotServe`` or ``ConfigError`` as ``serve`` when the parent cannot prepare."""
+    from node.server import hold_data_dir
 
-    try:
-        lock = hold_data_dir(config.data_dir)
-        asyncio.run(_prepare(config))
-    except ConfigError as exc:  # a setting this data dir cannot take
-        print(f"idnode serve: error: {exc}", file=sys.stderr)
-        return 2
-    except StoreUnavailable as exc:
-        print(f"idnode serve: {exc}", file=sys.stderr)
-        return 1
+    lock = hold_data_dir(config.data_dir)
+    asyncio.run(_prepare(config))
     config, reserved = reserve_ports(config)
     MetricsFiles.clear(config.data_dir)
     ctx = multiprocessing.get_context("spawn")
