@@ -4,12 +4,26 @@
 300-byte JSON to a GET (and, to a PUT, reading the body and answering a fixed 201), a bare asyncio
 TCP echo of length-prefixed frames, and a bare asyncio UDP echo,
 each on the same event loop implementation as the node (uvloop when installed).
+
+``python -m benchmarks.floors http-durable PORTFILE DBFILE``: the least a durable create can cost
+with aiohttp and SQLite: a bare aiohttp handler that parses a PUT's JSON body into the store's
+rows, and one writer thread that commits every queued create in one transaction (WAL,
+``synchronous=FULL``: one fsync per batch) after one read of whether each handle exists, then
+answers 201 (409 when it did). No authentication, validation, cache, metrics or coherence:
+everything the node does beyond that is its own cost. ``DBFILE``: a copy of the node's store
+(the same ``handles`` table and the same million rows).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import queue
+import sqlite3
 import sys
+import threading
+import time
+from typing import Any
 
 from aiohttp import web
 
@@ -23,6 +37,11 @@ BODY = (
 BODY = BODY + b" " * (300 - len(BODY))
 #: what a create answers (201): the handle made
 CREATED = b'{"responseCode":1,"handle":"88.118.8/NEW-1764324000-000123"}'
+JSON = "application/json"
+_INSERT = "INSERT INTO handles VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_EXISTING = "SELECT hkey FROM handles WHERE hkey IN (SELECT value FROM json_each(?))"
+#: a create waiting for the writer: (key, its rows, the future its answer goes to)
+_Create = tuple[str, list[tuple[Any, ...]], "asyncio.Future[bool]"]
 
 
 class _TCPEcho(asyncio.Protocol):
@@ -44,9 +63,78 @@ class _UDPEcho(asyncio.DatagramProtocol):
         self.transport.sendto(data, addr)  # type: ignore[attr-defined]
 
 
-async def _main(kind: str, portfile: str) -> None:
+def _answer(answers: list[tuple[asyncio.Future[bool], bool]]) -> None:
+    for future, created in answers:
+        if not future.done():
+            future.set_result(created)
+
+
+def _group_commit(dbfile: str, creates: queue.SimpleQueue[_Create], loop: Any) -> None:
+    """The writer thread: everything queued, one transaction, one fsync, then the answers."""
+    conn = sqlite3.connect(dbfile, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    while True:
+        batch = [creates.get()]
+        while True:
+            try:
+                batch.append(creates.get_nowait())
+            except queue.Empty:
+                break
+        conn.execute("BEGIN IMMEDIATE")
+        keys = json.dumps([key for key, _, _ in batch])
+        exists = {row[0] for row in conn.execute(_EXISTING, (keys,))}
+        rows, answers = [], []
+        for key, value_rows, future in batch:
+            answers.append((future, key not in exists))
+            if key not in exists:
+                exists.add(key)
+                rows.extend(value_rows)
+        conn.executemany(_INSERT, rows)
+        conn.execute("COMMIT")
+        loop.call_soon_threadsafe(_answer, answers)
+
+
+def _durable_put(dbfile: str) -> Any:
+    """The handler of the ``http-durable`` floor, its writer thread started."""
     loop = asyncio.get_running_loop()
-    if kind == "http":
+    creates: queue.SimpleQueue[_Create] = queue.SimpleQueue()
+    threading.Thread(target=_group_commit, args=(dbfile, creates, loop), daemon=True).start()
+
+    async def put(request: web.Request) -> web.Response:
+        handle = request.match_info["tail"]
+        key, now = handle.upper(), int(time.time())
+        rows = [
+            (
+                key,
+                handle,
+                v["index"],
+                v["type"],
+                v["data"].encode(),
+                0,
+                86400,
+                now,
+                None,
+                1,
+                1,
+                1,
+                0,
+            )
+            for v in json.loads(await request.read())["values"]
+        ]
+        future: asyncio.Future[bool] = loop.create_future()
+        creates.put((key, rows, future))
+        if await future:
+            body = b'{"responseCode":1,"handle":"%s"}' % handle.encode()
+            return web.Response(status=201, body=body, content_type=JSON)
+        return web.Response(status=409, body=b'{"responseCode":101}', content_type=JSON)
+
+    return put
+
+
+async def _main(kind: str, portfile: str, dbfile: str = "") -> None:
+    loop = asyncio.get_running_loop()
+    if kind in ("http", "http-durable"):
 
         async def handler(request: web.Request) -> web.Response:
             return web.Response(body=BODY, content_type="application/json")
@@ -57,7 +145,10 @@ async def _main(kind: str, portfile: str) -> None:
 
         app = web.Application()
         app.router.add_get("/{tail:.*}", handler)
-        app.router.add_put("/{tail:.*}", put)
+        if kind == "http":
+            app.router.add_put("/{tail:.*}", put)
+        else:
+            app.router.add_put("/api/handles/{tail:.*}", _durable_put(dbfile))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -78,6 +169,6 @@ if __name__ == "__main__":
     try:
         import uvloop
 
-        uvloop.run(_main(sys.argv[1], sys.argv[2]))
+        uvloop.run(_main(*sys.argv[1:4]))
     except ImportError:
-        asyncio.run(_main(sys.argv[1], sys.argv[2]))
+        asyncio.run(_main(*sys.argv[1:4]))

@@ -13,7 +13,9 @@ CPU 0 and this generator (``benchmarks.loadgen``, one process, closed loop) pinn
 * msgpack/TCP and msgpack/UDP resolve vs a bare asyncio TCP / UDP echo (>= 0.6x);
 * acknowledged creates from 64 concurrent clients vs the node's HTTP resolve rate (>= 0.5x), over
   HTTP (and the same PUTs against a bare aiohttp handler that reads the body and answers 201: what
-  aiohttp alone allows a create, before any work of the node's) and over msgpack/TCP;
+  aiohttp alone allows a create, before any work of the node's; and against the durable floor of
+  ``benchmarks.floors``, aiohttp and a SQLite group commit into a copy of the store: what a durable
+  create costs before the node's own checks) and over msgpack/TCP;
 * resident memory of the node after the runs, with the cache filled to its bound (<= 300 MB).
 """
 
@@ -24,6 +26,7 @@ import base64
 import json
 import os
 import random
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -44,7 +47,8 @@ from protocol.wire import encode_message, frame
 PREFIX = "88.118.8"
 SECRET = "bench-secret"
 CREATED = "NEW-"  #: the suffix of every handle a run creates (``_forget_creates``)
-ONCE = ("http_create_64", "tcp_create_64", "http_miss_never_asked")  #: each request sent once
+#: each request sent once
+ONCE = ("http_create_64", "floor_http_create_64", "tcp_create_64", "http_miss_never_asked")
 DATA_ROOT = Path(__file__).resolve().parent / ".data"
 
 
@@ -185,9 +189,21 @@ def cache_counts(http_port: int) -> dict[str, int]:
     return cache
 
 
-def _floor(kind: str) -> _Proc:
+def _floor(kind: str, *args: str) -> _Proc:
     portfile = tempfile.mktemp(prefix=f"idnode-floor-{kind}-")
-    return _Proc(["-m", "benchmarks.floors", kind, portfile], portfile)
+    return _Proc(["-m", "benchmarks.floors", kind, portfile, *args], portfile)
+
+
+def _store_copy(data_dir: Path, into: Path) -> Path:
+    """A copy of the data set's store file (its WAL checkpointed first), for the durable floor."""
+    conn = sqlite3.connect(data_dir / "idnode.sqlite3", isolation_level=None)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    copy = into / "idnode.sqlite3"
+    shutil.copyfile(data_dir / "idnode.sqlite3", copy)
+    return copy
 
 
 def _fig(r: LoadResult) -> dict[str, Any]:
@@ -253,7 +269,9 @@ def run(
         for n in range(300_000)
     ]
     framed = [frame(m) for m in msgpack_reqs]
+    scratch = Path(tempfile.mkdtemp(prefix="idnode-durable-floor-"))
     procs = {kind: _floor(kind) for kind in ("http", "tcp", "udp")}
+    procs["http-durable"] = _floor("http-durable", str(_store_copy(data_dir, scratch)))
     node = _Proc(serve_args(data_dir))
     fp = {kind: proc.ports["port"] for kind, proc in procs.items()}
     np_ = node.ports
@@ -275,6 +293,8 @@ def run(
     writes: Plan = {
         "http_create_64": ("http", np_["http"], creates, 64, 0),
         "floor_http_put_64": ("http", fp["http"], creates, 64, 0),
+        # the same creates, made durable by aiohttp and SQLite alone: into a copy of the store
+        "floor_http_create_64": ("http", fp["http-durable"], creates, 64, 0),
         "tcp_create_64": ("tcp", np_["tcp"], tcp_creates, 64, 0),
     }
     cold: Plan = {
@@ -315,6 +335,7 @@ def run(
         _forget_creates(data_dir)
         for proc in procs.values():
             proc.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
     best = {name: sorted(rs, key=lambda r: r.rate)[len(rs) // 2] for name, rs in runs.items()}
     results: dict[str, Any] = {
         "identifiers": identifiers,
@@ -361,6 +382,9 @@ def run(
         # what aiohttp alone allows: a handler that reads a PUT's body and answers a fixed 201
         "bare_aiohttp_put_vs_http_resolve": apart("floor_http_put_64", "http_resolve"),
         "create_vs_bare_aiohttp_put": paired("http_create_64", "floor_http_put_64"),
+        # what aiohttp and SQLite alone allow a durable create (``benchmarks.floors``)
+        "durable_floor_create_vs_http_resolve": apart("floor_http_create_64", "http_resolve"),
+        "create_vs_durable_floor_create": paired("http_create_64", "floor_http_create_64"),
         "tcp_create_vs_http_resolve": apart("tcp_create_64", "http_resolve"),
         "node_rss_mb (goal <= 300)": round(rss, 1),
     }
