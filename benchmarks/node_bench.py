@@ -270,8 +270,9 @@ def run(
     ]
     framed = [frame(m) for m in msgpack_reqs]
     scratch = Path(tempfile.mkdtemp(prefix="idnode-durable-floor-"))
+    store_copy = str(_store_copy(data_dir, scratch))
     procs = {kind: _floor(kind) for kind in ("http", "tcp", "udp")}
-    procs["http-durable"] = _floor("http-durable", str(_store_copy(data_dir, scratch)))
+    procs["http-durable"] = _floor("http-durable", store_copy)
     node = _Proc(serve_args(data_dir))
     fp = {kind: proc.ports["port"] for kind, proc in procs.items()}
     np_ = node.ports
