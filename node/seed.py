@@ -28,6 +28,7 @@ import marshal
 import os
 import queue
 import random
+import shutil
 import struct
 import subprocess
 import sys
@@ -62,6 +63,8 @@ MANIFEST = "manifest.json"
 CHUNK = 20_000  #: identifiers per ``bulk_load`` call, each one commit
 SAMPLE = 5_000  #: handles in the manifest's sample (all of them when fewer were seeded)
 WORKER_FROM = 200_000  #: from this many identifiers on, a second process generates them
+#: disk an identifier takes in the store, with room to spare (about 1,300 bytes measured)
+BYTES_PER_IDENTIFIER = 1_500
 MAX_ENTERPRISES = 5_000  #: per industry (enterprise segments have at most four digits)
 _FRAME = struct.Struct(">cQ")  #: a frame from the generating process: tag, payload length
 Row = tuple[Any, ...]
@@ -524,6 +527,20 @@ async def seed(
         lock.close()
 
 
+def _check_room(data_dir: Path, identifiers: int) -> None:
+    """Refuse a seed the disk cannot hold before writing any of it (not hours later, the disk
+    full and a partial data set left behind); ``StoreUnavailable`` (said in one line)."""
+    from node.server import StoreUnavailable
+
+    needed = identifiers * BYTES_PER_IDENTIFIER
+    free = shutil.disk_usage(data_dir).free
+    if needed > free:
+        raise StoreUnavailable(
+            f"seeding {identifiers:,} identifiers needs about {needed / 1e9:,.1f} GB in"
+            f" {data_dir}, which has {free / 1e9:,.1f} GB free"
+        )
+
+
 async def _seed(
     store: SQLiteStore, config: Config, spec: SeedSpec, progress: bool, worker: bool | None
 ) -> SeedResult:
@@ -536,6 +553,7 @@ async def _seed(
         if manifest is not None:
             await homing.finish()
             return SeedResult(0, time.perf_counter() - started, 0.0, manifest, path)
+        _check_room(Path(config.data_dir), spec.identifiers)
         path.unlink(missing_ok=True)  # no manifest while the data may not match it
         bar = Progress(spec.identifiers, progress)
         sample: list[str] = []

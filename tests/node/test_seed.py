@@ -10,6 +10,7 @@ import asyncio
 import json
 import marshal
 import re
+import shutil
 import sqlite3
 from datetime import date, datetime
 from pathlib import Path
@@ -329,6 +330,25 @@ def test_seeding_a_served_or_unusable_data_dir_is_refused_in_one_line(
         err = capsys.readouterr().err
         assert err.startswith(f"idnode {command}: cannot use the data directory"), err
         assert "Traceback" not in err
+
+
+def test_a_seed_the_disk_cannot_hold_is_refused_before_loading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    too_many = shutil.disk_usage(tmp_path).free // seed.BYTES_PER_IDENTIFIER + 1_000_000
+    args = ["--data-dir", str(data), "--identifiers", str(too_many), "--admin-secret", "x"]
+    for command in ("seed", "demo"):
+        assert cli_main([command, *args, "--quiet"] if command == "seed" else [command, *args]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"idnode {command}: seeding {too_many:,} identifiers needs about")
+        assert err.count("\n") == 1 and "GB free" in err
+    assert not (data / seed.MANIFEST).exists()
+    conn = sqlite3.connect(data / "idnode.sqlite3")
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM handles").fetchone() == (0,)
+    finally:
+        conn.close()
 
 
 def test_demo_seeds_once_and_its_banner_names_a_seeded_identifier(tmp_path: Path) -> None:
