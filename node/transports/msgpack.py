@@ -4,7 +4,9 @@ Both feed bytes to ``protocol.wire`` and hand typed requests to the service core
 resolution whose bytes were answered from the cache before is answered by those bytes
 (``Replies``), once the service confirms its cache entry still holds. A bad message in a
 good frame gets an error answer and the connection goes on; a frame over the limit cannot be skipped,
-so it is answered and the connection closed. UDP requests beyond the queue bound are dropped (the
+so it is answered and the connection closed, as after too many bad messages in a row: no more of
+its requests are read, and those read before it are answered first (``TCPProtocol.drain``, within
+``shutdown_grace_s``). UDP requests beyond the queue bound are dropped (the
 client retries), and answers over 1,400 bytes go out truncated so the client asks again over TCP.
 Every answer, refusals of bad messages included, is counted (``node.metrics``) from the moment its
 request was decoded until the answer is handed to the transport.
@@ -119,6 +121,7 @@ class TCPProtocol(asyncio.Protocol):
         self._unread = False  #: answers wait in the transport for the client to read them
         self._draining = False  #: stopping: reads no more requests
         self._errors = 0  #: bad messages since the last good one
+        self._closing: asyncio.Task[None] | None = None  #: closing after a fatal error
         self._lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -216,7 +219,7 @@ class TCPProtocol(asyncio.Protocol):
             return
         self._held = False
         self._serve_received()  # what was received before the wait
-        if not self._held:
+        if not self._held:  # held again, or stopped by a fatal bad message (``_refuse``)
             self.transport.resume_reading()
 
     def pause_writing(self) -> None:
@@ -230,12 +233,18 @@ class TCPProtocol(asyncio.Protocol):
         self._resume()
 
     def _refuse(self, error: ErrorResponse, fatal: bool, started: float) -> None:
-        """Answer a bad message; close on a fatal one or after too many in a row."""
+        """Answer a bad message; close on a fatal one or after too many in a row, once the
+        requests read before it are answered: closing at once would drop their answers (and
+        run their writes unacknowledged), and the unread rest would make the close a reset
+        that can drop the answers already sent."""
         self._write(error)
         self.metrics.op(error.op).done(error.code, started)
         self._errors += 1
-        if (fatal or self._errors >= MAX_CONSECUTIVE_ERRORS) and self.transport is not None:
-            self.transport.close()
+        if (fatal or self._errors >= MAX_CONSECUTIVE_ERRORS) and self._closing is None:
+            self.stop_reading()  # the rest of the stream is not read (``_serve_received`` stops)
+            deadline = asyncio.get_running_loop().time() + self.service.config.shutdown_grace_s
+            self._closing = asyncio.ensure_future(self.drain(deadline))
+            self._closing.add_done_callback(_log_failure)
 
     async def _serve(self, request: Request, started: float) -> None:
         metrics = self.metrics
@@ -262,13 +271,15 @@ class TCPProtocol(asyncio.Protocol):
     def stop_reading(self) -> None:
         """Read no more requests (one not read is neither run nor answered)."""
         self._draining = True
+        self._held = True  # ends the loop of ``_serve_received``; ``_resume`` no longer resumes
         if self.transport is not None and not self.transport.is_closing():
             self.transport.pause_reading()
 
     async def drain(self, deadline: float) -> None:
         """Read no more requests, let those in flight finish until ``deadline`` (loop time),
-        then close after the answers. Those still running at the deadline are cancelled: not
-        answered, and their writes not made unless already started.
+        then close after the answers (on shutdown, and after a fatal bad message: ``_refuse``).
+        Those still running at the deadline are cancelled: not answered, and their writes not
+        made unless already started.
 
         Closing a socket that holds unread requests sends a reset, and a reset makes the
         client's system drop answers its program has not read yet. So the answers are followed

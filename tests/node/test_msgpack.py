@@ -7,6 +7,7 @@ compared (``protocol.jsonapi.response_from_json`` turns the REST body into the t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 import threading
@@ -665,6 +666,68 @@ def test_tcp_endless_bad_frames_close_the_connection_only(seeded: RunningNode) -
     errors, ok = seeded.call(go)
     assert errors == MAX_CONSECUTIVE_ERRORS  # the 16th answered, then closed (SPEC 1.1)
     assert isinstance(ok, ResolveResponse)
+
+
+def _frames_until_closed(sock: socket.socket) -> tuple[list[Response], str]:
+    """Every answer frame until the node closes: how it closed, ``"eof"`` or ``"reset"``."""
+    answers: list[Response] = []
+    stream = bytearray()
+    while True:
+        try:
+            data = sock.recv(1 << 16)
+        except ConnectionResetError:
+            return answers, "reset"
+        if not data:
+            return answers, "eof"
+        stream += data
+        while len(stream) >= 4 and len(stream) >= 4 + struct.unpack_from(">I", stream)[0]:
+            length = struct.unpack_from(">I", stream)[0]
+            answer = decode_message(bytes(stream[4 : 4 + length]))
+            assert isinstance(answer, Response)
+            answers.append(answer)
+            del stream[: 4 + length]
+
+
+@pytest.mark.parametrize("closer", ["oversized-frame", "too-many-bad-frames"])
+def test_tcp_close_after_bad_frames_answers_the_requests_read_before(
+    node: RunningNode, closer: str
+) -> None:
+    """Writes pipelined before a frame that makes the node close (and a megabyte it will not
+    read after it) are run: their answers must come before the close, and the close must be a
+    FIN, not a reset that may make the client's system drop answers it has not read."""
+    from node.transports.msgpack import MAX_CONSECUTIVE_ERRORS
+
+    creates = [
+        CreateRequest(
+            request_id=100 + i,
+            handle=f"{PREFIX}/before-close-{i}",
+            values=(hv(1, "URL", f"u{i}"),),
+            credential=CREDENTIAL,
+        )
+        for i in range(8)
+    ]
+    if closer == "oversized-frame":
+        bad = struct.pack(">I", node.config.max_frame_bytes + 1)
+        refusals = 1
+    else:
+        bad = frame(b"") * MAX_CONSECUTIVE_ERRORS
+        refusals = MAX_CONSECUTIVE_ERRORS
+    unread = b"\x00" * (1 << 20)
+    sock = socket.create_connection((HOST, node.ports["tcp"]))
+    sock.settimeout(10)
+    try:
+        with contextlib.suppress(OSError):  # what the node does not read may be refused
+            sock.sendall(b"".join(frame(encode_message(r)) for r in creates) + bad + unread)
+        answers, closed = _frames_until_closed(sock)
+    finally:
+        sock.close()
+    errors = [a for a in answers if isinstance(a, ErrorResponse)]
+    assert [(e.request_id, e.code) for e in errors] == [(0, 4)] * refusals
+    created = {a.request_id for a in answers if isinstance(a, CreateResponse)}
+    assert created == {r.request_id for r in creates}
+    assert closed == "eof"
+    for r in creates:
+        assert http(node, "GET", f"/api/handles/{r.handle}").status == 200
 
 
 # ------------------------------------------------------------------------------------------------
