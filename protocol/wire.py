@@ -379,10 +379,8 @@ def _count_items(body: dict[str, Any]) -> int:
     return count
 
 
-def _credential(body: dict[str, Any]) -> Credential | None:
-    a = body.get("a")
-    if a is None:
-        return None
+def _credential(body: dict[str, Any]) -> Credential:
+    a = body.get("a")  # present: nil is not an absent credential but one of the wrong type
     if (
         type(a) is not tuple
         or len(a) != 3
@@ -536,6 +534,9 @@ def decode_message(payload: bytes, limits: WireLimits = DEFAULT_LIMITS) -> Messa
             raise MalformedMessage("op flags must be an unsigned 32-bit integer")
         if type(mflags) is not int or type(body) is not dict:
             raise MalformedMessage("message flags must be an integer and the body a map")
+        for key in body:  # msgpack refuses keys but str and bin: a bin one is refused here
+            if type(key) is not str:
+                raise MalformedMessage("map keys must be strings")
         # a value, reference, server or interface that can be built takes 3 bytes or more, so a
         # message of at most 3 * max_items bytes cannot build too many: no need to count
         too_many = None  # the error for a message that would build too many items

@@ -532,6 +532,8 @@ BAD_PAYLOADS: list[tuple[str, bytes, int, int]] = [
     ("bad-value", _envelope(15, 100, {"h": "88.100.1/bad", "v": [[1, "URL"]]}), 4, 15),
     ("bad-credential", _envelope(16, 101, {"h": "88.100.1/item", "a": [300]}), 4, 16),
     ("response-not-request", _envelope(17, 1, {"h": "x", "v": []}, rc=1), 4, 17),
+    ("bin-key", _envelope(18, 1, {"h": "88.100.1/item", b"x": 1}), 4, 18),
+    ("nil-credential", _envelope(19, 101, {"h": "88.100.1/item", "a": None}), 4, 19),
     ("empty", b"", 4, 0),
 ]
 

@@ -751,6 +751,14 @@ MALFORMED = [
         5,
         "credential must be an array [index, handle, secret]",
     ),
+    (
+        _pack(1, 5, 101, 0, 0, 0, {"h": "x", "a": None}),  # present, so not an absent credential
+        5,
+        "credential must be an array [index, handle, secret]",
+    ),
+    (_pack(1, 5, 1, 0, 0, 0, {"h": "x", b"z": 1}), 5, "map keys must be strings"),  # a bin key
+    (_pack(1, 5, 2, 0, 0, 0, {b"z": 1}), 5, "map keys must be strings"),
+    (_pack(1, 5, 1, 0, 0, 0, {"h": "x", 3: 1}), 0, "not a valid msgpack message"),  # msgpack's
     (_pack(1, 5, 103, 0, 0, 0, {"h": "x"}), 5, "field i has the wrong type"),
     (_pack(1, 5, 105, 0, 0, 0, {"p": "88", "pg": "0"}), 5, "field pg has the wrong type"),
     (_pack(1, 5, 105, 1, 0, 0, {"p": "88", "pg": 0, "ps": 1, "hs": []}), 5, "field n"),
