@@ -6,8 +6,9 @@ resolution whose bytes were answered from the cache before is answered by those 
 good frame gets an error answer and the connection goes on; a frame over the limit cannot be skipped,
 so it is answered and the connection closed, as after too many bad messages in a row: no more of
 its requests are read, and those read before it are answered first (``TCPProtocol.drain``, within
-``shutdown_grace_s``). UDP requests beyond the queue bound are dropped (the
-client retries), and answers over 1,400 bytes go out truncated so the client asks again over TCP.
+``shutdown_grace_s``); a client that shuts down its sending side gets every answer before the
+close. UDP requests beyond the queue bound are dropped (the client retries), and answers over
+1,400 bytes go out truncated so the client asks again over TCP.
 Every answer, refusals of bad messages included, is counted (``node.metrics``) from the moment its
 request was decoded until the answer is handed to the transport.
 """
@@ -120,6 +121,7 @@ class TCPProtocol(asyncio.Protocol):
         self._held = False  #: reads no requests until ``_resume``
         self._unread = False  #: answers wait in the transport for the client to read them
         self._draining = False  #: stopping: reads no more requests
+        self._eof = False  #: the client sent all its requests (it may still read)
         self._errors = 0  #: bad messages since the last good one
         self._closing: asyncio.Task[None] | None = None  #: closing after a fatal error
         self._lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -136,6 +138,25 @@ class TCPProtocol(asyncio.Protocol):
             self._idle.cancel()
         if not self._lost.done():
             self._lost.set_result(None)
+
+    def eof_received(self) -> bool:
+        """The client shut down its sending side, and may still read: its requests still
+        running or not yet read (held) are answered before the close (``_close_if_answered``).
+        Returning False would let the transport close at once, dropping those answers."""
+        self._eof = True
+        self._close_if_answered()
+        return True
+
+    def _close_if_answered(self) -> None:
+        """After the client's EOF, close once nothing it asked waits for an answer (a partial
+        frame is never answered); the answers already written go out first."""
+        if (
+            self._eof
+            and not self.tasks
+            and (self._draining or not self._held)  # held: requests left to read
+            and self.transport is not None
+        ):
+            self.transport.close()
 
     def _touch(self) -> None:
         """Start the idle timer; activity only moves ``_active`` (no timer churn per request)."""
@@ -231,6 +252,7 @@ class TCPProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._unread = False
         self._resume()
+        self._close_if_answered()
 
     def _refuse(self, error: ErrorResponse, fatal: bool, started: float) -> None:
         """Answer a bad message; close on a fatal one or after too many in a row, once the
@@ -260,6 +282,7 @@ class TCPProtocol(asyncio.Protocol):
         self.tasks.discard(task)
         _log_failure(task)
         self._resume()
+        self._close_if_answered()
 
     def _write(self, response: Response, body: bytes | None = None) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -732,6 +732,38 @@ def test_tcp_close_after_bad_frames_answers_the_requests_read_before(
         assert http(node, "GET", f"/api/handles/{r.handle}").status == 200
 
 
+def test_tcp_client_that_half_closes_after_its_requests_gets_every_answer(
+    node: RunningNode,
+) -> None:
+    """A client may send its pipelined requests, shut down its sending side and read the
+    answers: the node answers every request it read (writes and store reads, which finish
+    after the end of the stream), then closes."""
+    requests: list[Request] = [
+        CreateRequest(
+            request_id=200 + i,
+            handle=f"{PREFIX}/half-closed-{i}",
+            values=(hv(1, "URL", f"u{i}"),),
+            credential=CREDENTIAL,
+        )
+        for i in range(5)
+    ]
+    requests += [ResolveRequest(request_id=300 + i, handle=f"{PREFIX}/none-{i}") for i in range(3)]
+    requests.append(ResolveRequest(request_id=400, handle=ADMIN_HANDLE))
+    sock = socket.create_connection((HOST, node.ports["tcp"]))
+    sock.settimeout(10)
+    try:
+        sock.sendall(b"".join(frame(encode_message(r)) for r in requests))
+        sock.shutdown(socket.SHUT_WR)
+        answers, closed = _frames_until_closed(sock)
+    finally:
+        sock.close()
+    codes = {a.request_id: a.code for a in answers}
+    assert len(answers) == len(codes) == len(requests)
+    missing = ResponseCode.HANDLE_NOT_FOUND
+    assert codes == {r.request_id: missing if r.request_id // 100 == 3 else 1 for r in requests}
+    assert closed == "eof"
+
+
 # ------------------------------------------------------------------------------------------------
 # UDP
 
