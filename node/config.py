@@ -135,7 +135,9 @@ class Config:
     max_http_body_bytes: int = _f(
         1024 * 1024, "largest HTTP request body (413 above)", low=1024, high=2**31 - 1
     )
-    tcp_idle_timeout_s: float = _f(60.0, "close a TCP connection idle this long", low=0.001)
+    tcp_idle_timeout_s: float = _f(
+        60.0, "close a TCP connection idle, or sending one message, this long", low=0.001
+    )
     http_idle_timeout_s: float = _f(
         60.0,
         "close an HTTP connection idle, or sending a request head or body, this long",

@@ -617,6 +617,11 @@ class Connection:
             self._data += data
         self._at = 0
 
+    def buffered(self) -> int:
+        """Bytes received and not yet taken by ``next_payload`` (a partial frame, or frames not
+        asked for yet)."""
+        return len(self._data) - self._at
+
     def next_event(self) -> Message | _NeedData:
         """The next complete message, or ``NEED_DATA``; raises ``ProtocolError`` for a bad one.
 

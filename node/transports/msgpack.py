@@ -1,16 +1,17 @@
 """msgpack adapters: length-prefixed frames over TCP (pipelined) and one message per UDP datagram.
 
-Both feed bytes to ``protocol.wire`` and hand typed requests to the service core; a plain
-resolution whose bytes were answered from the cache before is answered by those bytes
-(``Replies``), once the service confirms its cache entry still holds. A bad message in a
-good frame gets an error answer and the connection goes on; a frame over the limit cannot be skipped,
-so it is answered and the connection closed, as after too many bad messages in a row: no more of
-its requests are read, and those read before it are answered first (``TCPProtocol.drain``, within
-``shutdown_grace_s``); a client that shuts down its sending side gets every answer before the
-close. UDP requests beyond the queue bound are dropped (the client retries), and answers over
-1,400 bytes go out truncated so the client asks again over TCP.
-Every answer, refusals of bad messages included, is counted (``node.metrics``) from the moment its
-request was decoded until the answer is handed to the transport.
+Both feed bytes to ``protocol.wire`` and hand typed requests to the service core; a plain resolution
+whose bytes were answered from the cache before is answered by those bytes (``Replies``), once the
+service confirms its cache entry still holds. A bad message in a good frame gets an error answer and
+the connection goes on; a frame over the limit cannot be skipped, so it is answered and the
+connection closed, as after too many bad messages in a row: no more of its requests are read, and
+those read before it are answered first (``TCPProtocol.drain``, within ``shutdown_grace_s``); a
+client that shuts down its sending side gets every answer before the close. A connection silent, or
+sending one frame, for ``tcp_idle_timeout_s`` is closed (a frame trickling in holds a connection as
+silence does). UDP requests beyond the queue bound are dropped (the client retries), and answers
+over 1,400 bytes go out truncated so the client asks again over TCP. Every answer, refusals of bad
+messages included, is counted (``node.metrics``) from the moment its request was decoded until the
+answer is handed to the transport.
 """
 
 from __future__ import annotations
@@ -118,6 +119,10 @@ class TCPProtocol(asyncio.Protocol):
         self.idle_timeout_s = service.config.tcp_idle_timeout_s
         self._idle: asyncio.TimerHandle | None = None
         self._active = 0.0  #: loop time of the last bytes received
+        #: loop time since which the client has been sending the partial frame buffered (None:
+        #: none, or the connection held); a frame trickling in for longer than the idle timeout
+        #: closes the connection as silence would
+        self._partial_since: float | None = None
         self._held = False  #: reads no requests until ``_resume``
         self._unread = False  #: answers wait in the transport for the client to read them
         self._draining = False  #: stopping: reads no more requests
@@ -166,9 +171,12 @@ class TCPProtocol(asyncio.Protocol):
 
     def _on_idle(self) -> None:
         loop = asyncio.get_running_loop()
-        quiet = loop.time() - self._active
-        if quiet < self.idle_timeout_s or self.tasks:  # active since: wait for the rest
-            wait = self.idle_timeout_s - quiet if not self.tasks else self.idle_timeout_s
+        now = loop.time()
+        # the time the connection has stalled: silent, or sending one frame all that time
+        since = self._active if self._partial_since is None else self._partial_since
+        stalled = now - since
+        if stalled < self.idle_timeout_s or self.tasks:  # active since: wait for the rest
+            wait = self.idle_timeout_s - stalled if not self.tasks else self.idle_timeout_s
             self._idle = loop.call_later(max(wait, 0.001), self._on_idle)
         elif self.transport is not None:
             self.transport.close()
@@ -176,9 +184,16 @@ class TCPProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._draining:  # read after the last answers only to be dropped (see ``drain``)
             return
-        self._active = self._loop_time()
-        self.conn.receive_data(data)
+        self._active = now = self._loop_time()
+        conn = self.conn
+        expected = conn.buffered() + len(data)
+        conn.receive_data(data)
         self._serve_received()
+        left = conn.buffered()
+        if not left or self._held:  # nothing partial, or left unread by us, not by the client
+            self._partial_since = None
+        elif left < expected or self._partial_since is None:  # a frame taken: a new one began
+            self._partial_since = now
 
     def _serve_received(self) -> None:
         """Answer or start every whole request received, until the connection must wait: too

@@ -46,7 +46,7 @@ from protocol.messages import (
     UnhomePrefixRequest,
 )
 from protocol.records import HandleValue, Reference
-from protocol.wire import PROTOCOL_VERSION, decode_message, encode_message, frame
+from protocol.wire import PROTOCOL_VERSION, Connection, decode_message, encode_message, frame
 from tests.node.conftest import (
     ADMIN_HANDLE,
     BAD_AUTH,
@@ -916,6 +916,57 @@ def test_tcp_idle_connection_is_closed(tmp_path: Any) -> None:
         first, closed = idle_node.call(go)
         assert isinstance(first, ResolveResponse)
         assert closed
+
+
+def test_tcp_frame_trickling_in_longer_than_the_idle_timeout_closes_the_connection(
+    tmp_path: Any,
+) -> None:
+    """A client sending one frame a byte at a time is never silent, but stalls the connection
+    as a silent one does: closed once the frame has taken the idle timeout. A client streaming
+    whole requests in pieces that end mid-frame keeps its connection as long as it likes."""
+    from tests.node.conftest import make_config, running_node
+
+    timeout = 0.4
+    with running_node(make_config(tmp_path / "d", tcp_idle_timeout_s=timeout)) as idle_node:
+        port = idle_node.ports["tcp"]
+        trickled = frame(encode_message(ResolveRequest(request_id=1, handle=ADMIN_HANDLE)))
+        with socket.create_connection((HOST, port)) as sock:
+            sock.settimeout(0.05)
+            started = time.monotonic()
+            closed_after = None
+            for byte in trickled[:-1]:  # never the last byte: the frame stays partial
+                try:
+                    sock.sendall(bytes([byte]))
+                    if sock.recv(1) == b"":
+                        closed_after = time.monotonic() - started
+                        break
+                except TimeoutError:
+                    continue
+                except ConnectionError:
+                    closed_after = time.monotonic() - started
+                    break
+            assert closed_after is not None and closed_after >= timeout, closed_after
+
+        requests = [
+            frame(encode_message(ResolveRequest(request_id=i, handle=ADMIN_HANDLE)))
+            for i in range(1, 41)
+        ]
+        stream = b"".join(requests)
+        piece = len(requests[0]) * 3 // 2  # every piece ends inside a frame
+        with socket.create_connection((HOST, port)) as sock:
+            sock.settimeout(10)
+            for at in range(0, len(stream), piece):  # about 2.5 idle timeouts of sending
+                sock.sendall(stream[at : at + piece])
+                time.sleep(timeout / 10)
+            conn = Connection()
+            seen: set[int] = set()
+            while len(seen) < len(requests):
+                data = sock.recv(65536)
+                assert data, f"closed after {len(seen)} answers"
+                conn.receive_data(data)
+                while isinstance(event := conn.next_event(), ResolveResponse):
+                    seen.add(event.request_id)
+            assert seen == set(range(1, 41))
 
 
 def test_tcp_1000_pipelined_requests_with_back_pressure(seeded: RunningNode) -> None:
