@@ -56,7 +56,7 @@ from protocol.messages import (
 from protocol.records import HandleValue
 from protocol.site import query_interface, server_for
 from protocol.wire import (
-    DEFAULT_LIMITS,
+    ANSWER_LIMITS,
     NEED_DATA,
     UDP_MAX_ANSWER_BYTES,
     Connection,
@@ -373,10 +373,14 @@ class _TCPStream(asyncio.Protocol):
 
 
 class TCPClient(Client):
-    """msgpack frames over one TCP connection, pipelined; reconnects when the connection drops."""
+    """msgpack frames over one TCP connection, pipelined; reconnects when the connection drops.
+
+    ``limits`` bounds the answers read (``ANSWER_LIMITS``: as long as a record or page may be,
+    beyond the node's limits on requests).
+    """
 
     def __init__(
-        self, host: str, port: int, *, limits: WireLimits = DEFAULT_LIMITS, **options: Any
+        self, host: str, port: int, *, limits: WireLimits = ANSWER_LIMITS, **options: Any
     ) -> None:
         super().__init__(**options)
         self.host = host
@@ -461,7 +465,7 @@ class UDPClient(Client):
     """
 
     def __init__(
-        self, host: str, port: int, *, limits: WireLimits = DEFAULT_LIMITS, **options: Any
+        self, host: str, port: int, *, limits: WireLimits = ANSWER_LIMITS, **options: Any
     ) -> None:
         super().__init__(**options)
         self.host = host

@@ -50,6 +50,7 @@ from protocol.identifiers import (
     parse_handle,
 )
 from protocol.messages import (
+    MAX_PAGE_SIZE,
     AddValuesRequest,
     CreateRequest,
     CreateResponse,
@@ -98,7 +99,6 @@ Resolution = tuple[Response, Entry | None, str]
 
 ADMIN_KEY_INDEX = 300  #: index of HS_SECKEY in the admin handle (``300:<prefix>/ADMIN``)
 ADMIN_VALUE_INDEX = 100  #: index of HS_ADMIN
-MAX_PAGE_SIZE = 10000
 RENEWALS_PER_READ = 1000  #: not-found keys confirmed by one store read at most (``_renew``)
 #: how long keys falling due for renewal gather before their read: in the benchmark they fell due
 #: by thousands per second, and reading as soon as one was due took a read per ten keys

@@ -22,6 +22,8 @@ _RECURSIVE = int(OpFlag.RECURSIVE)
 _OVERWRITE = int(OpFlag.OVERWRITE)
 _MINT_SUFFIX = int(OpFlag.MINT_SUFFIX)
 
+MAX_PAGE_SIZE = 10000  #: handles in one page of a listing, at most
+
 
 @dataclass(frozen=True, slots=True)
 class Credential:

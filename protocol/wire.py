@@ -19,6 +19,7 @@ import msgpack
 from protocol.codes import MessageFlag, OpCode, ResponseCode
 from protocol.errors import LimitExceeded, MalformedMessage, ProtocolError, UnsupportedOperation
 from protocol.messages import (
+    MAX_PAGE_SIZE,
     REQUEST_TYPES,
     AddValuesRequest,
     CreateRequest,
@@ -50,7 +51,15 @@ from protocol.messages import (
     new_resolve_request,
     new_resolve_response,
 )
-from protocol.records import HandleValue, Reference, fast_constructor, new_value
+from protocol.records import (
+    MAX_DATA_BYTES,
+    MAX_REFERENCES,
+    MAX_VALUES,
+    HandleValue,
+    Reference,
+    fast_constructor,
+    new_value,
+)
 
 PROTOCOL_VERSION: Final = 1  #: the version this module speaks
 FRAME_HEADER = struct.Struct(">I")  #: a TCP frame's 4-byte big-endian length
@@ -83,6 +92,15 @@ class WireLimits:
 
 
 DEFAULT_LIMITS = WireLimits()
+#: what a client accepts in answers, which are as long as what they carry (section 1.1): bounded
+#: by the record and page limits, not by the request limits above. The frame holds the largest
+#: record (2048 values of 256 KiB data each, 512 MiB) with room for its envelope.
+ANSWER_LIMITS = WireLimits(
+    max_frame_bytes=2**30,
+    max_str_bytes=MAX_DATA_BYTES,
+    max_array_len=MAX_PAGE_SIZE,
+    max_items=MAX_VALUES * (1 + MAX_REFERENCES),
+)
 
 
 class _NeedData:

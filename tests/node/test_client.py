@@ -580,3 +580,29 @@ def test_answers_carry_the_request_flags_over_every_transport(tmp_path: Path, ki
             assert got.flags & OpFlag.AUTHORITATIVE
 
     on_node(tmp_path, body)
+
+
+def test_answers_longer_than_the_request_limits_come_back_over_msgpack(tmp_path: Path) -> None:
+    """SPEC 1.1: a record written over HTTP may hold values of up to 256 KiB, and a page up to
+    10000 handles; a msgpack client reads those answers whole, as HTTP does (a frame, a value
+    and an array each over the 64 KiB / 4096 bounds on requests)."""
+    big = (HandleValue(1, "DESC", b"a" * 100_000), HandleValue(2, "DESC", b"b" * 200_000))
+    handles = [f"{PREFIX}/many-{i}" for i in range(4200)]
+
+    async def body(node: Node) -> None:
+        async with client_for("http", node) as writer:
+            assert (await writer.create(f"{PREFIX}/big", big)).code == ResponseCode.SUCCESS
+            over_http = await writer.resolve(f"{PREFIX}/big")
+        async with client_for("tcp", node) as tcp:
+            made = await asyncio.gather(*(tcp.create(h, VALUES[:1]) for h in handles))
+            assert {m.code for m in made} == {ResponseCode.SUCCESS}
+        for kind in ("tcp", "udp"):
+            async with client_for(kind, node) as client:
+                answer = await client.resolve(f"{PREFIX}/big")
+                assert isinstance(answer, ResolveResponse), answer
+                assert answer.values == over_http.values  # type: ignore[attr-defined]
+                page = await client.list_handles(PREFIX, page_size=5000)
+                assert isinstance(page, ListHandlesResponse), page
+                assert len(page.handles) == len(handles) + 2  # and big, ADMIN
+
+    on_node(tmp_path, body)
