@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from protocol.codes import OpCode, OpFlag, ResponseCode
-from protocol.errors import ProtocolError
+from protocol.errors import MalformedMessage, ProtocolError
 from protocol.messages import (
     AddValuesRequest,
     CreateRequest,
@@ -63,6 +63,7 @@ from protocol.wire import (
     WireLimits,
     decode_message,
     encode_message,
+    frame,
 )
 
 DEFAULT_TIMEOUT_S = 2.0
@@ -245,7 +246,7 @@ class Client(abc.ABC):
     @abc.abstractmethod
     async def _exchange(self, request: Request) -> Response:
         """Send ``request`` once and return its answer; raise ``_NoAnswer``, ``OSError`` or
-        ``TimeoutError`` when none came."""
+        ``TimeoutError`` when none came, ``ProtocolError`` when it cannot be written."""
 
     async def _send(self, request: Request, retry: bool = False) -> tuple[Response, int]:
         """The answer to ``request`` and how many attempts it took (retrying only when ``retry``)."""
@@ -256,6 +257,8 @@ class Client(abc.ABC):
             try:
                 async with asyncio.timeout(self.timeout_s):
                     return await self._exchange(request), attempt
+            except ProtocolError as exc:  # the request could not be written: nothing was sent
+                return self._error(request, exc.code, exc.message), attempt
             except TimeoutError:
                 failure = _NoAnswer(
                     ResponseCode.CLIENT_TIMEOUT, f"no answer within {self.timeout_s:g} s"
@@ -327,6 +330,15 @@ class _Pending:
         for future in futures.values():
             if not future.done():
                 future.set_exception(exc)
+
+
+def _encode(request: Request, request_id: int) -> bytes:
+    """``request`` as msgpack; an integer msgpack cannot hold (beyond 64 bits, which JSON and so
+    HTTP send as they are) makes PROTOCOL_ERROR, the answer ``_send`` gives, not a crash."""
+    try:
+        return encode_message(dataclasses.replace(request, request_id=request_id))
+    except OverflowError as exc:
+        raise MalformedMessage(f"the request cannot be sent over msgpack: {exc}") from None
 
 
 def _bad_answer(exc: ProtocolError, op: int) -> ErrorResponse:
@@ -409,9 +421,7 @@ class TCPClient(Client):
         request_id, future = stream.pending.add()
         try:
             assert stream.transport is not None
-            stream.transport.write(
-                stream.wire.send(dataclasses.replace(request, request_id=request_id))
-            )
+            stream.transport.write(frame(_encode(request, request_id)))
             return await future
         finally:
             stream.pending.futures.pop(request_id, None)
@@ -497,9 +507,7 @@ class UDPClient(Client):
         request_id, future = sock.pending.add()
         try:
             assert sock.transport is not None
-            sock.transport.sendto(
-                encode_message(dataclasses.replace(request, request_id=request_id))
-            )
+            sock.transport.sendto(_encode(request, request_id))
             response = await future
         finally:
             sock.pending.futures.pop(request_id, None)

@@ -123,10 +123,9 @@ class HTTPClient(Client):
         )
 
     async def _exchange(self, request: Request) -> Response:
-        try:
-            method, url, query, body = self._route(request)
-        except ProtocolError as exc:  # a value its format cannot write: what the node would say
-            return self._error(request, exc.code, exc.message)
+        # a value its JSON format cannot write raises ProtocolError: ``_send`` answers its code,
+        # what the node would say
+        method, url, query, body = self._route(request)
         headers = dict(_JSON_HEADERS)
         if request.credential is not None:
             headers["Authorization"] = basic_authorization(request.credential)

@@ -606,3 +606,33 @@ def test_answers_longer_than_the_request_limits_come_back_over_msgpack(tmp_path:
                 assert len(page.handles) == len(handles) + 2  # and big, ADMIN
 
     on_node(tmp_path, body)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_integer_msgpack_cannot_hold_is_an_answer_not_a_crash(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """JSON carries an index of 2**70 and the node refuses it; msgpack cannot carry it at all:
+    the client answers PROTOCOL_ERROR itself, sends nothing, and the CLI says so in one line."""
+    huge = 2**70
+
+    async def body(node: Node) -> None:
+        handle = f"{PREFIX}/huge-{kind}"
+        async with client_for(kind, node) as client:
+            made = await client.create(handle, [HandleValue(huge, "URL", b"x")])
+            assert isinstance(made, ErrorResponse), made
+            assert made.code == (ResponseCode.INVALID_VALUE if kind == "http" else 4)
+            assert (await client.create(handle, VALUES)).code == ResponseCode.SUCCESS
+            filtered = await client.resolve(handle, indexes=[huge])
+            assert isinstance(filtered, ErrorResponse), filtered
+            assert filtered.code == (ResponseCode.VALUES_NOT_FOUND if kind == "http" else 4)
+            assert triples(await client.resolve(handle)) == [
+                (v.index, v.type, v.data) for v in VALUES
+            ]
+        where = f"127.0.0.1:{node.ports[kind]}"
+        flag = ("--url", f"http://{where}") if kind == "http" else (f"--{kind}", where)
+        assert await cli("resolve", handle, "--index", str(huge), *flag) == 1
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and err.startswith("idnode resolve: "), err
+
+    on_node(tmp_path, body)
