@@ -14,11 +14,11 @@ for operations whose outcome a repeat cannot change: resolve, list_handles, list
 Delete, add/remove/modify values, home and unhome are sent once (a lost answer may hide a done
 write; repeating a delete would turn its success into HANDLE_NOT_FOUND). Create is retried too, with
 one rule: a retried create that then gets HANDLE_ALREADY_EXISTS (101) may be meeting its own earlier
-attempt, so the client resolves the handle authoritatively and, when the stored values match what it
-sent (index, type and data), reports success (a ``CreateResponse``). The check needs a credential
-that may read every value sent, and never matches HS_SECKEY values (the node stores them hashed), so
-such creates keep the 101. A create that mints its suffix is never retried (each attempt would mint
-a new handle).
+attempt, so the client resolves the handle authoritatively and, when the stored values are what it
+sent (all but their timestamps, see ``same_values``), reports success (a ``CreateResponse``). The
+check needs a credential that may read every value sent, and never matches HS_SECKEY values (the
+node stores them hashed), so such creates keep the 101. A create that mints its suffix is never
+retried (each attempt would mint a new handle).
 """
 
 from __future__ import annotations
@@ -82,12 +82,15 @@ class _NoAnswer(Exception):
 
 
 def same_values(stored: Iterable[HandleValue], sent: Iterable[HandleValue]) -> bool:
-    """Whether two records hold the same (index, type, data) triples (timestamps etc. ignored)."""
+    """Whether two records hold the same values: index, type, data, TTL, permissions and
+    references alike; only timestamps, which the node sets, may differ."""
 
-    def triples(values: Iterable[HandleValue]) -> list[tuple[int, str, bytes]]:
-        return sorted((v.index, v.type, v.data) for v in values)
+    def undated(values: Iterable[HandleValue]) -> list[HandleValue]:
+        return sorted(
+            (dataclasses.replace(v, timestamp=0) for v in values), key=lambda v: (v.index, v.type)
+        )
 
-    return triples(stored) == triples(sent)
+    return undated(stored) == undated(sent)
 
 
 class Client(abc.ABC):
@@ -161,7 +164,8 @@ class Client(abc.ABC):
         With ``mint_suffix`` the node picks the suffix (``handle`` is ``prefix/`` or a stem) and the
         answer's ``handle`` names the new one. Retried when no answer comes, except when minting;
         a retry answered HANDLE_ALREADY_EXISTS (101) counts as success when the stored record holds
-        exactly the values sent (see the module docstring), else the 101 error is returned.
+        exactly the values sent, TTLs and permissions too (see the module docstring), else the 101
+        error is returned.
         """
         flags = (OpFlag.OVERWRITE if overwrite else 0) | (OpFlag.MINT_SUFFIX if mint_suffix else 0)
         request = CreateRequest(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,7 +18,7 @@ from node.client import Client, TCPClient, UDPClient
 from node.config import Config
 from node.httpclient import HTTPClient, NotSupportedOverHTTP
 from node.server import Node
-from protocol.codes import OpCode, OpFlag, ResponseCode
+from protocol.codes import ALL_ADMIN_PERMISSIONS, OpCode, OpFlag, ResponseCode
 from protocol.messages import (
     CreateRequest,
     CreateResponse,
@@ -31,7 +32,7 @@ from protocol.messages import (
     Response,
     SiteInfoResponse,
 )
-from protocol.records import HandleValue
+from protocol.records import AdminValue, HandleValue, Reference
 
 PREFIX = "88.100.1"
 SECRET = "s3cret"
@@ -634,5 +635,32 @@ def test_an_integer_msgpack_cannot_hold_is_an_answer_not_a_crash(
         assert await cli("resolve", handle, "--index", str(huge), *flag) == 1
         err = capsys.readouterr().err
         assert len(err.splitlines()) == 1 and err.startswith("idnode resolve: "), err
+
+    on_node(tmp_path, body)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_retried_create_compares_whole_values_but_timestamps(tmp_path: Path, kind: str) -> None:
+    """The record a retried create meets is its own only when identical: one holding the same
+    data under other permissions or TTLs was made by someone else, and stays 101."""
+    admin = AdminValue(CRED.handle, 300, ALL_ADMIN_PERMISSIONS).to_bytes()
+    ours = (
+        HandleValue(100, "HS_ADMIN", admin),
+        HandleValue(1, "URL", b"https://example.com/p/1", ttl=60, ttl_type=1, timestamp=12345),
+        HandleValue(2, "DESC", b"pads", permissions=0xE, references=(Reference("88.100.1/r", 3),)),
+    )
+    theirs = (ours[0], dataclasses.replace(ours[1], ttl=86400), ours[2])
+
+    async def body(node: Node) -> None:
+        async with lossy_client(kind, node) as client:
+            client.lose_answers = 1  # done on the node, its answer lost
+            made = await client.create(f"{PREFIX}/ours", ours)
+            assert isinstance(made, CreateResponse), made
+            async with client_for(kind, node) as other:
+                assert (await other.create(f"{PREFIX}/theirs", theirs)).code == 1
+            client.lose_requests = 1  # never reaches the node; the retry meets the other record
+            clash = await client.create(f"{PREFIX}/theirs", ours)
+            assert clash.code == ResponseCode.HANDLE_ALREADY_EXISTS, clash
+            assert client.exchanges[-3:] == [OpCode.CREATE_HANDLE] * 2 + [OpCode.RESOLUTION]
 
     on_node(tmp_path, body)
