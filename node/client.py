@@ -360,6 +360,8 @@ class _TCPStream(asyncio.Protocol):
         self.pending = _Pending()
         self.transport: asyncio.Transport | None = None
         self.lost = False
+        #: why the connection is about to close, for the requests it leaves unanswered
+        self.closing_because = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's do not subclass it
@@ -371,6 +373,7 @@ class _TCPStream(asyncio.Protocol):
                 event = self.wire.next_event()
             except ProtocolError as exc:
                 if exc.fatal:  # the stream cannot be resynchronised
+                    self.closing_because = f"malformed answer: {exc.message}"
                     assert self.transport is not None
                     self.transport.close()
                     return
@@ -378,13 +381,19 @@ class _TCPStream(asyncio.Protocol):
                 continue
             if event is NEED_DATA:
                 return
-            if isinstance(event, Response):
+            if isinstance(event, ErrorResponse) and not event.request_id:
+                # a request the node could not read (SPEC 1.1: an oversized frame), after which
+                # it closes the connection: its reason is the one to report
+                code = ResponseCode(event.code)
+                self.closing_because = f"the node refused a request, {code.name}: {event.message}"
+            elif isinstance(event, Response):
                 self.pending.deliver(event)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        reason = self.closing_because or exc or "closed"
         self.pending.fail_all(
-            _NoAnswer(ResponseCode.CLIENT_CHANNEL_ERROR, f"connection lost: {exc or 'closed'}")
+            _NoAnswer(ResponseCode.CLIENT_CHANNEL_ERROR, f"connection lost: {reason}")
         )
 
 

@@ -664,3 +664,20 @@ def test_retried_create_compares_whole_values_but_timestamps(tmp_path: Path, kin
             assert client.exchanges[-3:] == [OpCode.CREATE_HANDLE] * 2 + [OpCode.RESOLUTION]
 
     on_node(tmp_path, body)
+
+
+def test_a_request_the_node_cannot_read_fails_with_the_nodes_reason(tmp_path: Path) -> None:
+    """A frame over the node's limit gets PROTOCOL_ERROR with request id 0, then the connection
+    closes (SPEC 1.1): the client reports the node's reason, not a bare lost connection."""
+
+    async def body(node: Node) -> None:
+        async with client_for("tcp", node, attempts=2, backoff_s=0.01) as client:
+            assert isinstance(client, TCPClient)
+            too_big = [HandleValue(1, "DESC", b"x" * 70_000)]
+            refused = await client.create(f"{PREFIX}/too-big", too_big)
+            assert isinstance(refused, ErrorResponse), refused
+            assert refused.code == ResponseCode.CLIENT_CHANNEL_ERROR
+            assert "over the limit of 65536" in refused.message, refused.message
+            assert (await client.create(f"{PREFIX}/fits", VALUES)).code == ResponseCode.SUCCESS
+
+    on_node(tmp_path, body)
