@@ -476,6 +476,7 @@ class _UDPSocket(asyncio.DatagramProtocol):
 #: a create naming a longer handle (UTF-8 bytes) may get an answer too big for a datagram: room
 #: for the envelope and a minted suffix (32 hex digits) within ``UDP_MAX_ANSWER_BYTES``
 _LONGEST_UDP_HANDLE = UDP_MAX_ANSWER_BYTES - 128
+_MAX_DATAGRAM_BYTES = 65507  #: the most a UDP datagram over IPv4 carries
 
 
 class UDPClient(Client):
@@ -484,7 +485,8 @@ class UDPClient(Client):
     The TCP retry (same host and port) happens inside the same attempt and is counted in
     ``tcp_fallbacks``; the TCP connection is kept for later fallbacks. Asking again is safe only
     for reads: a create, whose answer names its handle, goes over TCP at once when that answer
-    may not fit a datagram (other writes answer without naming anything).
+    may not fit a datagram (other writes answer without naming anything), and so does a request
+    too big for a datagram itself.
     """
 
     def __init__(
@@ -494,7 +496,7 @@ class UDPClient(Client):
         self.host = host
         self.port = port
         self.limits = limits
-        self.tcp_fallbacks = 0  #: answers that came truncated and were fetched over TCP
+        self.tcp_fallbacks = 0  #: requests sent again or at once over TCP (see above)
         self._options = options
         self._socket: _UDPSocket | None = None
         self._tcp: TCPClient | None = None
@@ -519,8 +521,12 @@ class UDPClient(Client):
         sock = await self._bound()
         request_id, future = sock.pending.add()
         try:
+            payload = _encode(request, request_id)
+            if len(payload) > _MAX_DATAGRAM_BYTES:
+                # sendto would fail, and the socket report it as an error of every request on it
+                return await self._over_tcp(request)
             assert sock.transport is not None
-            sock.transport.sendto(_encode(request, request_id))
+            sock.transport.sendto(payload)
             response = await future
         finally:
             sock.pending.futures.pop(request_id, None)

@@ -681,3 +681,22 @@ def test_a_request_the_node_cannot_read_fails_with_the_nodes_reason(tmp_path: Pa
             assert (await client.create(f"{PREFIX}/fits", VALUES)).code == ResponseCode.SUCCESS
 
     on_node(tmp_path, body)
+
+
+def test_a_request_too_big_for_a_datagram_fails_alone(tmp_path: Path) -> None:
+    """A request no datagram can carry goes over TCP (where the node says why it refuses it),
+    instead of failing on the socket every request in flight beside it."""
+
+    async def body(node: Node) -> None:
+        async with client_for("udp", node) as client:
+            assert isinstance(client, UDPClient)
+            assert (await client.create(f"{PREFIX}/d", VALUES)).code == ResponseCode.SUCCESS
+            too_big = [HandleValue(1, "DESC", b"x" * 66_000)]
+            deleted, refused = await asyncio.gather(
+                client.delete(f"{PREFIX}/d"), client.create(f"{PREFIX}/too-big", too_big)
+            )
+            assert isinstance(deleted, DoneResponse), deleted
+            assert isinstance(refused, ErrorResponse), refused
+            assert "over the limit of 65536" in refused.message, refused.message
+
+    on_node(tmp_path, body)
