@@ -22,7 +22,14 @@ import time
 
 from protocol.errors import ProtocolError
 from protocol.messages import Request, ResolveRequest, Response, TruncatedResponse
-from protocol.wire import NEED_DATA, Connection, decode_message, encode_message, frame
+from protocol.wire import (
+    ANSWER_LIMITS,
+    NEED_DATA,
+    Connection,
+    decode_message,
+    encode_message,
+    frame,
+)
 
 _MAX_REQUEST_ID = 0xFFFFFFFF
 _UDP_MAX_DATAGRAM = 65535
@@ -54,14 +61,14 @@ class TCPClient:
         self.port = port
         self.timeout_s = timeout_s
         self._sock: socket.socket | None = None
-        self._wire = Connection()
+        self._wire = Connection(ANSWER_LIMITS)
         self._ids = _RequestIds()
 
     def _connect(self) -> socket.socket:
         if self._sock is None:
             self._sock = socket.create_connection((self.host, self.port), timeout=self.timeout_s)
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._wire = Connection()
+            self._wire = Connection(ANSWER_LIMITS)
         return self._sock
 
     def request(self, request: Request) -> tuple[Response, int]:
@@ -159,7 +166,7 @@ class UDPClient:
             sock.settimeout(remaining)
             data = sock.recv(_UDP_MAX_DATAGRAM)
             try:
-                answer = decode_message(data)
+                answer = decode_message(data, ANSWER_LIMITS)
             except ProtocolError as exc:
                 if exc.request_id == request.request_id:
                     raise NoAnswer(f"malformed answer: {exc.message}") from exc
