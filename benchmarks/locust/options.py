@@ -11,7 +11,7 @@ keys of several manifests).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +20,7 @@ from locust.env import Environment
 from benchmarks.locust import manifest as manifest_mod
 from benchmarks.locust import recursive
 from benchmarks.locust.workload import (
+    FLAG_NAMES,
     POPULARITY,
     KeySpace,
     Workload,
@@ -123,16 +124,8 @@ def add_arguments(parser: Any) -> None:
     recursive.add_arguments(parser)
 
 
-_WORKLOAD_FLAGS = {
-    "mix": "mix",
-    "popularity": "popularity",
-    "zipf_s": "zipf_s",
-    "not_found_share": "not_found_share",
-    "cross_share": "cross_share",
-    "batch_size": "batch_size",
-    "rate_per_user": "rate_per_user",
-    "request_timeout": "request_timeout_s",
-}
+#: parsed option (the flag with underscores) -> workload field
+_WORKLOAD_FLAGS = {FLAG_NAMES.get(f.name, f.name): f.name for f in fields(Workload)}
 
 
 @dataclass(frozen=True)

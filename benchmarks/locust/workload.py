@@ -6,8 +6,8 @@ their popularity; or ``manifest``, the popularity weights as given), the share o
 that do not exist (``not_found_share``), the share of lookups of other enterprises' keys than the
 user's own ("cross-industry", ``cross_share``), how many identifiers one registration task creates
 in a row (``batch_size``), and the constant request rate per user of the open model
-(``rate_per_user``; 0 runs a closed loop). It comes from a TOML file whose keys are the field names,
-overridden by command-line flags.
+(``rate_per_user``; 0 runs a closed loop). It comes from a TOML file whose keys are the field names
+or the flags' names with underscores, overridden by command-line flags.
 
 ``KeySpace`` turns a manifest and a workload into per-user ``KeyPicker`` objects: each user has a
 home enterprise prefix (where its creates go and most of its lookups), and picks keys by popularity
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import random
 import secrets
 import tomllib
@@ -32,6 +33,8 @@ OPERATIONS = ("resolve", "create", "modify", "delete")
 POPULARITY = ("uniform", "zipf", "manifest")
 NOT_FOUND_SUFFIX = "LOADTEST-NOTFOUND-"  #: suffixes no seed generator mints
 TOML_EXTRA_KEYS = frozenset({"manifest"})  #: workload-file keys that are not workload fields
+#: fields whose flag is named otherwise; the workload file takes either name
+FLAG_NAMES = {"request_timeout_s": "request_timeout"}
 
 
 class WorkloadError(ValueError):
@@ -57,6 +60,13 @@ def parse_mix(text: str) -> dict[str, float]:
     return mix
 
 
+def _number(name: str, value: object) -> float:
+    """``value`` as a float, refused unless it is a finite int or float (a TOML ``true`` is not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise WorkloadError(f"{name} must be a finite number, not {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class Workload:
     """One workload model; every field can come from TOML (same name) or a flag."""
@@ -73,25 +83,29 @@ class Workload:
     request_timeout_s: float = 2.0  #: msgpack clients: wait this long for an answer
 
     def __post_init__(self) -> None:
-        mix = dict(self.mix)
-        unknown = set(mix) - set(OPERATIONS)
+        if not isinstance(self.mix, Mapping):
+            raise WorkloadError(f"mix must be a table of operation weights, not {self.mix!r}")
+        unknown = set(self.mix) - set(OPERATIONS)
         if unknown:
             raise WorkloadError(f"unknown operations in the mix: {sorted(unknown)}")
+        mix = {op: _number(f"the mix weight of {op}", self.mix.get(op, 0.0)) for op in OPERATIONS}
         if any(w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
             raise WorkloadError("mix weights must be >= 0 and not all 0")
-        object.__setattr__(self, "mix", {op: float(mix.get(op, 0.0)) for op in OPERATIONS})
+        object.__setattr__(self, "mix", mix)
         if self.popularity not in POPULARITY:
             raise WorkloadError(f"popularity must be one of {POPULARITY}, not {self.popularity!r}")
-        if self.zipf_s < 0:
+        if _number("zipf_s", self.zipf_s) < 0:
             raise WorkloadError("zipf_s must be >= 0")
         for name in ("not_found_share", "cross_share"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
+            if not 0.0 <= _number(name, getattr(self, name)) <= 1.0:
                 raise WorkloadError(f"{name} must be between 0 and 1")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int):
+            raise WorkloadError(f"batch_size must be a whole number, not {self.batch_size!r}")
         if self.batch_size < 1:
             raise WorkloadError("batch_size must be at least 1")
-        if self.rate_per_user < 0:
+        if _number("rate_per_user", self.rate_per_user) < 0:
             raise WorkloadError("rate_per_user must be >= 0")
-        if self.request_timeout_s <= 0:
+        if _number("request_timeout_s", self.request_timeout_s) <= 0:
             raise WorkloadError("request_timeout_s must be > 0")
 
     @property
@@ -114,8 +128,9 @@ class Workload:
 def load_toml(path: str | Path) -> tuple[Workload, dict[str, Any]]:
     """The workload in a TOML file, and its other keys (``manifest`` and the like) kept aside.
 
-    ``mix`` is a table (``mix = {resolve = 90, create = 10}``) or the flag's string form; a relative
-    ``manifest`` path is taken from the file's directory.
+    Keys are the field names or the flags' (``request_timeout`` for ``--request-timeout``).
+    ``mix`` is a table (``mix = {resolve = 90, create = 10}``) or the flag's string form; a
+    relative ``manifest`` path is taken from the file's directory.
     """
     try:
         with open(path, "rb") as fh:
@@ -126,19 +141,20 @@ def load_toml(path: str | Path) -> tuple[Workload, dict[str, Any]]:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise WorkloadError(f"{path}: not valid TOML: {exc}") from None
+    for name, flag in FLAG_NAMES.items():
+        if flag in data:
+            if name in data:
+                raise WorkloadError(f"{path}: {flag} and {name} are one setting: give one")
+            data[name] = data.pop(flag)
     names = {f.name for f in fields(Workload)}
     extra = {k: v for k, v in data.items() if k not in names}
     unknown = set(extra) - TOML_EXTRA_KEYS
     if unknown:  # most likely a typo, which would otherwise silently keep a default
         raise WorkloadError(f"{path}: unknown settings {sorted(unknown)}")
     settings = {k: v for k, v in data.items() if k in names}
-    if isinstance(settings.get("mix"), dict):
-        mix = settings["mix"]
-        unknown = set(mix) - set(OPERATIONS)
-        if unknown:
-            raise WorkloadError(f"{path}: unknown operations in the mix: {sorted(unknown)}")
-        settings["mix"] = {op: float(mix.get(op, 0)) for op in OPERATIONS}
-    if isinstance(extra.get("manifest"), str):
+    if "manifest" in extra:
+        if not isinstance(extra["manifest"], str) or not extra["manifest"]:
+            raise WorkloadError(f"{path}: manifest must be a path, not {extra['manifest']!r}")
         extra["manifest"] = str(Path(path).parent / extra["manifest"])
     try:
         return Workload().with_overrides(settings), extra

@@ -364,6 +364,56 @@ def test_mix_and_toml(tmp_path: Path) -> None:
         load_toml(toml)
 
 
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"mix": "resolve=nan"}, "mix weight of resolve"),
+        ({"mix": "resolve=1,create=inf"}, "mix weight of create"),
+        ({"zipf_s": float("nan")}, "zipf_s"),
+        ({"rate_per_user": float("nan")}, "rate_per_user"),
+        ({"rate_per_user": float("inf")}, "rate_per_user"),
+        ({"request_timeout_s": float("nan")}, "request_timeout_s"),
+        ({"not_found_share": float("nan")}, "not_found_share"),
+    ],
+)
+def test_non_finite_numbers_are_refused(settings: dict[str, Any], message: str) -> None:
+    """A NaN rate used to start the run and crash every user; an infinite one ran a closed loop
+    reported as open."""
+    with pytest.raises(WorkloadError, match=message):
+        Workload().with_overrides(settings)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('mix = {resolve = "x"}', "mix weight of resolve"),  # was a ValueError traceback
+        ("mix = {resolve = 1, create = true}", "mix weight of create"),
+        ("mix = 5", "mix must be a table"),
+        ("batch_size = 2.5", "batch_size must be a whole number"),  # was a crash in every task
+        ("batch_size = true", "batch_size must be a whole number"),
+        ("not_found_share = true", "not_found_share"),
+        ('zipf_s = "1.2"', "zipf_s must be a finite number"),
+        ("manifest = 5", "manifest must be a path"),
+        ("request_timeout = 1\nrequest_timeout_s = 2", "one setting"),
+    ],
+)
+def test_workload_file_wrong_types_are_refused(tmp_path: Path, text: str, message: str) -> None:
+    toml = tmp_path / "w.toml"
+    toml.write_text(text + "\n")
+    with pytest.raises(WorkloadError, match=message):
+        load_toml(toml)
+
+
+def test_workload_file_takes_the_flag_names(tmp_path: Path) -> None:
+    """The README and --help say the file's keys are the flags' names with underscores:
+    ``request_timeout`` (``--request-timeout``) was refused as an unknown setting."""
+    toml = tmp_path / "w.toml"
+    toml.write_text("request_timeout = 0.5\n")
+    assert load_toml(toml)[0].request_timeout_s == 0.5
+    toml.write_text("request_timeout_s = 0.25\n")  # the field's name still works
+    assert load_toml(toml)[0].request_timeout_s == 0.25
+
+
 def test_picker_shares_and_popularity() -> None:
     manifest = small_manifest()
     workload = Workload(not_found_share=0.2, cross_share=0.25, zipf_s=1.2)
