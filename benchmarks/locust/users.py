@@ -198,7 +198,9 @@ def _path(handle: str) -> str:
     return "/api/handles/" + quote(handle, safe=_PATH_SAFE)
 
 
-def _http_failure(resp: Any, expected_status: int, expected_code: int) -> Exception:
+def _http_failure(resp: Any, expected_status: int, expected_code: int) -> Exception | None:
+    """Why an HTTP answer is not the expected one (its status and its body's ``responseCode``:
+    a 404 from a server that is not a Handle server is no not-found answer); None if it is."""
     status = resp.status_code
     if not status:  # no HTTP answer at all
         return resp.error if isinstance(resp.error, Exception) else NoAnswer("no HTTP answer")
@@ -206,9 +208,11 @@ def _http_failure(resp: Any, expected_status: int, expected_code: int) -> Except
         code = json.loads(resp.content or b"{}").get("responseCode")
     except (ValueError, AttributeError):
         code = None
-    if isinstance(code, int) and not isinstance(code, bool):
+    if not isinstance(code, int) or isinstance(code, bool):
+        return NoAnswer(f"HTTP {status} without a responseCode (expected HTTP {expected_status})")
+    if status != expected_status or code != expected_code:
         return ResponseCodeError(code, expected_code, status)
-    return NoAnswer(f"HTTP {status} without a responseCode (expected HTTP {expected_status})")
+    return None
 
 
 class HttpApiUser(WorkloadMixin, FastHttpUser):
@@ -252,7 +256,7 @@ class HttpApiUser(WorkloadMixin, FastHttpUser):
     def _http(
         self, method: str, name: str, url: str, status: int, code: int, body: Any = None
     ) -> bool:
-        """One request, a failure unless the HTTP status is ``status`` (response code ``code``)."""
+        """One request, a failure unless the HTTP status is ``status`` and the response code ``code``."""
         slot = self.slot()
         headers = self._auth if method != "GET" else None
         exc: Exception | None = None
@@ -264,10 +268,10 @@ class HttpApiUser(WorkloadMixin, FastHttpUser):
                 length = len(resp.content or b"")
             except Exception:  # the body could not be read: the status check below reports it
                 length = 0
-            if resp.status_code == status:
+            exc = _http_failure(resp, status, code)
+            if exc is None:
                 resp.success()
             else:
-                exc = _http_failure(resp, status, code)
                 resp.failure(exc)
         self.report_scheduled(method, name, slot, length, exc)
         return exc is None

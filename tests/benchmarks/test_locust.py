@@ -25,8 +25,10 @@ import os
 import random
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +257,45 @@ def test_unhomed_prefix_fails_with_301(seeded: tuple[NodeProcess, Path], tmp_pat
     for row in failures:
         assert "response code 301 SERVER_NOT_RESPONSIBLE" in row["Error"], row
     assert "WARNING generator CPU saturated" in output, output[-3000:]
+
+
+class _NotAHandleServer(BaseHTTPRequestHandler):
+    """A web server that is not the node: 404 and a page for every path."""
+
+    def do_GET(self) -> None:
+        body = b"<html><body>Not Found</body></html>"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_404_from_another_server_is_no_not_found_answer(tmp_path: Path) -> None:
+    """--host at the wrong web server: its 404s carry no responseCode 100, so the not-found
+    share fails like every other lookup (it used to count them as successful answers)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotAHandleServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        manifest = tmp_path / "manifest.json"
+        handles = [(f"{PREFIX}/PRD-{i:04d}", 1.0) for i in range(5)]
+        manifest.write_text(json.dumps(manifest_for(handles, [PREFIX])))
+        out = tmp_path / "elsewhere"
+        args = ["--host", f"http://127.0.0.1:{server.server_address[1]}", "--manifest"]
+        args += [str(manifest), "--mix", "resolve=1", "--not-found-share", "1"]
+        rc, output = locust_headless(out, *args, "-u", "1", "-r", "1", "-t", "2s", "HttpApiUser")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert rc == 1, output[-4000:]
+    requests, failures = stats(out).get(("GET", "resolve (not found)"), (0, 0))
+    assert requests > 0 and failures == requests, (requests, failures)
+    errors = {row["Error"] for row in read_csv(Path(f"{out}_failures.csv"))}
+    assert errors and all("HTTP 404 without a responseCode" in e for e in errors), errors
 
 
 def test_ladder_open_model_steps_and_stops(
