@@ -169,6 +169,12 @@ def _select(environment: Environment) -> None:
 def _check(environment: Environment, user_classes: list[type[User]]) -> list[str]:
     """Build the contexts the user classes need; one line each, the workload and the target."""
     lines = []
+    if HttpApiUser in user_classes and not environment.host:
+        # else Locust's traceback for each user, and a run of no requests that exits 0
+        raise WorkloadError(
+            "HttpApiUser needs the node's HTTP address: --host http://HOST:PORT"
+            " (or name only MsgpackTcpUser MsgpackUdpUser)"
+        )
     if any(not _is_recursive(u) for u in user_classes):
         lines.append(_describe(environment))
     if any(_is_recursive(u) for u in user_classes):

@@ -366,6 +366,16 @@ def test_a_refused_start_with_processes_ends_every_process(tmp_path: Path) -> No
     assert status == 1 and "cannot start" in output, output[-2000:]
 
 
+def test_http_user_without_host_is_refused(tmp_path: Path) -> None:
+    """Without --host, Locust printed a traceback per HTTP user and exited 0 after no requests."""
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps(manifest_for([("88.1.1/K0", 1.0)], ["88.1.1"])))
+    args = ("--manifest", str(manifest), "--mix", "resolve=1", "-u", "1", "-t", "3s")
+    status, output = locust_headless(tmp_path / "out", *args, timeout=20)
+    assert status == 1 and "cannot start: HttpApiUser needs" in output, output[-2000:]
+    assert "Traceback" not in output, output[-2000:]
+
+
 def small_manifest(prefixes: tuple[str, ...] = ("88.1.1", "88.2.2"), per: int = 50) -> Any:
     handles = [(f"{p}/K{i}", float(per - i)) for p in prefixes for i in range(per)]
     return parse(manifest_for(handles, list(prefixes)))
