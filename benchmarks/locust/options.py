@@ -11,6 +11,8 @@ keys of several manifests).
 
 from __future__ import annotations
 
+import argparse
+import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +31,23 @@ from benchmarks.locust.workload import (
 )
 
 DEFAULT_PORT = 2641  #: the node's msgpack port (TCP and UDP) when none is given
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    """An argparse ``type`` taking a finite number above 0 (the ladder would otherwise run a step
+    of another size than asked, without a word)."""
+
+    def parse(text: str) -> int | float:
+        try:
+            number = kind(text)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if not 0 < number < math.inf:
+            raise argparse.ArgumentTypeError(f"must be above 0, not {text!r}")
+        return number
+
+    return parse
 
 
 def add_arguments(parser: Any) -> None:
@@ -106,12 +125,17 @@ def add_arguments(parser: Any) -> None:
         help="msgpack clients: seconds to wait for an answer (default 2)",
     )
     # the step ladder (benchmarks/locust/ladder.py, only when that file is given with -f)
-    parser.add_argument("--ladder-step-users", type=int, default=10, help="users added per step")
     parser.add_argument(
-        "--ladder-step-time", type=float, default=30.0, help="seconds between steps"
+        "--ladder-step-users", type=_positive(int), default=10, help="users added per step"
     )
     parser.add_argument(
-        "--ladder-max-users", type=int, default=100, help="the last step; held one step, then stop"
+        "--ladder-step-time", type=_positive(float), default=30.0, help="seconds between steps"
+    )
+    parser.add_argument(
+        "--ladder-max-users",
+        type=_positive(int),
+        default=100,
+        help="the last step; held one step, then stop",
     )
     # generator saturation
     parser.add_argument(

@@ -376,6 +376,16 @@ def test_http_user_without_host_is_refused(tmp_path: Path) -> None:
     assert "Traceback" not in output, output[-2000:]
 
 
+@pytest.mark.parametrize(
+    ("flag", "given"),
+    [("--ladder-step-time", "0"), ("--ladder-step-time", "nan"), ("--ladder-step-users", "-10")],
+)
+def test_ladder_flags_out_of_range_are_refused(tmp_path: Path, flag: str, given: str) -> None:
+    """A step time of 0 or less ran a ladder of 0.1 s steps, a step of 0 users one of 1, silently."""
+    status, output = locust_headless(tmp_path / "out", flag, given, files=f"{LOCUSTFILE},{LADDER}")
+    assert status == 2 and f"argument {flag}: " in output, output[-2000:]
+
+
 def small_manifest(prefixes: tuple[str, ...] = ("88.1.1", "88.2.2"), per: int = 50) -> Any:
     handles = [(f"{p}/K{i}", float(per - i)) for p in prefixes for i in range(per)]
     return parse(manifest_for(handles, list(prefixes)))
