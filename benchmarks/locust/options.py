@@ -1,12 +1,14 @@
 """Command-line flags of the idnode locustfile and the run context built from them.
 
 Flags are Locust custom arguments (``events.init_command_line_parser``), so they also come from
-``LOCUST_*``-style environment variables, Locust config files, and the web UI, and a master passes
-them to its workers. Workload flags default to ``None`` so that ``--workload-file`` (TOML) values
-apply unless a flag overrides them. ``context(environment)`` loads the manifest once per process,
-when the first user (or the validation at start) asks for it; ``recursive_context(environment)``
-is the same for the recursive users (``benchmarks.locust.recursive``: the recursive node and the
-keys of several manifests).
+Locust config files (``--config``) and the web UI, and a master passes them to its workers; of the
+environment, only ``IDNODE_MANIFEST``, ``IDNODE_WORKLOAD_FILE`` and ``IDNODE_ADMIN_SECRET`` are
+read (Locust reads no ``LOCUST_*`` variable for a custom argument that does not name one).
+Workload flags default to ``None`` so that ``--workload-file`` (TOML) values apply unless a flag
+overrides them. ``context(environment)`` loads the manifest once per process, when the first user
+(or the validation at start) asks for it; ``recursive_context(environment)`` is the same for the
+recursive users (``benchmarks.locust.recursive``: the recursive node and the keys of several
+manifests).
 """
 
 from __future__ import annotations
