@@ -10,7 +10,9 @@ with a few handles, one of them too big for a UDP answer, and described by a man
   failures that carry response code 301, and a CPU threshold of 0 flags the generator;
 - the step-ladder shape with the open model steps 1, 2, 3 users and stops by itself, the request
   rate stays bounded by the schedule, and scheduled latencies are reported beside the actual ones,
-  over two forked worker processes.
+  over two forked worker processes;
+- a web server that is not the node answers the not-found share with 404 pages: failures, not
+  not-found answers; starts without --host, or with ladder steps of 0 or less, are refused in a line.
 
 The pytest process never imports Locust (its gevent monkey-patching would change every socket here);
 the pure workload and manifest modules are tested directly.
