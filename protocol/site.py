@@ -57,10 +57,16 @@ def site_of_servers(servers: Iterable[str], serial: int) -> SiteInfo | None:
     ValueError when one is malformed."""
     found = []
     for number, text in enumerate(servers, 1):
+        # named whole, as given: a server missing a part would otherwise be reported as a
+        # malformed HOST:PORT of its first part (or of '')
+        malformed = ValueError(f"site server {text!r}: expected HOST:PORT:HTTP_PORT")
         address, _, http = text.rpartition(":")
-        host, port = parse_address(address)
+        try:
+            host, port = parse_address(address)
+        except ValueError:
+            raise malformed from None
         if not (http.isascii() and http.isdigit()) or not 0 < int(http) < 65536:
-            raise ValueError(f"site server {text!r}: expected HOST:PORT:HTTP_PORT")
+            raise malformed
         interfaces = (Interface(3, 0, port), Interface(3, 1, port), Interface(3, 2, int(http)))
         found.append(Server(number, host, interfaces))
     if not found:

@@ -143,7 +143,10 @@ def test_env_values_are_converted_to_field_types() -> None:
         (["--home", "0.NA", "--admin-secret", "s"], {}, None, "0.NA cannot be homed"),
         (["--toplevel", "nohostport"], {}, None, "toplevel: expected HOST:PORT"),
         (["--role", "recursive"], {}, None, "a recursive node needs the top-level node's"),
-        (["--site", "1.2.3.4:x"], {}, None, "site: expected HOST:PORT"),
+        (["--site", "1.2.3.4:2641:x"], {}, None, "site server '1.2.3.4:2641:x': expected HOST:P"),
+        # a part missing was reported as a malformed HOST:PORT of the rest ('1.2.3.4', or '')
+        (["--site", "1.2.3.4:x"], {}, None, "site server '1.2.3.4:x': expected HOST:PORT:HTTP"),
+        (["--site", "1.2.3.4"], {}, None, "site server '1.2.3.4': expected HOST:PORT:HTTP_PORT"),
         ([], {"IDNODE_CASE_SENSITIVE_SUFFIX": "ture"}, None, "case_sensitive_suffix must be"),
         ([], {}, "http_port = 1.9\n", "http_port must be int, not 1.9"),
         ([], {}, "http_port = true\n", "http_port must be int, not True"),
