@@ -72,7 +72,9 @@ def add_commands(subparsers: Any) -> None:
         where.add_argument("--tcp", metavar="HOST:PORT", help="msgpack over TCP")
         where.add_argument("--udp", metavar="HOST:PORT", help="msgpack over UDP")
         parser.add_argument("--auth", metavar="INDEX:HANDLE", help="identity, e.g. 300:88.1/ADMIN")
-        parser.add_argument("--secret", help="the identity's secret (or IDNODE_SECRET)")
+        # home reads the node admin's secret, as the node itself does: not IDNODE_SECRET
+        secret_env = "IDNODE_ADMIN_SECRET" if parser is home else "IDNODE_SECRET"
+        parser.add_argument("--secret", help=f"the identity's secret (or {secret_env})")
         parser.add_argument(
             "--timeout", type=_seconds, default=2.0, help="seconds per attempt (more than 0)"
         )

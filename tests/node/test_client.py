@@ -531,6 +531,21 @@ def test_cli_commands(
     on_node(tmp_path, body)
 
 
+@pytest.mark.parametrize(
+    ("command", "variable"),
+    [("resolve", "IDNODE_SECRET"), ("list", "IDNODE_SECRET"), ("home", "IDNODE_ADMIN_SECRET")],
+)
+def test_cli_help_names_the_secret_variable_the_command_reads(
+    command: str, variable: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``home`` reads IDNODE_ADMIN_SECRET, never IDNODE_SECRET; its help said the latter."""
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    assert exited.value.code == 0
+    said = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
+    assert f"--secret SECRET the identity's secret (or {variable})" in said
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_value_its_format_cannot_hold_is_202_over_every_transport(
     tmp_path: Path, kind: str
