@@ -690,6 +690,19 @@ def _frames_until_closed(sock: socket.socket) -> tuple[list[Response], str]:
             del stream[: 4 + length]
 
 
+def _creates(first_id: int, stem: str, count: int) -> list[CreateRequest]:
+    """``count`` authenticated creates of ``PREFIX/<stem>-<i>``, request ids from ``first_id``."""
+    return [
+        CreateRequest(
+            request_id=first_id + i,
+            handle=f"{PREFIX}/{stem}-{i}",
+            values=(hv(1, "URL", f"u{i}"),),
+            credential=CREDENTIAL,
+        )
+        for i in range(count)
+    ]
+
+
 @pytest.mark.parametrize("closer", ["oversized-frame", "too-many-bad-frames"])
 def test_tcp_close_after_bad_frames_answers_the_requests_read_before(
     node: RunningNode, closer: str
@@ -699,15 +712,7 @@ def test_tcp_close_after_bad_frames_answers_the_requests_read_before(
     FIN, not a reset that may make the client's system drop answers it has not read."""
     from node.transports.msgpack import MAX_CONSECUTIVE_ERRORS
 
-    creates = [
-        CreateRequest(
-            request_id=100 + i,
-            handle=f"{PREFIX}/before-close-{i}",
-            values=(hv(1, "URL", f"u{i}"),),
-            credential=CREDENTIAL,
-        )
-        for i in range(8)
-    ]
+    creates = _creates(100, "before-close", 8)
     if closer == "oversized-frame":
         bad = struct.pack(">I", node.config.max_frame_bytes + 1)
         refusals = 1
@@ -738,15 +743,7 @@ def test_tcp_client_that_half_closes_after_its_requests_gets_every_answer(
     """A client may send its pipelined requests, shut down its sending side and read the
     answers: the node answers every request it read (writes and store reads, which finish
     after the end of the stream), then closes."""
-    requests: list[Request] = [
-        CreateRequest(
-            request_id=200 + i,
-            handle=f"{PREFIX}/half-closed-{i}",
-            values=(hv(1, "URL", f"u{i}"),),
-            credential=CREDENTIAL,
-        )
-        for i in range(5)
-    ]
+    requests: list[Request] = [*_creates(200, "half-closed", 5)]
     requests += [ResolveRequest(request_id=300 + i, handle=f"{PREFIX}/none-{i}") for i in range(3)]
     requests.append(ResolveRequest(request_id=400, handle=ADMIN_HANDLE))
     sock = socket.create_connection((HOST, node.ports["tcp"]))
