@@ -124,6 +124,20 @@ def _fail(code: ResponseCode, message: str) -> ProtocolError:
     return ProtocolError(message, code=code)
 
 
+def _secret(index: int, data: bytes) -> str:
+    """The secret written as HS_SECKEY ``data``: non-empty UTF-8 text, or INVALID_VALUE.
+    Credentials carry their secret as text on every door, so bytes that are not UTF-8 could
+    only be hashed as what decoding them leaves (every invalid byte one U+FFFD, a secret far
+    weaker than the one written); and an empty secret would let anyone write."""
+    try:
+        secret = data.decode("utf-8")
+    except UnicodeDecodeError:
+        secret = ""
+    if not secret:
+        raise InvalidValue(f"value {index}: an {HS_SECKEY} secret must be non-empty UTF-8 text")
+    return secret
+
+
 class NotServed(ProtocolError):
     """The handle's prefix is not served here: SERVER_NOT_RESPONSIBLE, unless a referral can be
     found (``Service.elsewhere``)."""
@@ -546,7 +560,7 @@ class Service:
             permissions = v.permissions
             if v.type == HS_SECKEY:  # stored hashed, and never publicly readable
                 if not data.startswith(_HASHED_PREFIX):
-                    data = auth.hash_secret(data.decode("utf-8", "replace"))
+                    data = auth.hash_secret(_secret(v.index, data))
                 elif not auth.is_checkable_hash(data):  # its check could stall the node
                     raise InvalidValue(
                         f"value {v.index}: HS_SECKEY data starting {auth.SCHEME}$ must be"

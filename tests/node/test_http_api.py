@@ -320,6 +320,23 @@ def test_a_stored_hash_must_be_one_the_node_checks_in_bounded_time(node: Running
     assert made.status == 201, made.json
 
 
+@pytest.mark.parametrize("data", [{"format": "hex", "value": "9f8e7da1b2c3d4e5f607"}, ""])
+def test_a_secret_key_must_be_text_a_credential_can_carry(
+    node: RunningNode, data: dict[str, str] | str
+) -> None:
+    """Bytes that are not UTF-8 would be hashed as their lossy decoding, which a secret of
+    replacement characters then matches; an empty secret would let anyone write: refused."""
+    body = {"values": [{"index": 301, "type": "HS_SECKEY", "data": data}]}
+    path = f"/api/handles/{ADMIN_HANDLE}"
+    reply = http(node, "PUT", path, params=[("index", "301")], body=body, auth=True)
+    assert (reply.status, reply.json["responseCode"]) == (400, 202), reply.json
+    written = bytes.fromhex(data["value"]) if isinstance(data, dict) else b""
+    guess = basic(f"301%3A{ADMIN_HANDLE}", written.decode("utf-8", "replace"))
+    body = {"values": [value(1, "URL", "u")]}
+    made = http(node, "PUT", f"/api/handles/{PREFIX}/by-guess", body=body, headers=guess)
+    assert (made.status, made.json["responseCode"]) == (401, 403), made.json
+
+
 def test_get_prefix_not_homed(node: RunningNode) -> None:
     reply = resolve(node, "88.999.1/x")
     assert reply.status == 400
