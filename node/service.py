@@ -538,12 +538,12 @@ class Service:
 
     # -- authorization --------------------------------------------------------------------------
 
-    async def _writer(self, request: Request, prefix: str) -> auth.Principal:
+    async def _writer(self, request: Request, prefix: str, doing: str = "change") -> auth.Principal:
         principal = await self.authenticator.principal(request.credential)
         if not principal.may_write(prefix):
             raise _fail(
                 ResponseCode.NOT_AUTHORIZED,
-                f"{principal.identity} may not change handles under {prefix}",
+                f"{principal.identity} may not {doing} handles under {prefix}",
             )
         return principal
 
@@ -718,7 +718,7 @@ class Service:
         prefix = check_prefix(request.prefix, self.profile)
         if ascii_upper(prefix) not in self.homed:
             raise _fail(ResponseCode.SERVER_NOT_RESPONSIBLE, NOT_HERE)
-        await self._writer(request, prefix)
+        await self._writer(request, prefix, "list")
         if not 0 <= request.page <= MAX_PAGE or not 0 < request.page_size <= MAX_PAGE_SIZE:
             raise _fail(
                 ResponseCode.PROTOCOL_ERROR,
@@ -748,7 +748,8 @@ class Service:
         principal = await self.authenticator.principal(request.credential)
         if principal.prefix is not None:
             raise _fail(
-                ResponseCode.NOT_AUTHORIZED, "homing needs the node admin (300:0.NA/<prefix>)"
+                ResponseCode.NOT_AUTHORIZED,
+                "homing and unhoming need the node admin (300:0.NA/<prefix>)",
             )
 
     async def _home(self, request: HomePrefixRequest) -> Response:

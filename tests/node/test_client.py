@@ -299,6 +299,40 @@ def test_node_ops_over_msgpack(tmp_path: Path, kind: str) -> None:
     on_node(tmp_path, body)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_prefix_admin_has_no_rights_under_another_homed_prefix(tmp_path: Path, kind: str) -> None:
+    """Refused with NOT_AUTHORIZED and a message naming what was refused; its non-public values
+    stay hidden from it."""
+    other = "88.200.7"
+    note = HandleValue(2, "NOTE", b"hidden", permissions=0xC)
+
+    async def body(node: Node) -> None:
+        async with client_for("tcp", node, credential=NODE_ADMIN) as admin:
+            assert (await admin.home(other)).code == ResponseCode.SUCCESS
+        own = Credential(f"{other}/ADMIN", 300, SECRET)
+        async with client_for(kind, node, credential=own) as owner:
+            created = await owner.create(f"{other}/x", (VALUES[0], note))
+            assert created.code == ResponseCode.SUCCESS
+        async with client_for(kind, node) as stranger:
+            refused = await stranger.create(f"{other}/y", VALUES)
+            assert isinstance(refused, ErrorResponse), refused
+            assert refused.code == ResponseCode.NOT_AUTHORIZED
+            assert refused.message == f"300:{PREFIX}/ADMIN may not change handles under {other}"
+            listed = await stranger.list_handles(other)
+            assert isinstance(listed, ErrorResponse), listed
+            assert listed.code == ResponseCode.NOT_AUTHORIZED
+            assert listed.message == f"300:{PREFIX}/ADMIN may not list handles under {other}"
+            read = await stranger.resolve(f"{other}/x", public_only=False)
+            assert [v.index for v in read.values] == [1]  # type: ignore[attr-defined]
+            if kind != "http":  # not in the REST API
+                unhomed = await stranger.unhome(other)
+                assert isinstance(unhomed, ErrorResponse), unhomed
+                assert unhomed.code == ResponseCode.NOT_AUTHORIZED
+                assert "unhoming" in unhomed.message
+
+    on_node(tmp_path, body)
+
+
 def test_http_has_no_route_for_node_ops(tmp_path: Path) -> None:
     async def body(node: Node) -> None:
         async with client_for("http", node, credential=NODE_ADMIN) as client:
