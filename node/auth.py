@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Container
 
 from node.cache import ResolutionCache
 from node.config import Config
@@ -94,11 +95,15 @@ class Principal:
         self.prefix = prefix
         self._own = ascii_upper(prefix) if prefix else ""
 
-    def may_write(self, prefix: str) -> bool:
+    def may_write(self, prefix: str, homed: Container[str]) -> bool:
+        """Whether it may change handles under ``prefix``: the node admin may; a prefix's admin
+        may under its prefix and those below it while its prefix is homed (``homed``: homed
+        prefixes, ASCII upper-cased), as the ADMIN handle an unhoming leaves in the store no
+        longer speaks for a prefix this node serves."""
         if self.prefix is None:
             return True
         own = self._own
-        if not own:
+        if not own or own not in homed:
             return False
         target = ascii_upper(prefix)
         return target == own or target.startswith(own + ".")

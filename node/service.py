@@ -365,7 +365,7 @@ class Service:
             public_only = request.public_only or request.credential is None
             if not public_only and record is not None:
                 principal = await self.authenticator.principal(request.credential)
-                public_only = not principal.may_write(prefix)
+                public_only = not principal.may_write(prefix, self.homed)
             return self._answer(request, entry, record, key, public_only=public_only)
         except ProtocolError as exc:
             return self.error(request, exc.code, exc.message), None, ""
@@ -540,7 +540,7 @@ class Service:
 
     async def _writer(self, request: Request, prefix: str, doing: str = "change") -> auth.Principal:
         principal = await self.authenticator.principal(request.credential)
-        if not principal.may_write(prefix):
+        if not principal.may_write(prefix, self.homed):
             raise _fail(
                 ResponseCode.NOT_AUTHORIZED,
                 f"{principal.identity} may not {doing} handles under {prefix}",

@@ -333,6 +333,34 @@ def test_a_prefix_admin_has_no_rights_under_another_homed_prefix(tmp_path: Path,
     on_node(tmp_path, body)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_unhomed_prefix_admin_has_no_rights_under_the_prefixes_below(
+    tmp_path: Path, kind: str
+) -> None:
+    """A prefix's admin writes under the prefixes below it while its prefix is homed; unhoming
+    the prefix takes that away, though its ADMIN handle stays in the store."""
+    parent, child = "88.300", "88.300.1"
+    note = HandleValue(2, "NOTE", b"hidden", permissions=0xC)
+
+    async def body(node: Node) -> None:
+        async with client_for("tcp", node, credential=NODE_ADMIN) as admin:
+            for prefix in (parent, child):
+                assert (await admin.home(prefix)).code == ResponseCode.SUCCESS
+            async with client_for(
+                kind, node, credential=Credential(f"{parent}/ADMIN", 300, SECRET)
+            ) as above:
+                made = await above.create(f"{child}/by-parent", (VALUES[0], note))
+                assert made.code == ResponseCode.SUCCESS
+                assert (await admin.unhome(parent)).code == ResponseCode.SUCCESS
+                refused = await above.create(f"{child}/after-unhoming", VALUES)
+                assert refused.code == ResponseCode.NOT_AUTHORIZED, refused
+                assert (await above.list_handles(child)).code == ResponseCode.NOT_AUTHORIZED
+                read = await above.resolve(f"{child}/by-parent", public_only=False)
+                assert [v.index for v in read.values] == [1]  # type: ignore[attr-defined]
+
+    on_node(tmp_path, body)
+
+
 def test_http_has_no_route_for_node_ops(tmp_path: Path) -> None:
     async def body(node: Node) -> None:
         async with client_for("http", node, credential=NODE_ADMIN) as client:
