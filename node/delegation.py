@@ -5,8 +5,9 @@ the top-level node: a record holding its site (HS_SITE at index 1, what a referr
 for the prefixes it was started to serve (``home``; the first homed one when none was named), a
 heartbeat value at index 2 whose server-set timestamp says when the node last spoke. Registering
 retries until it succeeds (the top-level may start later) and is redone whenever the node's site
-changes (new ports after a restart) or a prefix is homed. Writes authenticate as
-``300:0.NA/<prefix>`` with ``toplevel_secret``.
+changes (new ports after a restart) or a prefix is homed. A prefix unhomed is withdrawn (its
+record deleted at the top-level, while it still names this node), so it is not referred here
+any more. Writes authenticate as ``300:0.NA/<prefix>`` with ``toplevel_secret``.
 
 A recursive node does not register; it asks the top-level for its site information every
 ``heartbeat_interval_s`` (``ToplevelProbe``) and is not ready while none of those got through
@@ -31,7 +32,7 @@ from node.service import Service
 from protocol.codes import ResponseCode
 from protocol.identifiers import NA_PREFIX, ascii_upper, na_handle
 from protocol.jsonapi import value_to_json
-from protocol.messages import Credential
+from protocol.messages import Credential, ResolveResponse
 from protocol.records import HandleValue
 from protocol.site import parse_address, site_value
 
@@ -113,10 +114,14 @@ class Registrar(_ToplevelLink):
         config = service.config
         self.secret = config.toplevel_secret or config.admin_secret
         self._registered: dict[str, bytes] = {}  #: upper-cased prefix -> the site registered
+        #: upper-cased prefix -> (as written, the site registered) of every prefix registered and
+        #: not yet withdrawn; unlike ``_registered`` kept across failures, so an unhoming is not
+        #: forgotten while the top-level is unreachable
+        self._delegated: dict[str, tuple[str, bytes]] = {}
         self._wake = asyncio.Event()
 
     def poke(self) -> None:
-        """Register now (a prefix was homed)."""
+        """Register or withdraw now (a prefix was homed or unhomed)."""
         self._wake.set()
 
     @property
@@ -140,7 +145,7 @@ class Registrar(_ToplevelLink):
         return self.interval_s
 
     async def _wait(self) -> None:
-        """Until the next heartbeat, or a prefix homed (``poke``)."""
+        """Until the next heartbeat, or a prefix homed or unhomed (``poke``)."""
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._delay()):
@@ -156,6 +161,7 @@ class Registrar(_ToplevelLink):
 
     async def _sync(self) -> None:
         service = self.service
+        await service.reload_homed()  # another worker may have homed or unhomed one
         site = service.site_info()
         site_entry = site_value(site, SITE_INDEX, ttl=int(service.config.heartbeat_stale_s))
         site_data = site_entry.data
@@ -166,15 +172,34 @@ class Registrar(_ToplevelLink):
             values = [site_entry]
             if upper in beating:
                 values.append(self._heartbeat())
+            self._delegated[upper] = (prefix, site_data)
             await self._write(prefix, values, whole=True)
             self._registered[upper] = site_data
             beating.discard(upper)  # the record just written carries a fresh heartbeat
             log.info("registered %s with the top-level node", prefix)
         for upper in set(self._registered) - set(service.homed):
             del self._registered[upper]  # unhomed: registered again if homed again
+        for upper in set(self._delegated) - set(service.homed):
+            await self._withdraw(*self._delegated[upper])
+            del self._delegated[upper]
         for prefix in self.heartbeat_prefixes():
             if ascii_upper(prefix) in beating:
                 await self._write(prefix, [self._heartbeat()], whole=False)
+
+    async def _withdraw(self, prefix: str, site_data: bytes) -> None:
+        """Delete ``0.NA/<prefix>`` at the top-level while it names the site registered
+        (``site_data``); another node's registration of it since is left alone."""
+        handle = na_handle(prefix)
+        client = self.client
+        client.credential = Credential(handle, 300, self.secret)
+        answer = await client.resolve(handle, indexes=[SITE_INDEX], authoritative=True)
+        if isinstance(answer, ResolveResponse) and any(v.data == site_data for v in answer.values):
+            answer = await client.delete(handle)
+        elif answer.code == ResponseCode.VALUES_NOT_FOUND:  # a record with no site: not ours
+            return
+        if answer.code not in (ResponseCode.SUCCESS, ResponseCode.HANDLE_NOT_FOUND):
+            message = getattr(answer, "message", "")
+            raise RuntimeError(f"withdrawing {handle}: code {answer.code} {message}".rstrip())
 
     def _heartbeat(self) -> HandleValue:
         return HandleValue(HEARTBEAT_INDEX, HEARTBEAT_TYPE, self.name.encode(), ttl=0)

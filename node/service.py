@@ -81,13 +81,14 @@ from protocol.messages import (
 from protocol.records import (
     HS_ADMIN,
     HS_SECKEY,
+    HS_SITE,
     AdminValue,
     HandleValue,
     check_distinct,
     new_value,
     validate_record,
 )
-from protocol.site import HASH_BY_PREFIX, server_for
+from protocol.site import HASH_BY_PREFIX, encode_site, server_for
 
 if TYPE_CHECKING:
     from node.delegation import Monitor, Registrar, ToplevelProbe
@@ -167,7 +168,8 @@ class Service:
         self.resolver = Resolver(config, clock) if config.toplevel else None
         #: this node's site when it is one of several servers (``--site``), else None
         self.site = config.site_info()
-        #: called after a prefix is homed (the node's registrar registers it upward)
+        #: called after a prefix is homed or unhomed (the node's registrar registers or
+        #: withdraws it upward)
         self.on_homed: Callable[[], None] = lambda: None
         #: called with the key of every committed write (a top-level's monitor watches 0.NA/)
         self.on_written: Callable[[str], None] = lambda key: None
@@ -503,15 +505,22 @@ class Service:
             if isinstance(answer, ReferralResponse):
                 homed = self.homed
                 named = ascii_upper(answer.prefix_handle.partition("/")[2])
-                if named in homed and ascii_upper(prefix) not in homed:
-                    # The longest registered prefix is one of ours, and we do not hold
-                    # ``prefix`` under it: nobody does. Referring the client here is a loop.
-                    # (One of our own prefixes refers to our site: another of its servers.)
+                if ascii_upper(prefix) not in homed and (
+                    named in homed or self._names_this_site(answer)
+                ):
+                    # The longest registered prefix is one of ours, or its record names this
+                    # node (registered here once, since unhomed), and we do not hold ``prefix``:
+                    # nobody does. Referring the client here is a loop. (One of our own
+                    # prefixes refers to our site: another of its servers.)
                     message = f"No node is registered for {prefix}"
                     return self.error(request, ResponseCode.SERVER_NOT_RESPONSIBLE, message)
             elif answer.code != ResponseCode.SERVER_BUSY:  # a top-level that failed is said so
                 return self.error(request, ResponseCode.SERVER_NOT_RESPONSIBLE, NOT_HERE)
         return dataclasses.replace(answer, request_id=request.request_id, flags=request.flags)
+
+    def _names_this_site(self, referral: ReferralResponse) -> bool:
+        own = encode_site(self.site_info())
+        return any(v.type == HS_SITE and v.data == own for v in referral.values)
 
     async def _referral(self, request: ResolveRequest, prefix: str) -> Response:
         """Top-level: PREFIX_REFERRAL with the service information of the longest delegated
@@ -767,6 +776,7 @@ class Service:
         self.homed.pop(ascii_upper(prefix), None)
         self.cache.clear()
         self.versions.bump_homed()  # committed: every worker reloads before its next answer
+        self.on_homed()
         return DoneResponse(request_id=request.request_id, flags=request.flags, answers=request.op)
 
     async def home_prefix(self, prefix: str, secret: str) -> None:

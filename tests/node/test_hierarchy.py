@@ -632,3 +632,58 @@ def test_referrals_name_the_handle_asked_and_prefix_records_come_from_the_top_le
                 assert "top-level" in answer.message  # type: ignore[attr-defined]
 
     asyncio.run(scenario())
+
+
+def test_an_unhomed_prefix_is_withdrawn_from_the_top_level(tmp_path: Path) -> None:
+    """Unhoming a registered prefix deletes its record at the top-level, so nobody is referred
+    to a node that no longer serves it (the node and the recursive node answer 301, not a
+    referral to itself or RECURSION_LIMIT); homed again, it is registered again."""
+
+    async def scenario() -> None:
+        async with running(config(tmp_path, "top", role="toplevel")) as top:
+            above = toplevel_address(top)
+            a_cfg = config(tmp_path, "a", home=["88.109", "88.109.5"], toplevel=above)
+            rec_cfg = config(tmp_path, "rec", role="recursive", toplevel=above)
+            async with running(a_cfg) as a, running(rec_cfg) as rec:
+                await registered(top, "88.109", "88.109.5")
+                node_admin = Credential("0.NA/88.109", 300, SECRET)
+                async with TCPClient(HOST, a.ports["tcp"], credential=node_admin) as admin:
+                    assert (await admin.unhome("88.109.5")).code == ResponseCode.SUCCESS
+
+                    async def withdrawn() -> bool:
+                        return "88.109.5" not in await delegations(top)
+
+                    await wait_for(withdrawn)
+                    for node in (a, rec):
+                        async with tcp(node) as client:
+                            answer = await client.resolve("88.109.5/X")
+                        assert answer.code == ResponseCode.SERVER_NOT_RESPONSIBLE, answer
+                    assert (await admin.home("88.109.5")).code == ResponseCode.SUCCESS
+                await registered(top, "88.109.5")
+
+    asyncio.run(scenario())
+
+
+def test_a_delegation_naming_a_node_that_does_not_serve_the_prefix_is_not_referred_to_it(
+    tmp_path: Path,
+) -> None:
+    """A top-level record that names a secondary for a prefix it does not home (left from an
+    earlier registration) makes that secondary answer 301, not refer clients to itself."""
+
+    async def scenario() -> None:
+        async with running(config(tmp_path, "top", role="toplevel")) as top:
+            above = toplevel_address(top)
+            a_cfg = config(tmp_path, "a", home=["88.110"], toplevel=above)
+            rec_cfg = config(tmp_path, "rec", role="recursive", toplevel=above)
+            async with running(a_cfg) as a, running(rec_cfg) as rec:
+                await registered(top, "88.110")
+                node_admin = Credential("0.NA/88.111", 300, SECRET)
+                async with TCPClient(HOST, top.ports["tcp"], credential=node_admin) as admin:
+                    site = [site_value(a.service.site_info())]
+                    assert (await admin.create("0.NA/88.111", site)).code == ResponseCode.SUCCESS
+                for node in (a, rec):
+                    async with tcp(node) as client:
+                        answer = await client.resolve("88.111/X")
+                    assert answer.code == ResponseCode.SERVER_NOT_RESPONSIBLE, answer
+
+    asyncio.run(scenario())
