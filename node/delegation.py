@@ -5,9 +5,12 @@ the top-level node: a record holding its site (HS_SITE at index 1, what a referr
 for the prefixes it was started to serve (``home``; the first homed one when none was named), a
 heartbeat value at index 2 whose server-set timestamp says when the node last spoke. Registering
 retries until it succeeds (the top-level may start later) and is redone whenever the node's site
-changes (new ports after a restart) or a prefix is homed. A prefix unhomed is withdrawn (its
-record deleted at the top-level, while it still names this node), so it is not referred here
-any more. Writes authenticate as ``300:0.NA/<prefix>`` with ``toplevel_secret``.
+changes (new ports after a restart) or a prefix is homed. Every heartbeat writes the site
+too, so the heartbeat in a record always vouches for the node the record names: of two nodes
+registering one prefix, the last to beat holds it, and one that stops is never kept alive by the
+other's beats. A prefix unhomed is withdrawn (its record deleted at the top-level, while it still
+names this node), so it is not referred here any more. Writes authenticate as
+``300:0.NA/<prefix>`` with ``toplevel_secret``.
 
 A recursive node does not register; it asks the top-level for its site information every
 ``heartbeat_interval_s`` (``ToplevelProbe``) and is not ready while none of those got through
@@ -184,7 +187,8 @@ class Registrar(_ToplevelLink):
             del self._delegated[upper]
         for prefix in self.heartbeat_prefixes():
             if ascii_upper(prefix) in beating:
-                await self._write(prefix, [self._heartbeat()], whole=False)
+                # the site with it: another node may have registered the prefix since
+                await self._write(prefix, [site_entry, self._heartbeat()], whole=False)
 
     async def _withdraw(self, prefix: str, site_data: bytes) -> None:
         """Delete ``0.NA/<prefix>`` at the top-level while it names the site registered

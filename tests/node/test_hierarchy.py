@@ -687,3 +687,42 @@ def test_a_delegation_naming_a_node_that_does_not_serve_the_prefix_is_not_referr
                     assert answer.code == ResponseCode.SERVER_NOT_RESPONSIBLE, answer
 
     asyncio.run(scenario())
+
+
+def test_a_node_that_stops_is_not_kept_alive_by_another_claiming_its_prefix(
+    tmp_path: Path,
+) -> None:
+    """Two secondaries register one prefix: the record's heartbeat always comes from the node
+    its site names, so once the later one stops the other takes the prefix back (referrals
+    name a live node) instead of beating on a record that refers to the stopped one."""
+
+    async def scenario() -> None:
+        # a beats less often than b, so b's registration is what the record mostly holds
+        # while both run; stale only well after a's beats
+        async with running(config(tmp_path, "top", role="toplevel", heartbeat_stale_s=5)) as top:
+            above = toplevel_address(top)
+            a_cfg = config(tmp_path, "a", home=["88.112"], toplevel=above, heartbeat_interval_s=0.5)
+            async with running(a_cfg) as a:
+                await registered(top, "88.112")
+                b_cfg = config(tmp_path, "b", home=["88.112"], toplevel=above)
+                async with running(b_cfg) as b:
+
+                    async def names(node: Node) -> bool:
+                        row = (await delegations(top))["88.112"]
+                        (server,) = row["site"]["value"]["servers"]
+                        ports = {i["port"] for i in server["interfaces"]}
+                        name = f"{HOST}:{node.ports['tcp']}"
+                        return node.ports["tcp"] in ports and (row["node"], row["state"]) == (
+                            name,
+                            "alive",
+                        )
+
+                    await wait_for(lambda: names(b))
+                await wait_for(lambda: names(a), timeout_s=5)
+                async with tcp(top) as client:
+                    referral = await client.resolve("88.112/X")
+                assert isinstance(referral, ReferralResponse), referral
+                (site,) = referral_sites(referral.values)
+                assert a.ports["tcp"] in {i.port for i in site.servers[0].interfaces}
+
+    asyncio.run(scenario())
