@@ -158,7 +158,8 @@ def run(
         f"(constant arrival rate), {seconds:g} s measured per step after {warmup_s:g} s "
         f"warm-up, HTTP/1.1 keep-alive over {connections} connections without pipelining, "
         f"msgpack/TCP over {connections} connections multiplexed by request id, UDP on one "
-        "socket; latency from the scheduled send; answer timeout 1 s; a step is flagged "
+        "socket; latency from the scheduled send, an unanswered request counted at the "
+        "moment it was given up (answer timeout 1 s); a step is flagged "
         "when the lag p99 exceeds 5 ms or the generator's CPU reaches 90% of a core",
         "workload": f"resolution of existing identifiers, Zipf (s = 1) over {identifiers:,}",
         "ladders": {door: " ".join(str(r) for r in ladders.get(door, [])) for door in DOORS},

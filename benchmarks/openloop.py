@@ -4,7 +4,10 @@ Requests are due at fixed intervals of ``1 / rate`` seconds whatever the answers
 server cannot slow the load down (a closed loop, ``benchmarks.loadgen``, can: its workers wait).
 Every request carries two latencies: from its *scheduled* time (corrected for coordinated
 omission: a request that waited for a connection, or for the generator, is charged that wait) and
-from its actual send. Percentiles come from HdrHistograms (microseconds, 3 significant digits).
+from its actual send. Percentiles come from HdrHistograms (microseconds, 3 significant digits)
+over every request scheduled in the measured window: one that got no answer (a timeout, a broken
+connection) counts at the moment it was given up, so lost requests weigh in the percentiles
+rather than drop out of them.
 
 The generator must never be what is measured: each run records how late it issued requests
 against their schedule (lag) and its own CPU share, and a run where the lag p99 exceeded
@@ -32,9 +35,10 @@ import asyncio
 import gc
 import itertools
 import json
+import math
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -54,7 +58,9 @@ class OpenLoopResult:
     seconds: float  #: measured window (after the warm-up)
     requests: int  #: requests scheduled in the measured window
     achieved_per_s: float  #: successful answers received in the window, per second
-    p50_ms: float  #: latency from the scheduled time (coordinated omission corrected)
+    #: latency from the scheduled time (coordinated omission corrected); an unanswered request
+    #: counts at the moment it was given up
+    p50_ms: float
     p95_ms: float
     p99_ms: float
     max_ms: float
@@ -93,18 +99,26 @@ class _Recorder:
             self.requests += 1
             self.lag.record_value(max(1, int((now - due) * 1e6)))
 
+    def _latency(self, due: float, sent: float | None, now: float) -> None:
+        self.sched.record_value(min(_MAX_US, max(1, int((now - due) * 1e6))))
+        if sent is not None:
+            self.send.record_value(min(_MAX_US, max(1, int((now - sent) * 1e6))))
+
     def answered(self, due: float, sent: float, ok: bool) -> None:
         now = time.perf_counter()
         if ok and self.w0 <= now <= self.w1:
             self.ok_in_window += 1
         if self.w0 <= due < self.w1:
-            self.sched.record_value(min(_MAX_US, max(1, int((now - due) * 1e6))))
-            self.send.record_value(min(_MAX_US, max(1, int((now - sent) * 1e6))))
+            self._latency(due, sent, now)
             if not ok:
                 self.errors += 1
 
-    def failed(self, due: float, timeout: bool) -> None:
+    def failed(self, due: float, sent: float | None, timeout: bool) -> None:
+        """No answer (``sent`` None: never sent). Recorded at the moment it was given up, a
+        lower bound: left out, lost requests would vanish from the percentiles and a run that
+        lost 5% of its requests could still show a p99 of a millisecond."""
         if self.w0 <= due < self.w1:
+            self._latency(due, sent, time.perf_counter())
             if timeout:
                 self.timeouts += 1
             else:
@@ -193,7 +207,7 @@ class _MsgpackDoor:
         transport = self.transports[self.rr]
         if transport.is_closing():
             self.pending.pop(rid)
-            self.rec.failed(due, timeout=False)
+            self.rec.failed(due, None, timeout=False)
         elif self.target == "udp":
             transport.sendto(body)
         else:
@@ -209,7 +223,7 @@ class _MsgpackDoor:
         for rid, (due, sent) in list(self.pending.items()):
             if sent < older_than:
                 del self.pending[rid]
-                self.rec.failed(due, timeout=True)
+                self.rec.failed(due, sent, timeout=True)
 
     def busy(self) -> bool:
         return bool(self.pending)
@@ -266,7 +280,7 @@ class _HttpDoor:
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
                 # a broken connection, or one ``expire`` aborted: count it once, reconnect
                 if self.inflight.pop(n, None) is not None:
-                    self.rec.failed(due, timeout=False)
+                    self.rec.failed(due, sent, timeout=False)
                 writer.close()
                 while True:
                     try:
@@ -279,7 +293,7 @@ class _HttpDoor:
         for n, (due, sent, writer) in list(self.inflight.items()):
             if sent < older_than:
                 del self.inflight[n]
-                self.rec.failed(due, timeout=True)
+                self.rec.failed(due, sent, timeout=True)
                 writer.transport.abort()
 
     def busy(self) -> bool:
@@ -288,7 +302,7 @@ class _HttpDoor:
     async def close(self) -> None:
         while not self.backlog.empty():
             due, _ = self.backlog.get_nowait()
-            self.rec.failed(due, timeout=True)  # never sent: the server held every connection
+            self.rec.failed(due, None, timeout=True)  # never sent: the server held every connection
         for t in self.tasks:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -315,8 +329,12 @@ async def run_openloop_async(
     """
     if target not in ("http", "udp", "tcp"):
         raise ValueError(f"unknown target {target!r}")
-    if rate <= 0 or seconds <= 0:
-        raise ValueError("rate and seconds must be positive")
+    if not (0 < rate < math.inf and 0 < seconds < math.inf and 0 <= warmup_s < math.inf):
+        raise ValueError("rate and seconds must be positive, warmup_s not negative")
+    if not 0 < timeout_s < math.inf:
+        raise ValueError("timeout_s must be positive")
+    if not requests:
+        raise ValueError("no requests to send")
     door: _HttpDoor | _MsgpackDoor
     if target == "http":
         door = _HttpDoor(port, requests, connections, ok_status)
@@ -430,44 +448,101 @@ def _handles(keys: int, prefix: str) -> Iterator[str]:
     return (f"{prefix}/PRD-{i:07d}" for i in range(keys))
 
 
+def _checked(cast: Callable[[str], Any], ok: Callable[[Any], bool], want: str) -> Any:
+    """An argparse type: ``cast`` the text, and refuse it (saying what is wanted) unless ``ok``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = cast(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or not ok(value):
+            raise argparse.ArgumentTypeError(f"want {want}, not {text!r}")
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks openloop",
         description="Constant-arrival-rate load on 127.0.0.1 (coordinated omission corrected).",
     )
+    positive = _checked(float, lambda v: v > 0, "a number > 0")
     parser.add_argument("--target", choices=["http", "udp", "tcp"], required=True)
-    parser.add_argument("--rate", type=float, required=True, help="requests per second")
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured window (max 600)")
-    parser.add_argument("--port", type=int, required=True, help="on 127.0.0.1")
-    parser.add_argument("--warmup", type=float, default=0.5, help="seconds before the window")
-    parser.add_argument("--connections", type=int, default=64, help="HTTP and TCP connections")
-    parser.add_argument("--timeout", type=float, default=1.0, help="answer timeout, seconds")
-    parser.add_argument("--keys", type=int, default=1000, help="cycle over PRD-0000000..keys-1")
+    parser.add_argument("--rate", type=positive, required=True, help="requests per second")
+    parser.add_argument(
+        "--seconds",
+        type=_checked(float, lambda v: 0 < v <= 600, "seconds in (0, 600]"),
+        default=5.0,
+        help="measured window (max 600)",
+    )
+    parser.add_argument(
+        "--port",
+        type=_checked(int, lambda v: 0 < v < 65536, "a port 1-65535"),
+        required=True,
+        help="on 127.0.0.1",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=_checked(float, lambda v: v >= 0, "a number >= 0"),
+        default=0.5,
+        help="seconds before the window",
+    )
+    parser.add_argument(
+        "--connections",
+        type=_checked(int, lambda v: v >= 1, "an integer >= 1"),
+        default=64,
+        help="HTTP and TCP connections",
+    )
+    parser.add_argument("--timeout", type=positive, default=1.0, help="answer timeout, seconds")
+    parser.add_argument(
+        "--keys",
+        type=_checked(int, lambda v: v >= 1, "an integer >= 1"),
+        default=1000,
+        help="cycle over PRD-0000000..keys-1",
+    )
     parser.add_argument("--prefix", default="88.118.8")
     parser.add_argument(
         "--manifest",
         help="cycle over the sample handles of a seed manifest instead (the demo's is"
         " data/demo/manifest.json; idnode seed writes one)",
     )
-    parser.add_argument("--ok-status", type=int, default=0, help="an HTTP status >= 400 that is ok")
+    parser.add_argument(
+        "--ok-status",
+        type=_checked(int, lambda v: 400 <= v <= 599, "an HTTP status 400-599"),
+        default=0,
+        help="an HTTP status >= 400 that is ok",
+    )
     args = parser.parse_args(argv)
-    seconds = min(args.seconds, 600.0)
     if args.manifest:
-        handles = manifest_handles(args.manifest)
+        try:
+            handles = manifest_handles(args.manifest)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            parser.error(
+                f"--manifest {args.manifest}: not a seed manifest with sample handles"
+                f" ({type(exc).__name__}: {exc})"
+            )
+        if not handles:
+            parser.error(f"--manifest {args.manifest}: its sample is empty")
     else:
         handles = list(_handles(args.keys, args.prefix))
     requests = requests_for(args.target, handles)
-    result = run_openloop(
-        args.target,
-        args.port,
-        requests,
-        args.rate,
-        seconds,
-        warmup_s=args.warmup,
-        connections=args.connections,
-        timeout_s=args.timeout,
-        ok_status=args.ok_status,
-    )
+    try:
+        result = run_openloop(
+            args.target,
+            args.port,
+            requests,
+            args.rate,
+            args.seconds,
+            warmup_s=args.warmup,
+            connections=args.connections,
+            timeout_s=args.timeout,
+            ok_status=args.ok_status,
+        )
+    except OSError as exc:  # nothing listening: say so, not a traceback
+        print(f"cannot connect to 127.0.0.1:{args.port} over {args.target}: {exc}", file=sys.stderr)
+        return 1
     width = max(len(k) for k in result.as_dict())
     for key, value in result.as_dict().items():
         print(f"{key:<{width}}  {value}")

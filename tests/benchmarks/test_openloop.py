@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from benchmarks.openloop import (
     OpenLoopResult,
+    main,
     manifest_handles,
     msgpack_requests,
     requests_for,
@@ -124,6 +126,38 @@ def test_udp_timeouts_are_counted() -> None:
     r = asyncio.run(main())
     assert r.timeouts == r.requests == 50
     assert r.achieved_per_s == 0
+    assert r.p50_ms >= 200  # no answer at all: no request was faster than the timeout
+
+
+def test_lost_answers_weigh_in_the_percentiles() -> None:
+    # Every 10th datagram goes unanswered: 10% of the requests never get an answer, so the p99
+    # of what was scheduled cannot be the p99 of the answers alone (about a millisecond here).
+    class _Lossy(_UDPEcho):
+        seen = 0
+
+        def datagram_received(self, data: bytes, addr: object) -> None:
+            self.seen += 1
+            if self.seen % 10:
+                self.transport.sendto(data, addr)
+
+    async def main() -> OpenLoopResult:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(_Lossy, local_addr=("127.0.0.1", 0))
+        port = transport.get_extra_info("sockname")[1]
+        try:
+            reqs = msgpack_requests(["88.1/K1"])
+            return await run_openloop_async(
+                "udp", port, reqs, 200, 1.0, warmup_s=0.0, timeout_s=0.2
+            )
+        finally:
+            transport.close()
+
+    r = asyncio.run(main())
+    assert r.requests == 200 and r.errors == 0
+    assert r.timeouts == 20
+    assert r.p50_ms < 200  # most were answered at once
+    assert r.p95_ms >= 200 and r.p99_ms >= 200 and r.max_ms >= 200  # given up after 0.2 s
+    assert r.send_p99_ms >= 200
 
 
 def test_blocking_entry_point_and_bad_arguments() -> None:
@@ -132,6 +166,51 @@ def test_blocking_entry_point_and_bad_arguments() -> None:
     with pytest.raises(ValueError):
         msgpack_requests_without_marker = [b"\x91\x01"]
         run_openloop("udp", 1, msgpack_requests_without_marker, 10, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--rate", "0"),
+        ("--rate", "nan"),
+        ("--seconds", "-1"),
+        ("--seconds", "601"),
+        ("--warmup", "-1"),
+        ("--connections", "0"),
+        ("--timeout", "0"),
+        ("--keys", "0"),
+        ("--port", "70000"),
+        ("--ok-status", "200"),
+    ],
+)
+def test_cli_refuses_bad_values_by_name(
+    flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--target", "udp", "--rate", "10", "--seconds", "0.1", "--port", "9"]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, flag, value])
+    assert exit_.value.code == 2
+    assert f"argument {flag}: want " in capsys.readouterr().err
+
+
+def test_cli_says_what_went_wrong_without_a_traceback(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    not_a_manifest = tmp_path / "m.json"
+    not_a_manifest.write_text("{}")
+    argv = ["--target", "tcp", "--rate", "10", "--seconds", "0.1", "--warmup", "0"]
+    for manifest in (not_a_manifest, tmp_path / "missing.json"):
+        with pytest.raises(SystemExit) as exit_:
+            main([*argv, "--port", "9", "--manifest", str(manifest)])
+        assert exit_.value.code == 2
+        assert f"--manifest {manifest}: not a seed manifest" in capsys.readouterr().err
+    with socket.socket() as bound:  # bound, not listening: connections are refused
+        bound.bind(("127.0.0.1", 0))
+        port = bound.getsockname()[1]
+        for target in ("tcp", "http"):
+            argv[1] = target
+            assert main([*argv, "--port", str(port)]) == 1
+            assert f"cannot connect to 127.0.0.1:{port} over {target}" in capsys.readouterr().err
 
 
 def test_keys_from_a_seed_manifest(tmp_path: Any) -> None:
