@@ -11,8 +11,8 @@ retried once).
 
 Writes ``benchmarks/reports/<timestamp>/``: ``steps-<door>.csv`` (one row per step),
 ``meta.json`` (machine, versions, generator settings), and, through ``benchmarks.report``,
-``report.md`` with the headline table and three plots. Takes about 3 to 5 minutes, so ``python -m
-benchmarks`` leaves it out unless named: ``python -m benchmarks capacity``.
+``report.md`` with the headline table and three plots. Takes about 3 to 5 minutes; ``python -m
+benchmarks`` (``make bench``) runs it with the others, ``python -m benchmarks capacity`` alone.
 """
 
 from __future__ import annotations
