@@ -85,9 +85,10 @@ def _hist() -> HdrHistogram:
 class _Recorder:
     """Counts and histograms for the requests scheduled in the measured window."""
 
-    def __init__(self, start: float, warmup_s: float, seconds: float) -> None:
+    def __init__(self, start: float, warmup_s: float, seconds: float, timeout_s: float) -> None:
         self.w0 = start + warmup_s
         self.w1 = self.w0 + seconds
+        self.timeout_s = timeout_s
         self.sched, self.send, self.lag = _hist(), _hist(), _hist()
         self.requests = self.ok_in_window = self.errors = self.timeouts = 0
 
@@ -106,6 +107,10 @@ class _Recorder:
 
     def answered(self, due: float, sent: float, ok: bool) -> None:
         now = time.perf_counter()
+        if now - sent > self.timeout_s:
+            # came back after the timeout but before the next sweep (every 0.1 s) gave it up
+            self.failed(due, sent, timeout=True)
+            return
         if ok and self.w0 <= now <= self.w1:
             self.ok_in_window += 1
         if self.w0 <= due < self.w1:
@@ -343,7 +348,7 @@ async def run_openloop_async(
     await door.open()
     interval = 1.0 / rate
     start = time.perf_counter() + 0.01
-    rec = door.rec = _Recorder(start, warmup_s, seconds)
+    rec = door.rec = _Recorder(start, warmup_s, seconds, timeout_s)
     total = int((warmup_s + seconds) * rate)
     # a full collection over the caller's data (request lists) stalls the schedule for
     # milliseconds: no cyclic GC while the schedule runs

@@ -160,6 +160,30 @@ def test_lost_answers_weigh_in_the_percentiles() -> None:
     assert r.send_p99_ms >= 200
 
 
+def test_an_answer_after_the_timeout_is_a_timeout() -> None:
+    # Every answer comes 0.25 s after its request, the timeout is 0.2 s: each one is a timeout,
+    # also those that arrive before the generator's periodic sweep gave the request up.
+    class _Late(_UDPEcho):
+        def datagram_received(self, data: bytes, addr: object) -> None:
+            asyncio.get_running_loop().call_later(0.25, self.transport.sendto, data, addr)
+
+    async def main() -> OpenLoopResult:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(_Late, local_addr=("127.0.0.1", 0))
+        port = transport.get_extra_info("sockname")[1]
+        try:
+            reqs = msgpack_requests(["88.1/K1"])
+            return await run_openloop_async(
+                "udp", port, reqs, 100, 0.5, warmup_s=0.0, timeout_s=0.2
+            )
+        finally:
+            transport.close()
+
+    r = asyncio.run(main())
+    assert r.timeouts == r.requests == 50
+    assert r.achieved_per_s == 0 and r.errors == 0
+
+
 def test_blocking_entry_point_and_bad_arguments() -> None:
     with pytest.raises(ValueError):
         run_openloop("smtp", 1, [], 10, 1.0)
