@@ -19,7 +19,8 @@ How each front door is driven, on 127.0.0.1 only:
 * ``udp``: one socket; each request gets a fresh request id patched into a pre-encoded template,
   answers are matched by id; an answer later than ``timeout_s`` counts as a timeout.
 * ``tcp``: ``connections`` connections, requests written round robin without waiting for answers
-  (the msgpack protocol matches answers by request id), so the loop stays open.
+  (the msgpack protocol matches answers by request id), so the loop stays open; a connection
+  the server closes is not reopened: what it carried, and what is due on it later, are errors.
 * ``http``: HTTP/1.1 without pipelining, as real clients do: ``connections`` keep-alive
   connections, each with one request outstanding; a due request waits in a FIFO for a free
   connection, and that wait counts in the scheduled latency but not in the send latency, so
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import itertools
 import json
@@ -182,7 +184,7 @@ class _MsgpackDoor:
     def __init__(self, target: str, port: int, requests: Sequence[bytes], connections: int):
         self.target, self.port, self.connections = target, port, max(1, connections)
         self.templates = itertools.cycle(_templates(requests))
-        self.pending: dict[int, tuple[float, float]] = {}
+        self.pending: dict[int, tuple[float, float, int]] = {}  #: id -> due, sent, connection
         self.ids = itertools.count(1)
         self.transports: list[Any] = []
         self.rr = 0
@@ -196,9 +198,11 @@ class _MsgpackDoor:
             )
             self.transports = [udp]
         else:
-            for _ in range(self.connections):
+            for n in range(self.connections):
                 transport, _ = await loop.create_connection(
-                    lambda: _Frames(self._answer, lambda: None), "127.0.0.1", self.port
+                    functools.partial(_Frames, self._answer, functools.partial(self._lost, n)),
+                    "127.0.0.1",
+                    self.port,
                 )
                 self.transports.append(transport)
 
@@ -206,9 +210,9 @@ class _MsgpackDoor:
         rid = next(self.ids) & 0xFFFFFFFF
         head, tail = next(self.templates)
         body = head + rid.to_bytes(4, "big") + tail
-        self.pending[rid] = (due, now)
         self.rec.issued(due, now)
         self.rr = (self.rr + 1) % len(self.transports)
+        self.pending[rid] = (due, now, self.rr)
         transport = self.transports[self.rr]
         if transport.is_closing():
             self.pending.pop(rid)
@@ -224,8 +228,15 @@ class _MsgpackDoor:
         if entry is not None:
             self.rec.answered(entry[0], entry[1], ok)
 
+    def _lost(self, connection: int) -> None:
+        """A broken connection: what it carried is an error now, not a timeout later."""
+        for rid, (due, sent, n) in list(self.pending.items()):
+            if n == connection:
+                del self.pending[rid]
+                self.rec.failed(due, sent, timeout=False)
+
     def expire(self, older_than: float) -> None:
-        for rid, (due, sent) in list(self.pending.items()):
+        for rid, (due, sent, _) in list(self.pending.items()):
             if sent < older_than:
                 del self.pending[rid]
                 self.rec.failed(due, sent, timeout=True)

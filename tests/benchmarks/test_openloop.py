@@ -184,6 +184,32 @@ def test_an_answer_after_the_timeout_is_a_timeout() -> None:
     assert r.achieved_per_s == 0 and r.errors == 0
 
 
+def test_tcp_broken_connections_are_errors_at_once() -> None:
+    # The server closes each connection when its first request comes in: what the
+    # connection carried, and every request after it, is an error, not a timeout.
+    class _Hangup(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport: Any = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.transport.close()
+
+    async def main() -> OpenLoopResult:
+        server = await asyncio.get_running_loop().create_server(_Hangup, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            reqs = msgpack_requests(["88.1/K1"])
+            return await run_openloop_async(
+                "tcp", port, reqs, 100, 0.5, warmup_s=0.0, connections=2, timeout_s=5.0
+            )
+        finally:
+            server.close()
+
+    r = asyncio.run(main())
+    assert r.errors == r.requests == 50
+    assert r.timeouts == 0
+
+
 def test_blocking_entry_point_and_bad_arguments() -> None:
     with pytest.raises(ValueError):
         run_openloop("smtp", 1, [], 10, 1.0)
