@@ -518,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         default=1000,
         help="cycle over PRD-0000000..keys-1",
     )
-    parser.add_argument("--prefix", default="88.118.8")
+    parser.add_argument("--prefix", default="88.118.8", help="of those keys")
     parser.add_argument(
         "--manifest",
         help="cycle over the sample handles of a seed manifest instead (the demo's is"
