@@ -171,6 +171,10 @@ class _Proc:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        if self.portfile is not None:  # each run would leave one per floor in the temp folder
+            Path(self.portfile).unlink(missing_ok=True)
 
 
 def serve_args(data_dir: Path) -> list[str]:
