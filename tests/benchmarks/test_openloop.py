@@ -107,23 +107,29 @@ def test_slow_server_shows_coordinated_omission() -> None:
     assert r.achieved_per_s < 40  # achieved falls short of offered: the server is the limit
 
 
-def test_udp_timeouts_are_counted() -> None:
-    class _Silent(asyncio.DatagramProtocol):
-        pass
+def _udp_run(server: type[asyncio.DatagramProtocol], rate: int, seconds: float) -> OpenLoopResult:
+    """An open-loop UDP run, with a 0.2 s timeout, against ``server`` on a free port."""
 
     async def main() -> OpenLoopResult:
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(_Silent, local_addr=("127.0.0.1", 0))
+        transport, _ = await loop.create_datagram_endpoint(server, local_addr=("127.0.0.1", 0))
         port = transport.get_extra_info("sockname")[1]
         try:
             reqs = msgpack_requests(["88.1/K1"])
             return await run_openloop_async(
-                "udp", port, reqs, 100, 0.5, warmup_s=0.0, timeout_s=0.2
+                "udp", port, reqs, rate, seconds, warmup_s=0.0, timeout_s=0.2
             )
         finally:
             transport.close()
 
-    r = asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_udp_timeouts_are_counted() -> None:
+    class _Silent(asyncio.DatagramProtocol):
+        pass
+
+    r = _udp_run(_Silent, 100, 0.5)
     assert r.timeouts == r.requests == 50
     assert r.achieved_per_s == 0
     assert r.p50_ms >= 200  # no answer at all: no request was faster than the timeout
@@ -140,19 +146,7 @@ def test_lost_answers_weigh_in_the_percentiles() -> None:
             if self.seen % 10:
                 self.transport.sendto(data, addr)
 
-    async def main() -> OpenLoopResult:
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(_Lossy, local_addr=("127.0.0.1", 0))
-        port = transport.get_extra_info("sockname")[1]
-        try:
-            reqs = msgpack_requests(["88.1/K1"])
-            return await run_openloop_async(
-                "udp", port, reqs, 200, 1.0, warmup_s=0.0, timeout_s=0.2
-            )
-        finally:
-            transport.close()
-
-    r = asyncio.run(main())
+    r = _udp_run(_Lossy, 200, 1.0)
     assert r.requests == 200 and r.errors == 0
     assert r.timeouts == 20
     assert r.p50_ms < 200  # most were answered at once
@@ -167,19 +161,7 @@ def test_an_answer_after_the_timeout_is_a_timeout() -> None:
         def datagram_received(self, data: bytes, addr: object) -> None:
             asyncio.get_running_loop().call_later(0.25, self.transport.sendto, data, addr)
 
-    async def main() -> OpenLoopResult:
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(_Late, local_addr=("127.0.0.1", 0))
-        port = transport.get_extra_info("sockname")[1]
-        try:
-            reqs = msgpack_requests(["88.1/K1"])
-            return await run_openloop_async(
-                "udp", port, reqs, 100, 0.5, warmup_s=0.0, timeout_s=0.2
-            )
-        finally:
-            transport.close()
-
-    r = asyncio.run(main())
+    r = _udp_run(_Late, 100, 0.5)
     assert r.timeouts == r.requests == 50
     assert r.achieved_per_s == 0 and r.errors == 0
 
