@@ -223,10 +223,15 @@ class Service:
         self.ready = True
 
     def is_ready(self) -> bool:
-        """Started, and, when a top-level is configured, registered there (it took the last
-        heartbeat in time) or, for a recursive node, answering (a probe got through in time)."""
+        """Started, its store not found damaged, and, when a top-level is configured,
+        registered there (it took the last heartbeat in time) or, for a recursive node,
+        answering (a probe got through in time)."""
         links = (self.registration, self.reachability)
-        return self.ready and all(link.ready() for link in links if link is not None)
+        return (
+            self.ready
+            and self.store.damaged is None
+            and all(link.ready() for link in links if link is not None)
+        )
 
     async def reload_homed(self) -> None:
         """Load the homed prefixes from the store when another worker (or this one) changed them.
@@ -255,7 +260,9 @@ class Service:
             return self.error(request, exc.code, exc.message)
         except StoreError as exc:
             log.error("store failure: %s", exc, extra=_log_fields(request))
-            return self.error(request, ResponseCode.ERROR, "the store failed; nothing was changed")
+            return self.error(
+                request, ResponseCode.ERROR, _store_failed(exc, "; nothing was changed")
+            )
         except Exception:  # a bug must still get an answer, never a silent drop
             log.exception("unexpected failure", extra=_log_fields(request))
             return self.error(request, ResponseCode.ERROR, "internal error; nothing was changed")
@@ -373,7 +380,7 @@ class Service:
             return self.error(request, exc.code, exc.message), None, ""
         except StoreError as exc:
             log.error("store failure: %s", exc, extra=_log_fields(request))
-            return self.error(request, ResponseCode.ERROR, "the store failed"), None, ""
+            return self.error(request, ResponseCode.ERROR, _store_failed(exc)), None, ""
 
     def _answer(
         self,
@@ -843,6 +850,12 @@ def _log_fields(request: Request) -> dict[str, object]:
         "op": OpCode(request.op).name.lower(),
         "handle": getattr(request, "handle", ""),
     }
+
+
+def _store_failed(exc: StoreError, then: str = "") -> str:
+    """A client's message for a store failure: what went wrong when the store says."""
+    reason = f" ({exc.reason})" if exc.reason else ""
+    return f"the store failed{reason}{then}"
 
 
 def _filter(

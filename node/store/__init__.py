@@ -41,11 +41,21 @@ AdminMutation = Callable[[Record | None, bool], Record | None]
 
 
 class StoreError(Exception):
-    """The backend failed (disk full, corrupt file); the request gets ERROR (2)."""
+    """The backend failed (disk full, corrupt file); the request gets ERROR (2), its message
+    saying ``reason`` when there is one."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        #: what a client is told went wrong, in a few words ("the disk is full"), or ""
+        self.reason = reason
 
 
 class Store(abc.ABC):
     """Durable storage of handle records and homed prefixes, keyed by comparison key."""
+
+    #: why the storage can no longer be trusted (a read or a write found the file damaged), or
+    #: None: the node then says it is not ready (``/readyz`` 503) instead of serving on
+    damaged: str | None = None
 
     @abc.abstractmethod
     async def open(self) -> None:

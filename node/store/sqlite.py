@@ -15,6 +15,11 @@ will never be answered. A batch reads the keys it touches with one statement and
 with one DELETE and one INSERT. Reads run in batches on a reader thread with its own connection,
 so SQLite never blocks the event loop.
 
+A read or a commit that SQLite fails raises ``StoreError`` with what a client is told (the disk
+is full, the database stayed locked); a failed commit wrote nothing. One that finds the file
+damaged also sets ``damaged``, and the node stops saying it is ready. Opening reads a page of
+``handles`` too, so a file damaged there is refused at once.
+
 With ``metrics`` (``node.metrics.StoreMetrics``) the threads time each read and each commit, and
 count the commits that wrote (one fsync each).
 """
@@ -95,6 +100,16 @@ _COUNT_MISSING = (
 )
 _COUNT_DELTA = "UPDATE na_counts SET handles = handles + ? WHERE na_key = ?"
 _STOP = object()
+#: what a client is told of SQLite's failures, by primary result code (others: nothing more)
+_REASONS = {
+    sqlite3.SQLITE_FULL: "the disk is full",
+    sqlite3.SQLITE_BUSY: "the database stayed locked by another connection",
+    sqlite3.SQLITE_READONLY: "the database cannot be written",
+    sqlite3.SQLITE_IOERR: "a disk I/O error",
+    sqlite3.SQLITE_CORRUPT: "the database file is damaged",
+    sqlite3.SQLITE_NOTADB: "the database file is damaged",
+}
+_DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 _BUSY_BATCH = 4  #: a batch of this many writes means concurrent writers (see ``batch_wait_s``)
 _BUSY_S = 0.01  #: ...if it was committed this recently
 
@@ -127,6 +142,10 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         # read-only without a word, and the schema's CREATE ... IF NOT EXISTS writes nothing.
         # Refused here, not at the first request.
         conn.execute(_COUNT_MISSING)
+        # Reading the schema touches no page of ``handles``: a damaged root page would
+        # otherwise start a node that fails every request. (Damage deeper in is found when a
+        # request reads it: see ``SQLiteStore.damaged``.)
+        conn.execute("SELECT 1 FROM handles LIMIT 1").fetchall()
     return conn
 
 
@@ -516,7 +535,7 @@ class SQLiteStore(Store):
                     try:
                         op.result = op.mutation(conn)  # type: ignore[arg-type]
                     except sqlite3.Error as exc:
-                        op.error = StoreError(str(exc))
+                        op.error = self._failed(exc, str(exc))
                     except Exception as exc:
                         op.error = exc
                     if metrics is not None:
@@ -724,8 +743,22 @@ class SQLiteStore(Store):
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            error = self._failed(exc, f"commit failed: {exc}")
             for op in batch:
-                op.result, op.error = None, StoreError(f"commit failed: {exc}")
+                op.result, op.error = None, error
+
+    def _failed(self, exc: sqlite3.Error, message: str) -> StoreError:
+        """The ``StoreError`` of a failed read or commit; a damaged file marks the store so."""
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # extended codes: primary in low byte
+        if code in _DAMAGED and self.damaged is None:
+            self.damaged = str(exc)
+            log.error(
+                "the database file %s is damaged (%s): the node is not ready; stop it and"
+                " restore the file from a backup",
+                self.path,
+                exc,
+            )
+        return StoreError(message, _REASONS.get(code, ""))
 
     def _raw(self, conn: sqlite3.Connection, op: _Op) -> Any:
         """Run a raw op: a bulk load as it is, anything else (homing) in a savepoint of its own."""

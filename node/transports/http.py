@@ -559,8 +559,11 @@ class HandlesAPI:
                 "reachable": reachability.ready(),
                 "failures": reachability.failures,
             }
+        damaged = service.store.damaged
+        if damaged is not None:
+            body["store"] = {"damaged": damaged}
         body = {
-            "status": "ready" if ready else "starting",
+            "status": "ready" if ready else "store damaged" if damaged else "starting",
             **body,
             "cache": {  # of every worker
                 "hits": hits,
