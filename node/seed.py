@@ -536,9 +536,14 @@ def _check_room(data_dir: Path, identifiers: int) -> None:
     free = shutil.disk_usage(data_dir).free
     if needed > free:
         raise StoreUnavailable(
-            f"seeding {identifiers:,} identifiers needs about {needed / 1e9:,.1f} GB in"
-            f" {data_dir}, which has {free / 1e9:,.1f} GB free"
+            f"seeding {identifiers:,} identifiers needs about {_size(needed)} in"
+            f" {data_dir}, which has {_size(free)} free"
         )
+
+
+def _size(n: int) -> str:
+    """Bytes for a person, in GB from 1 GB on, else MB: a small disk is not "0.0 GB"."""
+    return f"{n / 1e9:,.1f} GB" if n >= 1e9 else f"{n / 1e6:,.1f} MB"
 
 
 async def _seed(

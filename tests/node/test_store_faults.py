@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from node.cli import main as cli_main
 from tests.node.conftest import PREFIX, http, make_config, resolve, running_node, value
 
 PAGE = 4096  #: SQLite's default page size, which the node keeps
@@ -141,3 +142,14 @@ def test_a_full_disk_fails_writes_clearly_keeps_reads_and_recovers(tmp_path: Pat
             )
             assert after.status == 201
             assert resolve(node, f"{PREFIX}/full-0").status == 404
+
+
+def test_a_seed_too_big_for_a_small_disk_says_how_much_in_mb(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """It said "needs about 0.0 GB ..., which has 0.0 GB free" on a disk of megabytes."""
+    with _small_disk("4m") as disk:
+        argv = ["seed", "--data-dir", str(disk / "data"), "--identifiers", "5000"]
+        assert cli_main([*argv, "--admin-secret", "x", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "needs about 7.5 MB in" in err and " MB free" in err, err
