@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import gc
 import logging
+import shutil
 import signal
 import sqlite3
 import sys
@@ -49,6 +50,9 @@ GC_THRESHOLDS = (10_000, 20, 20)
 STORE_CLOSE_S = 0.5
 #: past the grace, how long HTTP handlers get to end once cancelled
 HTTP_CANCEL_S = 0.05
+#: free space under which a store that cannot be opened is said to be on a full disk: less than
+#: the 32 KiB of a WAL index, a few pages of log
+FULL_DISK_BYTES = 1 << 20
 
 
 def tune_gc() -> None:
@@ -72,10 +76,14 @@ class StoreUnavailable(CannotServe):
 @contextlib.contextmanager
 def opening_store(data_dir: str) -> Iterator[None]:
     """Failures of opening the store in ``data_dir`` (not a directory, not writable, not a
-    database) as ``StoreUnavailable``, which the commands say in one line."""
+    database, on a full disk) as ``StoreUnavailable``, which the commands say in one line."""
     try:
         yield
     except (OSError, sqlite3.Error, StoreError) as exc:
+        # SQLite says "disk I/O error" when a full disk leaves no room for its WAL index
+        with contextlib.suppress(OSError):
+            if shutil.disk_usage(data_dir).free < FULL_DISK_BYTES:
+                exc = StoreError(f"{exc} (the disk is full)")
         raise StoreUnavailable(f"cannot open the store in {data_dir}: {exc}") from exc
 
 

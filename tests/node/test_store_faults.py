@@ -7,6 +7,7 @@ checks what clients and ``/readyz`` see.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -153,3 +154,24 @@ def test_a_seed_too_big_for_a_small_disk_says_how_much_in_mb(
         assert cli_main([*argv, "--admin-secret", "x", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "needs about 7.5 MB in" in err and " MB free" in err, err
+
+
+def test_a_store_on_a_full_disk_is_refused_at_start_saying_so(tmp_path: Path) -> None:
+    """SQLite cannot make its WAL index and says only "disk I/O error"."""
+    data = tmp_path / "data"
+    _stored(data, 1)
+    with _small_disk("4m") as disk:
+        shutil.copytree(data, disk / "data")
+        with open(disk / "filler", "wb") as f, contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * 65536)
+        argv = ["serve", "--data-dir", str(disk / "data"), "--http-port", "0", "--port", "0"]
+        done = subprocess.run(
+            [sys.executable, "-m", "node", *argv, "--workers", "1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "cannot open the store" in done.stderr and "(the disk is full)" in done.stderr
