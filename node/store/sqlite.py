@@ -18,7 +18,10 @@ so SQLite never blocks the event loop.
 A read or a commit that SQLite fails raises ``StoreError`` with what a client is told (the disk
 is full, the database stayed locked); a failed commit wrote nothing. One that finds the file
 damaged also sets ``damaged``, and the node stops saying it is ready. Opening reads a page of
-``handles`` too, so a file damaged there is refused at once.
+``handles`` too, so a file damaged there is refused at once. A commit first checks that the
+database file is still the one opened: one deleted or replaced under the node (its data dir
+removed, say) would take every write acknowledged from then on with it, so writes fail instead
+and the store is marked ``damaged``.
 
 With ``metrics`` (``node.metrics.StoreMetrics``) the threads time each read and each commit, and
 count the commits that wrote (one fsync each).
@@ -34,6 +37,7 @@ import itertools
 import json
 import logging
 import operator
+import os
 import queue
 import sqlite3
 import threading
@@ -147,6 +151,15 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         # request reads it: see ``SQLiteStore.damaged``.)
         conn.execute("SELECT 1 FROM handles LIMIT 1").fetchall()
     return conn
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """Which file ``path`` names (device, inode), or None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _rows(key: str, record: Record) -> list[tuple[Any, ...]]:
@@ -450,6 +463,7 @@ class SQLiteStore(Store):
         self._reader_thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._write_conn: sqlite3.Connection | None = None
+        self._file: tuple[int, int] | None = None  #: the database file opened (``_file_id``)
         self.commits = 0  #: transactions committed (group commits; tests count them)
         self._writing = 0  #: ops in the batch the writer is committing (0 between batches)
 
@@ -459,6 +473,7 @@ class SQLiteStore(Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._loop = asyncio.get_running_loop()
         self._write_conn = _connect(self.path)
+        self._file = _file_id(self.path)
         self._reader_thread = threading.Thread(
             target=self._read_loop, name="sqlite-read", daemon=True
         )
@@ -710,6 +725,11 @@ class SQLiteStore(Store):
                 return
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        if _file_id(self.path) != self._file:
+            error = self._gone()
+            for op in batch:
+                op.result, op.error = None, error
+            return
         started = perf_counter()
         written = conn.total_changes
         try:
@@ -759,6 +779,19 @@ class SQLiteStore(Store):
                 exc,
             )
         return StoreError(message, _REASONS.get(code, ""))
+
+    def _gone(self) -> StoreError:
+        """The ``StoreError`` of a write refused because the database file was deleted or
+        replaced since it was opened; the store is marked damaged (``/readyz`` 503)."""
+        reason = "the database file was removed or replaced"
+        if self.damaged is None:
+            self.damaged = f"{self.path}: {reason} while the node ran"
+            log.error(
+                "%s was removed or replaced while the node ran: writes are refused (they would"
+                " be lost) and the node is not ready; stop it, and restore the file if needed",
+                self.path,
+            )
+        return StoreError(f"commit refused: {reason}", reason)
 
     def _raw(self, conn: sqlite3.Connection, op: _Op) -> Any:
         """Run a raw op: a bulk load as it is, anything else (homing) in a savepoint of its own."""

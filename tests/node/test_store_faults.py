@@ -172,3 +172,24 @@ def test_a_store_on_a_full_disk_is_refused_at_start_saying_so(tmp_path: Path) ->
             while True:
                 f.write(b"\0" * 65536)
         assert "(the disk is full)" in _refused_to_serve(disk / "data")
+
+
+def test_a_database_file_removed_under_the_node_fails_writes_instead_of_losing_them(
+    tmp_path: Path,
+) -> None:
+    """SQLite goes on writing to a file deleted under it: every write acknowledged from then on
+    would be gone at the next start. The writer notices the file is not the one it opened."""
+    data = tmp_path / "data"
+    body = {"values": [value(1, "URL", "https://example.com/a")]}
+    with running_node(make_config(data)) as node:
+        assert (
+            http(node, "PUT", f"/api/handles/{PREFIX}/before", body=body, auth=True).status == 201
+        )
+        shutil.rmtree(data)  # the data dir removed, as a careless clean-up would
+        reply = http(node, "PUT", f"/api/handles/{PREFIX}/after", body=body, auth=True)
+        assert reply.status == 500 and reply.json["responseCode"] == 2, reply.body
+        assert "the database file was removed or replaced" in reply.json["message"]
+        ready = http(node, "GET", "/readyz")
+        assert ready.status == 503, ready.body
+        assert "removed or replaced" in ready.json["store"]["damaged"]
+        assert resolve(node, f"{PREFIX}/before").status == 200  # reads go on meanwhile
