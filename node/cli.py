@@ -90,9 +90,9 @@ def _serve(
             )
         try:
             config = prepare(config, args.identifiers)
+        except config_mod.ConfigError:
+            raise
         except ValueError as exc:  # --identifiers out of range
-            if isinstance(exc, config_mod.ConfigError):
-                raise
             parser.error(str(exc))
         _run(serve(config, on_started=lambda node: print(banner(node), flush=True)))
         return 0

@@ -183,11 +183,14 @@ class Config:
             try:
                 changes[name] = _convert(known[name], raw)
             except (TypeError, ValueError):
-                kind = known[name].type
+                kind = _kind(known[name])
                 raise ConfigError(f"{source}: {name} must be {kind}, not {raw!r}") from None
-            if not _allowed(known[name], changes[name]):
-                raise ConfigError(f"{source}: {name} must be {_takes(known[name])}, not {raw!r}")
-            changes[name] = _chosen(known[name], changes[name])
+            try:
+                changes[name] = _checked(known[name], changes[name])
+            except ValueError:
+                raise ConfigError(
+                    f"{source}: {name} must be {_takes(known[name])}, not {raw!r}"
+                ) from None
         return dataclasses.replace(self, **changes)
 
     def check(self) -> None:
@@ -256,23 +259,23 @@ def _convert(f: dataclasses.Field[Any], raw: Any) -> Any:
     return float(raw) if kind == "float" else raw  # type: ignore[arg-type]
 
 
-def _allowed(f: dataclasses.Field[Any], value: Any) -> bool:
+def _checked(f: dataclasses.Field[Any], value: Any) -> Any:
+    """``value`` within its field's range, or one of its choices as the list writes it
+    (``SNMS``: ``snms``); ValueError when it is neither."""
     meta = f.metadata
     if isinstance(value, float) and not math.isfinite(value):
-        return False
+        raise ValueError(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         low, high = meta.get("low"), meta.get("high")
-        return (low is None or value >= low) and (high is None or value <= high)
-    if meta.get("choices") and isinstance(value, str):
-        return value.upper() in (c.upper() for c in meta["choices"])
-    return True
-
-
-def _chosen(f: dataclasses.Field[Any], value: Any) -> Any:
-    """An allowed ``value`` as its field's list of choices writes it (``SNMS``: ``snms``)."""
-    for choice in f.metadata.get("choices", ()):
-        if choice.upper() == value.upper():
-            return choice
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ValueError(value)
+        return value
+    choices = meta.get("choices")
+    if choices and isinstance(value, str):
+        for choice in choices:
+            if choice.upper() == value.upper():
+                return choice
+        raise ValueError(value)
     return value
 
 
@@ -296,7 +299,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for f in Config.fields():
         flag = "--" + f.name.replace("_", "-")
         doc = f.metadata["doc"]
-        kind = f.type if isinstance(f.type, str) else ""
+        kind = _kind(f)
         if kind.startswith("list"):
             parser.add_argument(flag, action="append", default=None, help=doc)
         elif kind == "bool":
