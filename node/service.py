@@ -190,6 +190,8 @@ class Service:
         self.homed: dict[str, str] = {}  #: upper-cased prefix -> as written
         self.ready = False
         self.ports: dict[str, int] = {}  #: transport -> bound port, set by the server
+        #: (the ports it was built for, this node's site encoded): ``_names_this_site``
+        self._own_site: tuple[tuple[tuple[str, int], ...] | None, bytes] = (None, b"")
         self._homed_epoch = -1  #: the shared homed epoch ``homed`` was loaded at
         self._homed_lock = asyncio.Lock()
         #: not-found answers due for confirmation (``_cached``), by key, and the task doing it
@@ -526,7 +528,12 @@ class Service:
         return dataclasses.replace(answer, request_id=request.request_id, flags=request.flags)
 
     def _names_this_site(self, referral: ReferralResponse) -> bool:
-        own = encode_site(self.site_info())
+        # encoded once per set of bound ports (all of the site that can change): every referral
+        # a secondary passes on asks this
+        ports = tuple(self.ports.items())
+        if self._own_site[0] != ports:
+            self._own_site = (ports, encode_site(self.site_info()))
+        own = self._own_site[1]
         return any(v.type == HS_SITE and v.data == own for v in referral.values)
 
     async def _referral(self, request: ResolveRequest, prefix: str) -> Response:

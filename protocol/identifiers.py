@@ -42,8 +42,10 @@ _ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRST
 
 
 def ascii_upper(text: str) -> str:
-    """Upper-case ASCII letters only, as the reference server compares (``ß`` stays ``ß``)."""
-    return text.translate(_ASCII_UPPER)
+    """Upper-case ASCII letters only, as the reference server compares (``ß`` stays ``ß``).
+    ASCII text, nearly all, takes ``str.upper`` (several times faster than ``translate``), which
+    changes only a-z there."""
+    return text.upper() if text.isascii() else text.translate(_ASCII_UPPER)
 
 
 @dataclass(frozen=True, slots=True)
