@@ -180,9 +180,8 @@ class Registrar(_ToplevelLink):
             self._registered[upper] = site_data
             beating.discard(upper)  # the record just written carries a fresh heartbeat
             log.info("registered %s with the top-level node", prefix)
-        for upper in set(self._registered) - set(service.homed):
-            del self._registered[upper]  # unhomed: registered again if homed again
         for upper in set(self._delegated) - set(service.homed):
+            self._registered.pop(upper, None)  # unhomed: registered again if homed again
             await self._withdraw(*self._delegated[upper])
             del self._delegated[upper]
         for prefix in self.heartbeat_prefixes():
@@ -193,33 +192,35 @@ class Registrar(_ToplevelLink):
     async def _withdraw(self, prefix: str, site_data: bytes) -> None:
         """Delete ``0.NA/<prefix>`` at the top-level while it names the site registered
         (``site_data``); another node's registration of it since is left alone."""
-        handle = na_handle(prefix)
+        handle = self._as(prefix)
         client = self.client
-        client.credential = Credential(handle, 300, self.secret)
         answer = await client.resolve(handle, indexes=[SITE_INDEX], authoritative=True)
         if isinstance(answer, ResolveResponse) and any(v.data == site_data for v in answer.values):
             answer = await client.delete(handle)
         elif answer.code == ResponseCode.VALUES_NOT_FOUND:  # a record with no site: not ours
             return
         if answer.code not in (ResponseCode.SUCCESS, ResponseCode.HANDLE_NOT_FOUND):
-            message = getattr(answer, "message", "")
-            raise RuntimeError(f"withdrawing {handle}: code {answer.code} {message}".rstrip())
+            raise _refused(f"withdrawing {handle}: ", answer)
+
+    def _as(self, prefix: str) -> str:
+        """``0.NA/<prefix>``, the client set to write it as its admin (``300:0.NA/<prefix>``)."""
+        handle = na_handle(prefix)
+        self.client.credential = Credential(handle, 300, self.secret)
+        return handle
 
     def _heartbeat(self) -> HandleValue:
         return HandleValue(HEARTBEAT_INDEX, HEARTBEAT_TYPE, self.name.encode(), ttl=0)
 
     async def _write(self, prefix: str, values: list[HandleValue], *, whole: bool) -> None:
         """Write ``0.NA/<prefix>``: the whole record, or add or replace ``values`` in it."""
-        handle = na_handle(prefix)
+        handle = self._as(prefix)
         client = self.client
-        client.credential = Credential(handle, 300, self.secret)
         if whole:
             answer = await client.create(handle, values, overwrite=True)
         else:
             answer = await client.add_values(handle, values, overwrite=True)
         if answer.code != ResponseCode.SUCCESS:
-            message = getattr(answer, "message", "")
-            raise RuntimeError(f"{handle}: code {answer.code} {message}".rstrip())
+            raise _refused(f"{handle}: ", answer)
 
 
 class ToplevelProbe(_ToplevelLink):
@@ -232,8 +233,13 @@ class ToplevelProbe(_ToplevelLink):
     async def exchange(self) -> None:
         answer = await self.client.site_info()
         if answer.code != ResponseCode.SUCCESS:
-            message = getattr(answer, "message", "")
-            raise RuntimeError(f"code {int(answer.code)} {message}".rstrip())
+            raise _refused("", answer)
+
+
+def _refused(what: str, answer: Any) -> RuntimeError:
+    """The failure of a top-level exchange that got ``answer`` instead of success."""
+    message = getattr(answer, "message", "")
+    return RuntimeError(f"{what}code {int(answer.code)} {message}".rstrip())
 
 
 async def _prefix_handles(service: Service) -> AsyncIterator[str]:
