@@ -317,14 +317,22 @@ class NodeMetrics:
             return list(self.cache_totals)
         return self._live_cache() or [0, 0, 0, 0]
 
-    def merged_now(self, *, publish: bool = True) -> NodeMetrics:
-        """This one, or with several workers this one's numbers merged with the others'.
-        ``publish``: a scrape publishes the snapshot it merges (see ``merged``); a glance
-        (``/readyz``) need not write a file."""
+    def merged_now(self) -> NodeMetrics:
+        """This one, or with several workers this one's numbers merged with the others' (the
+        snapshot merged is published: see ``merged``)."""
         if self.peers is None:
             return self
         mine = self.snapshot()
-        return self.merged(mine, self.peers(mine if publish else None))
+        return self.merged(mine, self.peers(mine))
+
+    def cache_numbers_now(self) -> list[int]:
+        """``cache_numbers`` of every worker, without a snapshot of the rest or a file written
+        (``/readyz`` asks for these alone)."""
+        mine = self._live_cache() or [0, 0, 0, 0]
+        if self.peers is None:
+            return mine
+        caches = [snap["cache"] for snap in self.peers(None) if snap["cache"] is not None]
+        return [sum(column) for column in zip(mine, *caches, strict=True)]
 
     def _add(self, snap: dict[str, Any]) -> None:
         for name, t in snap["transports"].items():

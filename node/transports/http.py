@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import json
 import logging
 import re
@@ -541,23 +542,21 @@ class HandlesAPI:
     async def readyz(self, request: web.Request) -> web.Response:
         service = self.service
         ready = service.is_ready()
-        hits, misses, entries, used = self.node_metrics.merged_now(publish=False).cache_numbers()
+        hits, misses, entries, used = self.node_metrics.cache_numbers_now()
         bound = service.cache.max_bytes  # each worker's
         if self.node_metrics.peers is not None:
             bound *= worker_count(service.config)
-        registration, reachability = service.registration, service.reachability
         body: dict[str, Any] = {}
-        if registration is not None:
+        link, state = (
+            (service.registration, "registered")
+            if service.registration is not None
+            else (service.reachability, "reachable")
+        )
+        if link is not None:
             body["toplevel"] = {
                 "address": service.config.toplevel,
-                "registered": registration.ready(),
-                "failures": registration.failures,
-            }
-        elif reachability is not None:
-            body["toplevel"] = {
-                "address": service.config.toplevel,
-                "reachable": reachability.ready(),
-                "failures": reachability.failures,
+                state: link.ready(),
+                "failures": link.failures,
             }
         damaged = service.store.damaged
         if damaged is not None:
@@ -685,16 +684,17 @@ def make_app(service: Service, metrics: NodeMetrics | None = None) -> web.Applic
     api = HandlesAPI(service, metrics)
     app[API] = api
     # resolution first: the router tries resources in order, and it is most of the traffic
-    expect = api.expect
-    app.router.add_get(_ANY_HANDLE, api.resolve, expect_handler=expect)
+    route = functools.partial(app.router.add_route, expect_handler=api.expect)
+    get = functools.partial(app.router.add_get, expect_handler=api.expect)  # and HEAD
+    get(_ANY_HANDLE, api.resolve)
     app.router.add_put(_ANY_HANDLE, api.put, expect_handler=api.expect_put)
-    app.router.add_delete(_ANY_HANDLE, api.delete, expect_handler=expect)
-    app.router.add_get("/api/handles", api.list_handles, expect_handler=expect)
-    app.router.add_route("*", "/api/handles/", api.empty_handle, expect_handler=expect)
-    app.router.add_get("/healthz", api.healthz, expect_handler=expect)
-    app.router.add_get("/readyz", api.readyz, expect_handler=expect)
-    app.router.add_get("/api/delegations", api.list_delegations, expect_handler=expect)
-    app.router.add_get("/metrics", _metrics_handler(metrics), expect_handler=expect)
+    route("DELETE", _ANY_HANDLE, api.delete)
+    get("/api/handles", api.list_handles)
+    route("*", "/api/handles/", api.empty_handle)
+    get("/healthz", api.healthz)
+    get("/readyz", api.readyz)
+    get("/api/delegations", api.list_delegations)
+    get("/metrics", _metrics_handler(metrics))
     # last: JSON errors, no middleware cost
-    app.router.add_route("*", _ANY_PATH, api.no_route, expect_handler=expect)
+    route("*", _ANY_PATH, api.no_route)
     return app
