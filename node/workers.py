@@ -262,7 +262,7 @@ def serve_workers(config: Config, workers: int) -> int:
     try:
         for worker_id in range(workers):
             start(worker_id)
-        if not _wait_ready(procs, readers, lambda: stopping):
+        if not _wait_ready(readers, lambda: stopping):
             stopping = True
             forward()
             _reap(procs, config.shutdown_grace_s + 5)
@@ -289,16 +289,16 @@ def serve_workers(config: Config, workers: int) -> int:
         lock.close()
 
 
-def _wait_ready(procs: list[Any], readers: dict[Connection, int], stopping: Any) -> bool:
+def _wait_ready(readers: dict[Connection, int], stopping: Any) -> bool:
+    """Whether every worker said it is ready; each reader that answered is closed and goes."""
     deadline = time.monotonic() + START_TIMEOUT_S
-    pending = readers  # each one answered is closed and goes
-    while pending:
+    while readers:
         if stopping() or time.monotonic() > deadline:
-            log.error("workers did not start: %s still starting", sorted(pending.values()))
+            log.error("workers did not start: %s still starting", sorted(readers.values()))
             return False
-        for reader in wait(list(pending), timeout=0.5):
+        for reader in wait(list(readers), timeout=0.5):
             assert isinstance(reader, Connection)
-            worker_id = pending.pop(reader)
+            worker_id = readers.pop(reader)
             try:
                 status, detail = reader.recv()
             except EOFError:

@@ -624,7 +624,7 @@ def _default_http_port(code: str) -> int:
     return int(default)
 
 
-def test_compose_healthcheck_port_is_the_nodes(hierarchy: dict[str, RunningNode]) -> None:
+def test_compose_healthcheck_port_is_the_nodes() -> None:
     """Without IDNODE_HTTP_PORT the healthcheck asks the port each node really serves HTTP on."""
     (compose,) = _load_yaml(COMPOSE)
     for name, config in _nodes().items():

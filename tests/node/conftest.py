@@ -481,3 +481,12 @@ def state(node: RunningNode | NodeProcess) -> dict[str, Any]:
 
 def indexes(reply: Reply) -> list[int]:
     return [v["index"] for v in reply.json["values"]]
+
+
+def raw_put_head(handle: str, length: int) -> bytes:
+    """The head of an authenticated JSON ``PUT /api/handles/<handle>`` of ``length`` bytes, for
+    tests that send the body themselves (or not at all)."""
+    return (
+        f"PUT /api/handles/{handle} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+        f"Authorization: {AUTH['Authorization']}\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()

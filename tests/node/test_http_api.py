@@ -36,6 +36,7 @@ from tests.node.conftest import (
     http,
     indexes,
     make_config,
+    raw_put_head,
     resolve,
     running_node,
     state,
@@ -724,13 +725,6 @@ def _exchange_raw(port: int, data: bytes, seconds: float) -> tuple[bytes, bool, 
     return got, False, time.monotonic() - started
 
 
-def _raw_put_head(handle: str, length: int) -> bytes:
-    return (
-        f"PUT /api/handles/{handle} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        f"Authorization: {AUTH['Authorization']}\r\nContent-Length: {length}\r\n\r\n"
-    ).encode()
-
-
 def test_idle_and_half_sent_http_connections_are_closed(tmp_path: Any) -> None:
     with running_node(make_config(tmp_path / "data", http_idle_timeout_s=0.5)) as node:
         port = node.ports["http"]
@@ -744,7 +738,7 @@ def test_idle_and_half_sent_http_connections_are_closed(tmp_path: Any) -> None:
 
 def test_put_body_shorter_than_its_length_gets_408_and_nothing_is_stored(tmp_path: Any) -> None:
     with running_node(make_config(tmp_path / "data", http_idle_timeout_s=0.5)) as node:
-        head = _raw_put_head(f"{PREFIX}/short", 100)
+        head = raw_put_head(f"{PREFIX}/short", 100)
         got, _, took = _exchange_raw(node.ports["http"], head + b'{"values":', 3)
         assert got.startswith(b"HTTP/1.1 408") and b"Connection: close" in got, got
         assert json.loads(got.partition(b"\r\n\r\n")[2])["responseCode"] == 4
@@ -752,7 +746,7 @@ def test_put_body_shorter_than_its_length_gets_408_and_nothing_is_stored(tmp_pat
 
 
 def test_put_declaring_a_body_over_the_limit_gets_413_without_waiting(node: RunningNode) -> None:
-    head = _raw_put_head(f"{PREFIX}/huge", 99_999_999_999)
+    head = raw_put_head(f"{PREFIX}/huge", 99_999_999_999)
     started = time.monotonic()
     got, _, _ = _exchange_raw(node.ports["http"], head + b"abc", 2)
     assert got.startswith(b"HTTP/1.1 413"), got
@@ -765,7 +759,7 @@ def test_a_client_gone_mid_body_is_no_error_in_the_log(
     node: RunningNode, caplog: pytest.LogCaptureFixture
 ) -> None:
     with socket.create_connection((HOST, node.ports["http"])) as sock:
-        sock.sendall(_raw_put_head(f"{PREFIX}/gone", 100) + b'{"values":')
+        sock.sendall(raw_put_head(f"{PREFIX}/gone", 100) + b'{"values":')
     time.sleep(0.5)
     assert http(node, "GET", "/healthz").status == 200
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

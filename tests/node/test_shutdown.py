@@ -22,7 +22,16 @@ from typing import Any
 from protocol.messages import CreateRequest
 from protocol.records import HandleValue
 from protocol.wire import encode_message, frame
-from tests.node.conftest import AUTH, CREDENTIAL, HOST, PREFIX, NodeProcess, create, http, value
+from tests.node.conftest import (
+    CREDENTIAL,
+    HOST,
+    PREFIX,
+    NodeProcess,
+    create,
+    http,
+    raw_put_head,
+    value,
+)
 
 
 def test_sigterm_refuses_new_http_connections_while_a_msgpack_client_lingers(
@@ -52,17 +61,6 @@ def test_sigterm_refuses_new_http_connections_while_a_msgpack_client_lingers(
     assert refused, "a new HTTP connection was accepted while the node was stopping"
 
 
-def _put_head(handle: str, length: int) -> bytes:
-    head = [
-        f"PUT /api/handles/{handle} HTTP/1.1",
-        f"Host: {HOST}",
-        f"Authorization: {AUTH['Authorization']}",
-        "Content-Type: application/json",
-        f"Content-Length: {length}",
-    ]
-    return ("\r\n".join(head) + "\r\n\r\n").encode()
-
-
 def _stored(data_dir: Path, *handles: str) -> list[str]:
     conn = sqlite3.connect(data_dir / "idnode.sqlite3")
     try:
@@ -87,7 +85,7 @@ def test_sigterm_ends_within_the_grace_with_requests_that_never_finish(
     create(proc, f"{PREFIX}/warm", value(1, "URL", "warm"))  # the credential is checked once
     held: list[socket.socket] = []
     for i in range(3):
-        body = _put_head(f"{PREFIX}/half{i}", 1000) + b'{"values": ['
+        body = raw_put_head(f"{PREFIX}/half{i}", 1000) + b'{"values": ['
         half_http = socket.create_connection((HOST, proc.ports["http"]), timeout=10)
         half_http.sendall(body)
         half_tcp = socket.create_connection((HOST, proc.ports["tcp"]), timeout=10)
@@ -98,7 +96,7 @@ def test_sigterm_ends_within_the_grace_with_requests_that_never_finish(
     try:
         payload = json.dumps({"values": [value(1, "URL", "stuck")]}).encode()
         stuck_http = socket.create_connection((HOST, proc.ports["http"]), timeout=10)
-        stuck_http.sendall(_put_head(f"{PREFIX}/stuck-http", len(payload)) + payload)
+        stuck_http.sendall(raw_put_head(f"{PREFIX}/stuck-http", len(payload)) + payload)
         request = CreateRequest(
             request_id=7,
             handle=f"{PREFIX}/stuck-tcp",
