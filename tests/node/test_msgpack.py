@@ -46,7 +46,14 @@ from protocol.messages import (
     UnhomePrefixRequest,
 )
 from protocol.records import HandleValue, Reference
-from protocol.wire import PROTOCOL_VERSION, Connection, decode_message, encode_message, frame
+from protocol.wire import (
+    NEED_DATA,
+    PROTOCOL_VERSION,
+    Connection,
+    decode_message,
+    encode_message,
+    frame,
+)
 from tests.node.conftest import (
     ADMIN_HANDLE,
     BAD_AUTH,
@@ -673,7 +680,7 @@ def test_tcp_endless_bad_frames_close_the_connection_only(seeded: RunningNode) -
 def _frames_until_closed(sock: socket.socket) -> tuple[list[Response], str]:
     """Every answer frame until the node closes: how it closed, ``"eof"`` or ``"reset"``."""
     answers: list[Response] = []
-    stream = bytearray()
+    conn = Connection()
     while True:
         try:
             data = sock.recv(1 << 16)
@@ -681,13 +688,10 @@ def _frames_until_closed(sock: socket.socket) -> tuple[list[Response], str]:
             return answers, "reset"
         if not data:
             return answers, "eof"
-        stream += data
-        while len(stream) >= 4 and len(stream) >= 4 + struct.unpack_from(">I", stream)[0]:
-            length = struct.unpack_from(">I", stream)[0]
-            answer = decode_message(bytes(stream[4 : 4 + length]))
+        conn.receive_data(data)
+        while (answer := conn.next_event()) is not NEED_DATA:
             assert isinstance(answer, Response)
             answers.append(answer)
-            del stream[: 4 + length]
 
 
 def _creates(first_id: int, stem: str, count: int) -> list[CreateRequest]:
