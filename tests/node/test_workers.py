@@ -234,23 +234,22 @@ def test_a_prefix_homed_in_one_worker_is_served_by_every_worker(
     assert node.terminate() == 0
 
 
+def resolutions(node: NodeProcess) -> dict[str, float]:
+    """Successful resolutions per transport, as the node's ``/metrics`` counts them."""
+    text = http(node, "GET", "/metrics").body.decode()
+    pattern = r'idnode_requests_total\{code="1",op="resolution",transport="(\w+)"\} (\S+)'
+    return {transport: float(n) for transport, n in re.findall(pattern, text)}
+
+
 def test_metrics_on_any_worker_add_up_every_worker(tmp_path: Path, spawn_node: Any) -> None:
     node = _spawn(spawn_node, tmp_path)
     create(node, f"{PREFIX}/m", value(1, "URL", "https://m"))
     sent = 150
     outcomes(node, f"{PREFIX}/m", n=sent // 3)
 
-    def scraped() -> dict[str, float]:
-        text = http(node, "GET", "/metrics").body.decode()
-        out: dict[str, float] = {}
-        pattern = r'idnode_requests_total\{code="1",op="resolution",transport="(\w+)"\} (\S+)'
-        for transport, n in re.findall(pattern, text):
-            out[transport] = float(n)
-        return out
-
     expected = {"http": sent // 3, "tcp": sent // 3, "udp": sent // 3}
     deadline = time.monotonic() + 3 * METRICS_INTERVAL_S + 2
-    while (got := scraped()) != expected and time.monotonic() < deadline:
+    while (got := resolutions(node)) != expected and time.monotonic() < deadline:
         time.sleep(0.2)
     assert got == expected
     text = http(node, "GET", "/metrics").body.decode()
@@ -385,10 +384,9 @@ def test_a_worker_killed_is_replaced_and_no_total_goes_back(
     create(node, f"{PREFIX}/kept", value(1, "URL", "https://k"))
     outcomes(node, f"{PREFIX}/kept", n=60)
     first, second = worker_pids(node)
-    pattern = re.compile(r'idnode_requests_total\{code="1",op="resolution",transport="\w+"\} (\S+)')
 
     def resolved() -> float:
-        return sum(float(n) for n in pattern.findall(http(node, "GET", "/metrics").body.decode()))
+        return sum(resolutions(node).values())
 
     deadline = time.monotonic() + 30 * METRICS_INTERVAL_S  # published within a second, unloaded
     while (before := resolved()) < 3 * 60 and time.monotonic() < deadline:  # 60 per transport
