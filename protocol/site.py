@@ -43,12 +43,20 @@ _PROTOCOLS = {name: number for number, name in _PROTOCOL_NAMES.items()}
 _ADDRESS_BYTES = 16
 
 
+def _port(text: str) -> int | None:
+    """The port ``text`` writes (1-65535, ASCII digits only), or None."""
+    if text.isascii() and text.isdigit() and 0 < int(text) < 65536:
+        return int(text)
+    return None
+
+
 def parse_address(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[v6]:PORT`` too) -> (host, port); ValueError when malformed."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+    host, sep, port_text = text.rpartition(":")
+    port = _port(port_text)
+    if not sep or not host or port is None:
         raise ValueError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
+    return host.strip("[]"), port
 
 
 def site_of_servers(servers: Iterable[str], serial: int) -> SiteInfo | None:
@@ -65,9 +73,10 @@ def site_of_servers(servers: Iterable[str], serial: int) -> SiteInfo | None:
             host, port = parse_address(address)
         except ValueError:
             raise malformed from None
-        if not (http.isascii() and http.isdigit()) or not 0 < int(http) < 65536:
+        http_port = _port(http)
+        if http_port is None:
             raise malformed
-        interfaces = (Interface(3, 0, port), Interface(3, 1, port), Interface(3, 2, int(http)))
+        interfaces = (Interface(3, 0, port), Interface(3, 1, port), Interface(3, 2, http_port))
         found.append(Server(number, host, interfaces))
     if not found:
         return None
