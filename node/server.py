@@ -33,7 +33,7 @@ from node.delegation import Monitor, Registrar, ToplevelProbe
 from node.metrics import NodeMetrics
 from node.service import Service
 from node.store import StoreError
-from node.store.sqlite import SQLiteStore
+from node.store.sqlite import DISK_FULL, SQLiteStore
 from node.transports.http import NodeRunner, make_app, make_metrics_app
 from node.transports.msgpack import TCPProtocol, UDPProtocol
 from node.transports.replies import Replies
@@ -83,7 +83,7 @@ def opening_store(data_dir: str) -> Iterator[None]:
         # SQLite says "disk I/O error" when a full disk leaves no room for its WAL index
         with contextlib.suppress(OSError):
             if shutil.disk_usage(data_dir).free < FULL_DISK_BYTES:
-                exc = StoreError(f"{exc} (the disk is full)")
+                exc = StoreError(f"{exc} ({DISK_FULL})")
         raise StoreUnavailable(f"cannot open the store in {data_dir}: {exc}") from exc
 
 

@@ -104,9 +104,10 @@ _COUNT_MISSING = (
 )
 _COUNT_DELTA = "UPDATE na_counts SET handles = handles + ? WHERE na_key = ?"
 _STOP = object()
+DISK_FULL = "the disk is full"  #: a full disk, as clients and the start-up refusal say it
 #: what a client is told of SQLite's failures, by primary result code (others: nothing more)
 _REASONS = {
-    sqlite3.SQLITE_FULL: "the disk is full",
+    sqlite3.SQLITE_FULL: DISK_FULL,
     sqlite3.SQLITE_BUSY: "the database stayed locked by another connection",
     sqlite3.SQLITE_READONLY: "the database cannot be written",
     sqlite3.SQLITE_IOERR: "a disk I/O error",
