@@ -213,9 +213,9 @@ def status(root: Path, *, as_json: bool = False, timeout_s: float = 2.0) -> int:
             f" rss={_mb(n['rss_share_bytes'])}"
         )
     live = sum(1 for p in found["processes"] if p["alive"])
-    # the memory of the host processes alive, shared by the secondaries they run
+    # the memory of the host processes alive (a dead one has none), shared by their secondaries
     secondaries = [n for n in found["nodes"] if n["role"] == "secondary" and n["process_alive"]]
-    hosts = [p for p in found["processes"] if p["role"] == "host" and p["alive"]]
+    hosts = [p for p in found["processes"] if p["role"] == "host"]
     host_rss = sum(p["rss_bytes"] or 0 for p in hosts)
     per = f", {_mb(host_rss // len(secondaries))} per secondary" if secondaries else ""
     print(

@@ -412,8 +412,9 @@ def _empty_stores(root: Path, options: Options, previous: dict[str, Any] | None)
     for entry in secondary_entries(root, options, ""):
         data_dir = Path(entry["config"]["data_dir"])
         manifest = read_json(data_dir / seed.MANIFEST) if same_secret else None
-        plan = seed.make_plan(seed.SeedSpec.from_json(entry["seed"]))
-        if manifest is None or not seed.describes(manifest, plan):
+        if manifest is None or not seed.describes(
+            manifest, seed.make_plan(seed.SeedSpec.from_json(entry["seed"]))
+        ):
             dirs.append(data_dir)
     for path in dirs:
         if path.is_dir():  # anything else there is no store: starting the node says why
